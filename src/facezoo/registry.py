@@ -1,0 +1,58 @@
+"""Name -> constructor registries (backbones, heads, schedules, ...) with did-you-mean errors."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' Did you mean 'x'?' for the nearest choice, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class Registry(Generic[T]):
+    """A table of named constructors; `register` is a decorator, `create(name, **kw)` builds one."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._table: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str | None = None, **defaults) -> Callable:
+        """Register a class or factory under `name` (default: its __name__ lower-cased).
+
+        `defaults` are keyword arguments bound at creation, so one class can serve several names
+        (e.g. ir50 = IResNet(layers=(3, 4, 14, 3))).
+        """
+
+        def decorator(fn):
+            key = name or fn.__name__.lower()
+            if key in self._table:
+                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            self._table[key] = (lambda **kw: fn(**{**defaults, **kw})) if defaults else fn
+            return fn
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._table[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'.{did_you_mean(name, self._table)} "
+                f"Available: {', '.join(self.names())}."
+            ) from None
+
+    def create(self, name: str, **kwargs) -> T:
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
