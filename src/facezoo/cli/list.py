@@ -1,0 +1,24 @@
+"""`facezoo list [backbones|heads|schedules]`: the registered names."""
+
+from __future__ import annotations
+
+
+def _tables():
+    from ..models.backbones import BACKBONES
+    from ..models.heads import HEADS
+    from ..train.schedules import SCHEDULES
+
+    return {"backbones": BACKBONES, "heads": HEADS, "schedules": SCHEDULES}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("list", help="list registered backbones, heads and schedules")
+    p.add_argument("what", nargs="?", choices=("backbones", "heads", "schedules"), default=None)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    for kind, registry in _tables().items():
+        if args.what in (None, kind):
+            print(f"{kind}: {' '.join(registry.names())}")
+    return 0

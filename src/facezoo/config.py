@@ -1,0 +1,222 @@
+"""Typed training configs: dataclasses loaded from YAML recipes plus dotted `key=value` overrides.
+
+Every key is checked at load: an unknown key names the nearest valid one, a wrong type or an out-of-range value
+names the key and what it accepts. The resolved config is saved beside every run (config.yaml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+from .registry import did_you_mean
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # RecordIO folder or .rec, image folder (one sub-folder per identity), or list file
+    val: list[str] = field(default_factory=list)  # verification .bin files checked during and after training
+    num_workers: int = -1  # DataLoader workers; -1 = min(8, CPU cores - 1)
+    skip_corrupt: bool = False  # skip and count corrupt samples instead of stopping
+    flip: bool = True  # random horizontal flip (p = 0.5), applied on the device
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "ir50"
+    embedding_size: int = 512
+    input_size: int = 112  # square input; images of another size are resized when loaded for evaluation
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra backbone arguments, e.g. {width: 0.5}
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    mean: float = 127.5  # input = (pixel - mean) / std
+    std: float = 127.5
+
+
+@dataclass
+class HeadConfig:
+    name: str = "arcface"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {s: 64, m: 0.5}
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1  # for the reference batch size; not rescaled automatically
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 5e-4
+    no_decay_bn_bias: bool = False  # exclude BatchNorm/PReLU parameters and biases (ndim <= 1) from weight decay
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["poly", "step", "cosine", "constant"] = "poly"
+    warmup_epochs: float = 0.0  # linear warm-up from 0, stepped per iteration
+    power: float = 2.0  # poly: lr * (1 - t)^power after warm-up
+    milestones: list[float] = field(default_factory=list)  # step: epochs where lr *= gamma
+    gamma: float = 0.1
+    min_lr: float = 0.0  # cosine floor
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    output: str = "runs/default"
+    epochs: int = 20
+    batch_size: int = 128  # per process (GPU) per optimiser step, split into grad_accum micro-batches
+    grad_accum: int = 1
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = True
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 50  # optimiser steps between progress lines / TensorBoard points
+    val_every: int = 0  # steps between verification runs on data.val; 0 = at the end of each epoch
+    save_every: int = 0  # steps between checkpoints; 0 = at the end of each epoch
+    tensorboard: bool = True
+
+    def validate(self) -> "Config":
+        """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
+        from .models.backbones import BACKBONES
+        from .models.heads import HEADS
+
+        for key in ("epochs", "batch_size", "grad_accum", "log_every", "model.embedding_size", "model.input_size"):
+            if _get(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive, got {_get(self, key)}")
+        for key in ("val_every", "save_every", "optim.weight_decay", "optim.grad_clip", "schedule.warmup_epochs"):
+            if _get(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {_get(self, key)}")
+        if self.optim.lr <= 0 or self.model.std <= 0:
+            raise ConfigError("optim.lr and model.std must be positive")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size {self.batch_size} must be divisible by grad_accum {self.grad_accum}")
+        if self.model.backbone not in BACKBONES:
+            BACKBONES.get(self.model.backbone)  # raises with did-you-mean
+        if self.head.name not in HEADS:
+            HEADS.get(self.head.name)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_type(value, tp, key: str):
+    """Return `value` converted to type `tp` (int -> float allowed), or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = typing.get_args(tp)
+            raise ConfigError(f"{key}: '{value}' is not one of {list(choices)}.{did_you_mean(value, choices)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} is not a {tp}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value] if isinstance(value, (str, int, float)) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool) or not isinstance(value, tp) or tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a (nested) dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            valid = [f"{prefix}{n}" for n in names]
+            raise ConfigError(f"unknown config key '{full}'.{did_you_mean(full, valid)} Valid keys: {', '.join(valid)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value or {}, prefix=f"{full}.")
+        else:
+            kwargs[key] = _check_type(value, tp, full)
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to a nested dict in place."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key=value, e.g. optim.lr=0.05")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': '{part}' is not a section")
+    # kwargs sections take any keys: `head.kwargs.m=0.4`
+    node[parts[-1]] = value
+
+
+def load_config(path=None, overrides: list[str] = ()) -> Config:
+    """Load a YAML recipe (or defaults when path is None), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: recipe not found. Recipes ship in configs/ (e.g. configs/synthetic_demo.yaml).") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        return from_dict(Config, data).validate()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def save_config(cfg: Config, path) -> None:
+    from .io import atomic_write
+
+    with atomic_write(path, "w") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)

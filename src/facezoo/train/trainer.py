@@ -1,0 +1,203 @@
+"""The conventional training loop: backbone -> embedding -> margin head -> cross-entropy.
+
+Exact resume: the data order comes from (seed, epoch), each step's randomness (flip, dropout) from (seed, step),
+and checkpoints hold model, head (with its buffers), optimiser and scaler state; so a run interrupted and resumed
+gives the same losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config, save_config
+from ..data.loader import Collate, EpochBatchSampler, default_workers
+from ..data.transforms import normalize, random_flip_mask
+from ..errors import ConfigError, ModelError
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.embedder import Embedder, ModelMeta
+from .logger import RunLogger
+from .optim import build_optimizer
+from .schedules import lr_at
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, dataset=None, verbose: bool = True):
+        from .. import create_head
+        from ..data.datasets import open_dataset
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.output = Path(cfg.output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+
+        if dataset is None:
+            if not cfg.data.train:
+                raise ConfigError("data.train is empty: give a RecordIO folder, image folder or list file")
+            dataset = open_dataset(cfg.data.train, skip_corrupt=cfg.data.skip_corrupt)
+        self.dataset = dataset
+        self.num_classes = int(dataset.num_classes)
+        self.micro_batch = cfg.batch_size // cfg.grad_accum
+        self.steps_per_epoch = len(dataset) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(dataset)} training images")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+        self.meta = ModelMeta.from_config(cfg.model)
+        self.backbone = self.meta.build_backbone().to(self.device)
+        if cfg.channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        self.head = create_head(cfg.head.name, cfg.model.embedding_size, self.num_classes, **cfg.head.kwargs)
+        self.head = self.head.to(self.device)
+        self.optimizer = build_optimizer(cfg.optim, [self.backbone, self.head])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.step = 0
+        self.logger = RunLogger(self.output, self.total_steps, cfg.tensorboard, enabled=verbose)
+        self.verifier = None
+        if cfg.data.val:
+            from .validation import Verifier
+
+            self.verifier = Verifier(cfg.data.val, self.meta.input_size)
+
+    # ---- state -------------------------------------------------------------------------------------------
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.output / "checkpoint.pt"
+        head = {
+            "name": self.cfg.head.name,
+            "kwargs": dict(self.cfg.head.kwargs),
+            "num_classes": self.num_classes,
+            "state": self.head.state_dict(),
+        }
+        train = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        config = self.cfg.to_dict()
+        save_checkpoint(path, self.meta, self.backbone.state_dict(), head=head, train=train, config=config)
+        save_checkpoint(self.output / "model.pt", self.meta, self.backbone.state_dict(), config=config)
+        return path
+
+    def resume(self, path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt.get("train") is None or ckpt.get("head") is None:
+            raise ModelError(f"{path}: a deployment file (model.pt) cannot resume training; use checkpoint.pt")
+        if ckpt["head"]["num_classes"] != self.num_classes:
+            raise ModelError(
+                f"{path}: trained with {ckpt['head']['num_classes']} classes, the data has {self.num_classes}"
+            )
+        self.backbone.load_state_dict(ckpt["backbone"])
+        self.head.load_state_dict(ckpt["head"]["state"])
+        self.optimizer.load_state_dict(ckpt["train"]["optimizer"])
+        self.scaler.load_state_dict(ckpt["train"]["scaler"])
+        self.step = int(ckpt["train"]["step"])
+        self.logger.print(f"resumed from {path} at step {self.step}")
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def _loader(self, epoch: int, start_batch: int):
+        sampler = EpochBatchSampler(len(self.dataset), self.micro_batch, seed=self.cfg.seed)
+        sampler.set_epoch(epoch, start_batch)
+        workers = default_workers(self.cfg.data.num_workers)
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            collate_fn=Collate(self.meta.input_size),
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
+
+    def _autocast(self):
+        dtype = _DTYPES[self.cfg.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _micro_step(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        if len(batch["labels"]) == 0:  # every sample of this micro-batch was corrupt and skipped
+            return torch.zeros((), device=self.device)
+        images = batch["images"].to(self.device, non_blocking=True)
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        flip = random_flip_mask(len(labels), generator, self.device) if self.cfg.data.flip else None
+        m = self.meta
+        x = normalize(images, m.mean, m.std, m.channel_order, flip=flip)
+        with self._autocast():
+            emb = self.backbone(x)
+        emb = emb.float()
+        loss = F.cross_entropy(self.head(emb, labels), labels) + self.head.regularizer(emb)
+        self.scaler.scale(loss / self.cfg.grad_accum).backward()
+        return loss.detach()
+
+    def _optimizer_step(self) -> None:
+        lr = lr_at(self.step, self.cfg.optim.lr, self.total_steps, self.steps_per_epoch, self.cfg.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def fit(self, max_steps: int | None = None) -> list[dict]:
+        """Train to the configured epochs (or stop after `max_steps` optimiser steps); returns the log history."""
+        cfg = self.cfg
+        save_config(cfg, self.output / "config.yaml")
+        stop = min(self.total_steps, max_steps) if max_steps else self.total_steps
+        save_every = cfg.save_every or self.steps_per_epoch
+        val_every = cfg.val_every or self.steps_per_epoch
+        self.backbone.train()
+        self.head.train()
+        self.logger.start(self.step)
+        loss_sum, loss_n, skipped = torch.zeros((), device=self.device), 0, 0
+        while self.step < stop:
+            epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+            batches = iter(self._loader(epoch, in_epoch * cfg.grad_accum))
+            for _ in range(in_epoch, self.steps_per_epoch):
+                seed = cfg.seed * 1_000_003 + self.step
+                torch.manual_seed(seed)  # dropout etc.: a function of (seed, step), so resume is exact
+                generator = torch.Generator().manual_seed(seed)
+                for _ in range(cfg.grad_accum):
+                    batch = next(batches)
+                    skipped += batch["skipped"]
+                    loss_sum += self._micro_step(batch, generator)
+                    loss_n += 1
+                self._optimizer_step()
+                self.step += 1
+                if self.step % cfg.log_every == 0 or self.step == stop:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    extra = {"skipped": skipped} if skipped else {}
+                    loss = (loss_sum / loss_n).item()  # the only host sync, once per log interval
+                    self.logger.progress(self.step, epoch, cfg.epochs, loss, lr, cfg.batch_size, **extra)
+                    loss_sum.zero_()
+                    loss_n = 0
+                if self.step % save_every == 0 or self.step == stop:
+                    self.save()
+                if self.verifier and (self.step % val_every == 0 or self.step == stop):
+                    self.validate()
+                if self.step >= stop:
+                    break
+        self.logger.close()
+        return self.logger.history
+
+    def embedder(self) -> Embedder:
+        return Embedder(self.backbone, self.meta)
+
+    def validate(self) -> dict[str, dict]:
+        results = self.verifier(self.embedder(), self.device)
+        line = " ".join(f"{name} {r['accuracy'] * 100:.2f}%" for name, r in results.items())
+        self.logger.print(f"verification at step {self.step}: {line}")
+        self.logger.scalars(self.step, {name: r["accuracy"] for name, r in results.items()}, prefix="val")
+        return results

@@ -1,0 +1,30 @@
+"""Verification on .bin sets during training: images decoded once, then embedded with flip at each check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class Verifier:
+    def __init__(self, paths: list[str], input_size: tuple[int, int], batch_size: int = 256):
+        from ..data.verification_bin import load_bin_images
+
+        self.sets = {Path(p).stem: load_bin_images(p, image_size=tuple(input_size)) for p in paths}
+        self.batch_size = batch_size
+
+    def __call__(self, embedder, device) -> dict[str, dict]:
+        """{set name: verification metrics} for `embedder` (switched to eval mode for the check, then back)."""
+        from ..eval.verification import evaluate_pairs
+
+        was_training = embedder.training
+        embedder.eval()
+        try:
+            with torch.no_grad():
+                return {
+                    name: evaluate_pairs(embedder, images, issame, batch_size=self.batch_size, device=device)
+                    for name, (images, issame) in self.sets.items()
+                }
+        finally:
+            embedder.train(was_training)
