@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Callable, Generic, TypeVar
 
 from .errors import ConfigError
@@ -22,6 +23,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._table: dict[str, Callable[..., T]] = {}
+        self._targets: dict[str, Callable] = {}
 
     def register(self, name: str | None = None, **defaults) -> Callable:
         """Register a class or factory under `name` (default: its __name__ lower-cased).
@@ -35,6 +37,7 @@ class Registry(Generic[T]):
             if key in self._table:
                 raise ValueError(f"{self.kind} '{key}' is registered twice")
             self._table[key] = (lambda **kw: fn(**{**defaults, **kw})) if defaults else fn
+            self._targets[key] = fn
             return fn
 
         return decorator
@@ -49,7 +52,21 @@ class Registry(Generic[T]):
             ) from None
 
     def create(self, name: str, **kwargs) -> T:
-        return self.get(name)(**kwargs)
+        """Build `name`; a keyword it does not take is a ConfigError naming the nearest one it does."""
+        factory = self.get(name)
+        try:
+            params = inspect.signature(self._targets[name]).parameters
+        except (TypeError, ValueError):  # builtins without a signature: let the call decide
+            params = {}
+        if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            for key in kwargs:
+                if key not in params:
+                    valid = [p for p in params if p != "self"]
+                    raise ConfigError(
+                        f"{self.kind} '{name}' has no argument '{key}'.{did_you_mean(key, valid)} "
+                        f"It takes: {', '.join(valid)}."
+                    )
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._table)

@@ -1,0 +1,13 @@
+"""Margin heads: `HEADS` registry; each module registers its heads by decorator.
+
+facezoo.create_head(name, embedding_size, num_classes, **hparams) -> HEADS.create(name, ...).
+"""
+
+from ...registry import Registry
+
+HEADS = Registry("head")
+
+from . import adaptive, margin  # noqa: E402,F401  (register the heads)
+from .base import CosineHead, Head  # noqa: E402
+
+__all__ = ["HEADS", "Head", "CosineHead"]
