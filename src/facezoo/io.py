@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from .errors import DataError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -14,6 +23,7 @@ def atomic_write(path, mode: str = "wb"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -47,3 +57,21 @@ def atomic_dir(path):
             child.unlink()
         with contextlib.suppress(OSError):
             tmp.rmdir()
+
+
+@contextlib.contextmanager
+def staged_dir(path):
+    """Yield a sibling temp folder that becomes `path` (which must be absent or empty) if the block succeeds."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DataError(f"{path}: already exists and is not an empty folder. Choose a new output folder or remove it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

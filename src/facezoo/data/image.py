@@ -32,7 +32,7 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(
             f"{where}: cannot decode image ({len(data)} bytes): {e}. "

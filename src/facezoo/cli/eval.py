@@ -1,0 +1,73 @@
+"""`facezoo eval CHECKPOINT [...] --bin FILE [...]`: 1:1 verification accuracy on InsightFace .bin pair sets."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)",
+                       description=__doc__)
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files")
+    p.add_argument("--bin", dest="bins", nargs="+", required=True, metavar="FILE",
+                   help="InsightFace .bin pair sets, e.g. lfw.bin cfp_fp.bin agedb_30.bin")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10, the protocol)")
+    p.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean",
+                   help="euclidean: InsightFace protocol (default); cosine: cosine-threshold variant")
+    p.add_argument("--out", metavar="DIR", default=None, help="write results.json, results.csv and roc.png here")
+    p.set_defaults(func=run)
+
+
+def model_names(paths) -> list[str]:
+    """A checkpoint's stem if no other checkpoint shares it, else parent-folder/stem (numbered if still equal)."""
+    paths = [Path(p) for p in paths]
+    stems = Counter(p.stem for p in paths)
+    names = [p.stem if stems[p.stem] == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+    seen: Counter = Counter()
+    out = []
+    for n in names:
+        seen[n] += 1
+        out.append(n if names.count(n) == 1 else f"{n}#{seen[n]}")
+    return out
+
+
+def resolve_device(name: str):
+    import torch
+
+    from ..errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def run(args) -> int:
+    import facezoo
+
+    from ..errors import ConfigError
+    from ..eval.report import format_table, plot_roc, write_csv, write_json
+    from ..eval.verification import evaluate_bins
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
+    device = resolve_device(args.device)
+    models = {}
+    for name, path in zip(model_names(args.checkpoints), args.checkpoints):
+        models[name] = facezoo.load_model(path).to(device).eval()
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    results = evaluate_bins(models, args.bins, args.batch_size, device, args.nfolds, args.metric, log=log)
+    print(format_table(results))
+    if args.out:
+        out = Path(args.out)
+        write_json(out / "results.json", results)
+        write_csv(out / "results.csv", results)
+        curves = {f"{m} {b}": (r["fpr"], r["tpr"]) for m, per in results.items() for b, r in per.items()}
+        plot_roc(out / "roc.png", curves)
+        print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'roc.png'}")
+    return 0

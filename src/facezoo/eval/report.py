@@ -1,0 +1,146 @@
+"""Verification reports: markdown tables laid out as published ones, JSON, CSV and ROC plots.
+
+`results` is {model: {benchmark: result}} with each result as returned by `evaluate_bin` / `verification_metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write
+from .metrics import far_key
+
+# How published tables spell the usual benchmark names; others are shown as given.
+BENCHMARK_TITLES = {
+    "lfw": "LFW",
+    "cfp_fp": "CFP-FP",
+    "cfp_ff": "CFP-FF",
+    "agedb_30": "AgeDB-30",
+    "calfw": "CALFW",
+    "cplfw": "CPLFW",
+    "vgg2_fp": "VGG2-FP",
+    "african": "African",
+    "asian": "Asian",
+    "caucasian": "Caucasian",
+    "indian": "Indian",
+}
+
+
+def benchmark_title(name: str) -> str:
+    return BENCHMARK_TITLES.get(name.lower(), name)
+
+
+def _benchmarks(results: dict) -> list[str]:
+    """Benchmark names in order of first appearance over all models."""
+    return list(dict.fromkeys(b for per_model in results.values() for b in per_model))
+
+
+def _percent(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *map(line, rows)])
+
+
+def _table(results: dict, title: str, cell) -> str:
+    benches = _benchmarks(results)
+    rows = [[model] + [cell(per.get(b)) for b in benches] for model, per in results.items()]
+    return _markdown([title] + [benchmark_title(b) for b in benches], rows)
+
+
+def format_table(results: dict[str, dict[str, dict]], tar_far: float | None = None) -> str:
+    """Markdown table: one row per model, one column per benchmark, accuracy in % with 2 decimals ("-" if
+    missing). With tar_far (e.g. 1e-4) a second table gives TAR (%) at that FAR from each result's tar_at_far."""
+    text = _table(results, "model", lambda r: _percent(None if r is None else r.get("accuracy")))
+    if tar_far is not None:
+        key = far_key(tar_far)
+
+        def tar(r):
+            return _percent(None if r is None else r.get("tar_at_far", {}).get(key, {}).get("tar"))
+
+        text += f"\n\nTAR (%) at FAR={key}\n\n" + _table(results, "model", tar)
+    return text
+
+
+def _plain(x):
+    """numpy arrays / scalars -> lists / Python numbers, recursively, so json can write them."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None  # strict JSON has no NaN/Infinity
+    return x
+
+
+def write_json(path, results: dict) -> None:
+    """results as JSON (arrays as lists), written atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(_plain(results), f, indent=1)
+        f.write("\n")
+
+
+def _flatten(result: dict, prefix: str = "") -> dict:
+    """Scalar entries of a result with nested keys joined by '.'; arrays and lists are left out."""
+    flat = {}
+    for k, v in result.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        elif not isinstance(v, (list, tuple, np.ndarray)):
+            flat[f"{prefix}{k}"] = _plain(v)
+    return flat
+
+
+def write_csv(path, results: dict) -> None:
+    """One row per (model, benchmark) with every scalar field (nested ones as e.g. tar_at_far.1e-04.tar)."""
+    rows = [
+        {"model": model, "benchmark": bench, **_flatten({k: v for k, v in r.items() if k != "name"})}
+        for model, per in results.items()
+        for bench, r in per.items()
+    ]
+    fields = list(dict.fromkeys(k for row in rows for k in row)) or ["model", "benchmark"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(path, "w") as f:
+        f.write(buf.getvalue())
+
+
+def plot_roc(path, curves: dict[str, tuple]) -> None:
+    """PNG of TPR against FAR (log axis) for each label: (fpr, tpr). Uses the Agg canvas, no pyplot state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, (fpr, tpr) in curves.items():
+        fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
+        order = np.argsort(fpr, kind="stable")
+        keep = fpr[order] > 0  # a log axis cannot show FAR = 0
+        ax.plot(fpr[order][keep], tpr[order][keep], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("FAR (false accept rate)")
+    ax.set_ylabel("TAR (true accept rate)")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, which="both", alpha=0.3)
+    if curves:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    with atomic_write(Path(path), "wb") as f:
+        f.write(buf.getvalue())

@@ -1,0 +1,149 @@
+"""Embed a verification pair set (.bin or arrays) with any embedder and score it with `verification_metrics`.
+
+Pairs are consecutive images: (images[0], images[1]), (images[2], images[3]), ... as in InsightFace's .bin files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .metrics import verification_metrics
+
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _default_device(embed) -> torch.device:
+    """The device of the embedder's first parameter, else CPU."""
+    if isinstance(embed, torch.nn.Module):
+        for p in embed.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(embed):
+    """Put an nn.Module in eval mode for the block and restore its training flag afterwards."""
+    was_training = isinstance(embed, torch.nn.Module) and embed.training
+    if was_training:
+        embed.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            embed.train()
+
+
+def embed_views(
+    embed: Embed, images: np.ndarray, batch_size: int = 256, device=None, flip: bool = True
+) -> list[np.ndarray]:
+    """Raw embeddings of each view: [e] or, with flip, [e, e_flip] (horizontal flip, along W); float64 (N, D).
+
+    images: uint8 (N, H, W, 3) RGB. Batches travel to the device as uint8 and the outputs come back in one copy.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DataError(f"images must be uint8 (N, H, W, 3) RGB, got {images.dtype} {images.shape}")
+    device = torch.device(device) if device is not None else _default_device(embed)
+    outs: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
+    with _eval_mode(embed), torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start : start + batch_size]).to(device, non_blocking=True)
+            outs[0].append(embed(x).float())
+            if flip:
+                outs[1].append(embed(torch.flip(x, dims=[2])).float())
+    return [torch.cat(o).cpu().numpy().astype(np.float64) for o in outs]
+
+
+def embed_images(
+    embed: Embed, images_uint8: np.ndarray, batch_size: int = 256, device=None, flip: bool = True
+) -> np.ndarray:
+    """Per-image embeddings (N, D) float64: e(x) + e(flip_W(x)) with flip, else e(x); not normalised."""
+    views = embed_views(embed, images_uint8, batch_size, device, flip)
+    return views[0] + views[1] if flip else views[0]
+
+
+def evaluate_pairs(
+    embed: Embed,
+    images: np.ndarray,
+    issame,
+    batch_size: int = 256,
+    device=None,
+    nfolds: int = 10,
+    metric: str = "euclidean",
+    flip: bool = True,
+) -> dict:
+    """verification_metrics of pairs (images[2i], images[2i+1]) plus xnorm and pairs.
+
+    xnorm is InsightFace's: the mean L2 norm of every raw per-view embedding (each image and each flip).
+    """
+    issame = np.asarray(issame, dtype=bool)
+    if len(images) != 2 * len(issame):
+        raise DataError(f"{len(images)} images for {len(issame)} pairs; a pair set needs exactly 2 images per pair")
+    views = embed_views(embed, images, batch_size, device, flip)
+    emb = views[0] + views[1] if flip else views[0]
+    norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
+    result = verification_metrics(emb[0::2], emb[1::2], issame, nfolds=nfolds, metric=metric, norms=norms)
+    result["pairs"] = int(len(issame))
+    return result
+
+
+def evaluate_bin(
+    embed: Embed,
+    bin_path,
+    input_size: tuple[int, int] = (112, 112),
+    batch_size: int = 256,
+    device=None,
+    nfolds: int = 10,
+    metric: str = "euclidean",
+    images=None,
+) -> dict:
+    """Evaluate an InsightFace .bin pair set; adds name (the file stem) to evaluate_pairs' result.
+
+    images: an already loaded (images, issame) for this file and input size, to share one load between models.
+    """
+    if images is None:
+        from ..data.verification_bin import load_bin_images
+
+        images = load_bin_images(bin_path, image_size=tuple(input_size))
+    imgs, issame = images
+    result = evaluate_pairs(embed, imgs, issame, batch_size=batch_size, device=device, nfolds=nfolds, metric=metric)
+    result["name"] = Path(bin_path).stem
+    return result
+
+
+def evaluate_bins(
+    models: dict[str, Embed],
+    bin_paths,
+    batch_size: int = 256,
+    device=None,
+    nfolds: int = 10,
+    metric: str = "euclidean",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, dict]]:
+    """{model: {bin stem: result}} for every model on every .bin; each file is decoded once per input size.
+
+    A model's input size is its `input_size` attribute (H, W), (112, 112) if it has none.
+    """
+    from ..data.verification_bin import load_bin_images
+
+    results: dict[str, dict[str, dict]] = {name: {} for name in models}
+    sizes = {name: tuple(getattr(m, "input_size", (112, 112))) for name, m in models.items()}
+    for path in bin_paths:
+        for size in dict.fromkeys(sizes.values()):
+            data = load_bin_images(path, image_size=size)
+            for name, m in models.items():
+                if sizes[name] != size:
+                    continue
+                r = evaluate_bin(m, path, size, batch_size, device, nfolds, metric, images=data)
+                results[name][r["name"]] = r
+                if log is not None:
+                    log(f"[{name}] {r['name']}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
+                        f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}")
+            del data
+    return results
