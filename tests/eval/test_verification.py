@@ -134,9 +134,9 @@ def test_cli_eval_prints_table_and_writes_reports(tmp_path, monkeypatch, capsys,
     # Each file decoded once (both models share the input size), at the model's input size.
     assert fake_reader == [(str(bins[0]), (4, 4)), (str(bins[1]), (4, 4))]
     results = json.loads((out / "results.json").read_text())
-    assert sorted(results) == ["run_a/model", "run_b/model"]  # same stem -> parent/stem
-    assert sorted(results["run_a/model"]) == ["cfp_fp", "lfw"]
-    assert len(results["run_a/model"]["lfw"]["fold_accuracy"]) == 5
+    assert sorted(results) == ["run_a", "run_b"]  # a run's model.pt is named after its run folder
+    assert sorted(results["run_a"]) == ["cfp_fp", "lfw"]
+    assert len(results["run_a"]["lfw"]["fold_accuracy"]) == 5
     assert (out / "results.csv").read_text().count("\n") == 5  # header + 2 models x 2 files
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -23,8 +23,12 @@ def register(sub) -> None:
 
 
 def model_names(paths) -> list[str]:
-    """A checkpoint's stem if no other checkpoint shares it, else parent-folder/stem (numbered if still equal)."""
+    """A checkpoint's stem if no other checkpoint shares it, else parent-folder/stem (numbered if still equal).
+
+    The files a training run writes (model.pt, checkpoint.pt) are named after their run folder.
+    """
     paths = [Path(p) for p in paths]
+    paths = [p.parent if p.stem in ("model", "checkpoint") and p.parent.name else p for p in paths]
     stems = Counter(p.stem for p in paths)
     names = [p.stem if stems[p.stem] == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
     seen: Counter = Counter()
