@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .image import decode_image
+from .base import EncodedImageDataset
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
-class FileListDataset(Dataset):
+class FileListDataset(EncodedImageDataset):
     """Samples given as (path, label): `(uint8 HxWx3 RGB image, int label)`, or None for a skipped corrupt file."""
 
     def __init__(self, samples: list[tuple[Path, int]], skip_corrupt: bool = False):
@@ -38,15 +36,8 @@ class FileListDataset(Dataset):
         except OSError as e:
             raise DataError(f"{path}: cannot read image: {e.strerror}. Check the file or remove it from the dataset.") from None
 
-    def __getitem__(self, i: int):
-        try:
-            image = decode_image(self.read_encoded(i), where=str(self.samples[i][0]))
-        except DataError as e:
-            if not self.skip_corrupt:
-                raise
-            warnings.warn(f"skipping corrupt sample: {e}", stacklevel=2)
-            return None
-        return image, int(self.labels[i])
+    def where(self, i: int) -> str:
+        return str(self.samples[i][0])
 
 
 def is_image_file(path: Path) -> bool:

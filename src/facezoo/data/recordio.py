@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import warnings
 from numbers import Real
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..io import atomic_write
-from .image import decode_image
+from .base import EncodedImageDataset
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -313,7 +311,7 @@ def read_property(path: Path) -> tuple[int, int, int] | None:
                         "Fix or delete the file.") from None
 
 
-class RecordDataset(Dataset):
+class RecordDataset(EncodedImageDataset):
     """Face training set in RecordIO: `(uint8 HxWx3 RGB image, int label)` per sample.
 
     InsightFace layout (record 0 flag > 0, labels [a, b]): images are keys 1..a-1, identity records a..b-1
@@ -377,13 +375,5 @@ class RecordDataset(Dataset):
         key = int(self.keys[i])
         return unpack_record(self.rec.read(key), self._where(key))[1]
 
-    def __getitem__(self, i: int):
-        key = int(self.keys[i])
-        try:
-            image = decode_image(self.read_encoded(i), where=self._where(key))
-        except DataError as e:
-            if not self.skip_corrupt:
-                raise
-            warnings.warn(f"skipping corrupt sample: {e}", stacklevel=2)
-            return None
-        return image, int(self.labels[i])
+    def where(self, i: int) -> str:
+        return self._where(int(self.keys[i]))
