@@ -340,3 +340,14 @@ def test_fast_on_a_full_size_set():
     kfold_val(dist, same, 10, EUCLIDEAN_VAL_THRESHOLDS)
     assert time.perf_counter() - start < 2.0
     assert math.isfinite(tar_at_far(dist, same, 1e-3)["tar"])
+
+
+def test_public_entry_point_is_the_protocol():
+    import facezoo.eval
+
+    rng = np.random.default_rng(5)
+    e1, e2 = rng.normal(size=(40, 8)), rng.normal(size=(40, 8))
+    same = np.arange(40) % 2 == 0
+    e2[same] = 3 * e1[same]  # same direction: distance 0 < the first threshold 0.01 in every fold
+    r = facezoo.eval.verification_metrics(e1, e2, same)
+    assert r["accuracy"] == 1.0 and r["accuracy_std"] == 0.0 and {"threshold", "val", "far"} <= set(r)
