@@ -22,7 +22,8 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/facezoo data synth $(DEMO)/data --identities 400 --images-per-identity 24 --image-size 64 --seed 0
-	$(BIN)/facezoo train configs/synthetic_demo.yaml output=$(DEMO)/run data.train=$(DEMO)/data/train
+	$(BIN)/facezoo train configs/synthetic_demo.yaml output=$(DEMO)/run data.train=$(DEMO)/data/train \
+		"data.val=[$(DEMO)/data/synth_ver.bin,$(DEMO)/data/synth_hard.bin]"
 	$(BIN)/facezoo eval $(DEMO)/run/model.pt --bin $(DEMO)/data/synth_ver.bin $(DEMO)/data/synth_hard.bin --out $(DEMO)/eval
 
 clean:
