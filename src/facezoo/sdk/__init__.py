@@ -1,0 +1,1 @@
+"""Deployment SDK: face detection, 5-point alignment, embedding, galleries and serving."""

@@ -1,0 +1,208 @@
+"""5-point face alignment: a least-squares similarity transform (Umeyama) onto the ArcFace template, then a
+bilinear warp with a constant border, in numpy (one image) or torch (a batch, on any device). No OpenCV needed.
+
+Coordinate convention (the one cv2.warpAffine uses): pixel (x, y) is the centre of column x, row y, at integer
+coordinates; x grows to the right, y down. A matrix M (2x3 or 3x3) maps source coordinates to output coordinates,
+[x', y'] = M @ [x, y, 1]; each output pixel is sampled at M^-1 applied to its own integer coordinates.
+Sizes are (H, W), as everywhere in facezoo (an int means a square).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, DataError
+from ..models.embedder import ARCFACE_TEMPLATE_112
+
+Size = int | Sequence[int]
+
+
+def _hw(output_size: Size) -> tuple[int, int]:
+    """Normalise an int or (H, W) size to a (H, W) tuple of positive ints."""
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        hw = (int(output_size), int(output_size))
+    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        hw = tuple(output_size)
+    else:
+        raise ConfigError(f"output_size must be an int or (H, W), got {output_size!r}; e.g. output_size=(112, 112).")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw):
+        raise ConfigError(f"output_size {output_size!r} is invalid: both sides must be positive ints, e.g. (112, 112).")
+    return int(hw[0]), int(hw[1])
+
+
+def arcface_template(output_size: Size = (112, 112)) -> np.ndarray:
+    """ArcFace 5-point template (left eye, right eye, nose, left/right mouth corner) for an (H, W) crop, (5, 2) x,y.
+
+    The base points are defined on a 112x112 crop. InsightFace's rule (face_align.estimate_norm): if H is a multiple
+    of 112, scale by ratio = H/112; else if H is a multiple of 128, scale by ratio = H/128 and shift x by +8*ratio
+    (128x128: base + (8, 0)); any other H scales by ratio = H/112. In every case the x shift equals
+    (W - 112*ratio) / 2, which centres the face horizontally, and gives the SphereFace-era 112x96 crop its -8 px shift.
+    """
+    h, w = _hw(output_size)
+    if h % 112 == 0 or h % 128 != 0:
+        ratio = h / 112.0
+    else:
+        ratio = h / 128.0
+    dst = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float64) * ratio
+    dst[:, 0] += (w - 112.0 * ratio) / 2.0
+    return dst
+
+
+def _points(points, name: str, n: int | None = None) -> np.ndarray:
+    """Check an (N, 2) array of finite points (N == n when given) and return it as float64."""
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    arr = np.asarray(points, dtype=np.float64)
+    want = f"({n}, 2)" if n is not None else "(N, 2)"
+    if arr.ndim != 2 or arr.shape[1] != 2 or (n is not None and arr.shape[0] != n):
+        raise DataError(f"{name} must be an array of shape {want} (x, y per point), got shape {tuple(arr.shape)}.")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{name} contains NaN or infinite values; pass finite {want} pixel coordinates.")
+    return arr
+
+
+def umeyama(src, dst, scale: bool = True) -> np.ndarray:
+    """Least-squares similarity transform T (3x3) with dst ~ c R src + t (Umeyama 1991, PAMI 13(4)).
+
+    With centred points and Sigma = dst_c^T src_c / n = U S V^T: R = U D V^T, D = diag(1, .., 1, det(U) det(V)) so R
+    is a rotation even when the best orthogonal fit is a reflection; c = tr(S D) / var(src) (1 when scale=False);
+    t = mean(dst) - c R mean(src).
+    """
+    s = _points(src, "src")
+    d = _points(dst, "dst")
+    if s.shape != d.shape:
+        raise DataError(f"src and dst must hold the same number of points, got {s.shape[0]} and {d.shape[0]}.")
+    n, dim = s.shape
+    mu_s, mu_d = s.mean(0), d.mean(0)
+    sc, dc = s - mu_s, d - mu_d
+    var_s = (sc**2).sum() / n
+    if var_s <= 1e-12:
+        raise DataError("src points all coincide: a similarity transform is undefined; check the landmarks.")
+    u, sv, vt = np.linalg.svd(dc.T @ sc / n)
+    sign = np.ones(dim)
+    sign[-1] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    rot = u @ np.diag(sign) @ vt
+    c = float(sv @ sign / var_s) if scale else 1.0
+    t = np.eye(dim + 1)
+    t[:dim, :dim] = c * rot
+    t[:dim, dim] = mu_d - c * rot @ mu_s
+    return t
+
+
+def _affine3(M, name: str = "M") -> np.ndarray:
+    """Return a 2x3 or 3x3 affine matrix as an invertible 3x3 float64 array."""
+    m = np.asarray(M, dtype=np.float64)
+    if m.shape not in ((2, 3), (3, 3)) or not np.isfinite(m).all():
+        raise DataError(f"{name} must be a finite 2x3 or 3x3 affine matrix (source -> output), got shape {m.shape}.")
+    out = np.eye(3)
+    out[:2] = m[:2]
+    if abs(np.linalg.det(out[:2, :2])) < 1e-12:
+        raise DataError(f"{name} is singular (its 2x2 part has determinant 0): it cannot map an image.")
+    return out
+
+
+def _image(image) -> np.ndarray:
+    """Check an uint8 (H, W) or (H, W, C) image."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise DataError(f"image must be a uint8 array of shape (H, W, 3) (or (H, W)), got {img.dtype} {img.shape}.")
+    return img
+
+
+def warp_affine(image, M, output_size: Size, border_value: float = 0) -> np.ndarray:
+    """Warp an uint8 (H, W[, C]) image by M (source -> output), bilinear, constant border; returns uint8 (h, w[, C]).
+
+    out(x', y') = sum of the 4 neighbours of (x, y) = M^-1 (x', y') with weights (1-fx)(1-fy), fx(1-fy), (1-fx)fy,
+    fx fy; neighbours outside the image take border_value. Matches cv2.warpAffine(INTER_LINEAR, BORDER_CONSTANT)
+    up to cv2's 1/32-pixel fixed-point coordinates (within 1 grey level on smooth images).
+    """
+    img = _image(image)
+    h, w = _hw(output_size)
+    inv = np.linalg.inv(_affine3(M))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    hin, win = img.shape[:2]
+    sx = np.clip(inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], -2.0, win + 1.0)
+    sy = np.clip(inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2], -2.0, hin + 1.0)
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = sx - x0, sy - y0
+    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
+    pad = [(1, 1), (1, 1)] + [(0, 0)] * (img.ndim - 2)
+    padded = np.pad(img.astype(np.float64), pad, mode="constant", constant_values=float(border_value))
+    # In padded coordinates pixel x sits at x + 1; clipping to the pad ring makes every outside tap a border tap.
+    xa, xb = np.clip(x0 + 1, 0, win + 1), np.clip(x0 + 2, 0, win + 1)
+    ya, yb = np.clip(y0 + 1, 0, hin + 1), np.clip(y0 + 2, 0, hin + 1)
+    if img.ndim == 3:
+        fx, fy = fx[..., None], fy[..., None]
+    top = padded[ya, xa] * (1 - fx) + padded[ya, xb] * fx
+    bottom = padded[yb, xa] * (1 - fx) + padded[yb, xb] * fx
+    out = top * (1 - fy) + bottom * fy
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def warp_affine_torch(
+    images: torch.Tensor, M: torch.Tensor, output_size: Size, border_value: float = 0.0
+) -> torch.Tensor:
+    """Batched bilinear warp: float (B, C, H, W) images, M (B, 2, 3) or (B, 3, 3) source -> output; (B, C, h, w).
+
+    Same convention as warp_affine: grid_sample with align_corners=True puts normalised -1 and +1 on the centres of
+    pixels 0 and W-1, so x_norm = 2x / (W - 1) - 1 addresses pixel x at its integer coordinate. Zero padding plus a
+    warped coverage mask gives the constant border value. Runs on the images' device, no host sync.
+    """
+    if images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(images.shape)
+        raise DataError(f"images must be a float tensor of shape (B, C, H, W), got {images.dtype} {shape}.")
+    b, _, hin, win = images.shape
+    if M.ndim != 3 or M.shape[0] != b or tuple(M.shape[1:]) not in ((2, 3), (3, 3)):
+        raise DataError(f"M must have shape ({b}, 2, 3) (one source -> output affine per image), got {tuple(M.shape)}.")
+    h, w = _hw(output_size)
+    m = M[:, :2].to(device=images.device, dtype=torch.float64)
+    a_inv = torch.linalg.inv(m[:, :, :2])  # (B, 2, 2)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=images.device, dtype=torch.float64),
+        torch.arange(w, device=images.device, dtype=torch.float64),
+        indexing="ij",
+    )
+    out_xy = torch.stack([xs, ys], -1).reshape(1, h * w, 2) - m[:, None, :, 2]
+    src = out_xy @ a_inv.transpose(1, 2)  # (B, h*w, 2) source x, y
+    norm = torch.tensor([2.0 / max(win - 1, 1), 2.0 / max(hin - 1, 1)], device=images.device, dtype=torch.float64)
+    grid = (src * norm - 1.0).reshape(b, h, w, 2).to(images.dtype)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if border_value != 0:
+        ones = torch.ones_like(images[:, :1])
+        cover = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        out = out + border_value * (1.0 - cover)
+    return out
+
+
+def estimate_norm(landmarks, output_size: Size = (112, 112)) -> np.ndarray:
+    """The 2x3 source -> crop matrix mapping 5 landmarks (x, y) onto arcface_template(output_size), least squares."""
+    lmk = _points(landmarks, "landmarks", 5)
+    return umeyama(lmk, arcface_template(output_size))[:2]
+
+
+def align_face(image, landmarks, output_size: Size = (112, 112)) -> tuple[np.ndarray, np.ndarray]:
+    """Align one face: (crop uint8 (h, w, C), M 2x3 source -> crop) from 5 landmarks (5, 2) in pixel (x, y)."""
+    M = estimate_norm(landmarks, output_size)
+    return warp_affine(image, M, output_size, border_value=0), M
+
+
+def align_faces(images, landmarks, output_size: Size = (112, 112)) -> tuple[np.ndarray, np.ndarray]:
+    """Align N faces: images a list or (N, H, W, C) array, landmarks (N, 5, 2); crops (N, h, w, C), M (N, 2, 3).
+
+    The same image may appear several times (several faces in one photo). For a batch already on a GPU, use
+    estimate_norm per face and warp_affine_torch.
+    """
+    lmks = np.asarray(landmarks, dtype=np.float64)
+    if lmks.ndim != 3 or lmks.shape[1:] != (5, 2):
+        raise DataError(f"landmarks must have shape (N, 5, 2) (5 x, y points per face), got {lmks.shape}.")
+    if len(images) != len(lmks):
+        raise DataError(f"got {len(images)} images but {len(lmks)} landmark sets; pass one (5, 2) set per image.")
+    pairs = [align_face(img, lmk, output_size) for img, lmk in zip(images, lmks)]
+    h, w = _hw(output_size)
+    if not pairs:
+        return np.zeros((0, h, w, 3), np.uint8), np.zeros((0, 2, 3))
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
