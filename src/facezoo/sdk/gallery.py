@@ -1,0 +1,906 @@
+"""A persistent identity gallery: L2-normalised face embeddings in one SQLite file, with exact blockwise cosine
+search (torch matmul + topk, any device) and an optional approximate faiss index for millions of faces.
+
+Storage: one SQLite database (standard library sqlite3) with tables `meta` (format, embedding size, model key),
+`identities` (name) and `entries` (identity, source, vector as little-endian float32 blob). Every write runs in one
+transaction in rollback-journal mode with synchronous=FULL, so a crash or an exception mid-write leaves the previous
+state: SQLite rolls a hot journal back the next time the file is opened. At rest the gallery is the single file.
+
+Scores are cosine similarities: both the stored vectors and the queries are L2-normalised, so score = q . g.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import math
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError, FacezooError
+
+FORMAT = "facezoo-gallery"
+FORMAT_VERSION = 1
+INDEX_KINDS = ("exact", "ivf", "hnsw")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    source TEXT,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_identity ON entries(identity_id);
+"""
+
+
+class Match(NamedTuple):
+    """One search hit: the identity, its cosine score and the source (e.g. image path) of the matching entry."""
+
+    identity: str
+    score: float
+    source: str | None
+
+
+class Entry(NamedTuple):
+    """One stored embedding: its row id, identity, source and the L2-normalised (D,) float32 vector."""
+
+    id: int
+    identity: str
+    source: str | None
+    embedding: np.ndarray
+
+
+@dataclass
+class _Cache:
+    """The gallery in memory, entries grouped by identity: vectors (M, D) on `device`, labels (M,) identity index."""
+
+    vectors: (
+        np.ndarray
+    )  # (M, D) float32, CPU (faiss input; shares memory with `matrix` on CPU)
+    matrix: torch.Tensor  # (M, D) float32 on device
+    labels: torch.Tensor  # (M,) int64 on device: index into `names`
+    labels_np: np.ndarray
+    names: list[str]
+    sources: list[str | None]
+    device: str
+
+
+@dataclass
+class _Ann:
+    """A built faiss index over the cache's rows, with the parameters to rebuild it after a change."""
+
+    kind: str
+    params: dict
+    index: object = None
+
+
+@dataclass
+class EnrollResult:
+    """What enroll_folder did: identities and images enrolled, and (path, message) for each image that failed."""
+
+    identities: int = 0
+    images: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _as_matrix(x, what: str) -> np.ndarray:
+    """A (N, D) float32 array from a (N, D) or (D,) array/tensor."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise DataError(
+            f"{what} must be an array of shape (N, D) or (D,), got shape {tuple(np.shape(x))}."
+        )
+    return arr
+
+
+def _normalise(arr: np.ndarray, what: str) -> np.ndarray:
+    """Rows divided by their L2 norm; DataError naming the first NaN/inf or zero row."""
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise DataError(
+            f"{what}: row {row} contains NaN or infinite values; re-embed that face (was it detected?)."
+        )
+    norms = np.linalg.norm(arr.astype(np.float64), axis=1)
+    if (norms == 0).any():
+        row = int(np.flatnonzero(norms == 0)[0])
+        raise DataError(
+            f"{what}: row {row} is an all-zero vector, which has no direction; re-embed that face."
+        )
+    return np.ascontiguousarray(
+        arr / norms[:, None].astype(np.float32), dtype=np.float32
+    )
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    """A (D,) vector as little-endian float32 bytes."""
+    return vec.astype("<f4", copy=False).tobytes()
+
+
+def _import_faiss(kind: str):
+    """Import faiss lazily (an optional dependency); ConfigError saying how to install it if absent."""
+    try:
+        import faiss
+    except ImportError:
+        raise ConfigError(
+            f"index='{kind}' needs faiss, which is not installed. Install it with `pip install faiss-cpu` "
+            "(or faiss-gpu), or use index='exact'."
+        ) from None
+    return faiss
+
+
+class Gallery:
+    """An identity gallery of L2-normalised embeddings stored in one SQLite file. Open with Gallery.open(path)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, device: str):
+        self._conn = conn
+        self.path = path
+        self.device = device
+        self._lock = threading.RLock()
+        self._cache: _Cache | None = None
+        self._version: int | None = None
+        self._ann: _Ann | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        path,
+        embedding_size: int | None = None,
+        create: bool = True,
+        model_key: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Gallery:
+        """Open (or create) the gallery at `path`.
+
+        embedding_size: D, checked against the file (set on the first add when None). model_key: the embedding
+        model's identity (checkpoint sha256 or name); a gallery built by another model raises ConfigError, since
+        cosine scores between two models' embeddings are meaningless. device: where search runs.
+        """
+        path = Path(path)
+        if embedding_size is not None and (
+            not isinstance(embedding_size, int) or embedding_size < 1
+        ):
+            raise ConfigError(
+                f"embedding_size must be a positive int, got {embedding_size!r}."
+            )
+        exists = path.exists()
+        if not exists and not create:
+            raise DataError(
+                f"{path}: no gallery there. Check the path, or open with create=True to make a new one."
+            )
+        if exists and path.is_dir():
+            raise DataError(
+                f"{path}: is a folder; a gallery is a single file (e.g. gallery.db)."
+            )
+        if not exists:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            gallery = cls(conn, path, str(torch.device(device)))
+            gallery._init(exists, embedding_size, model_key)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise DataError(
+                f"{path}: not a readable facezoo gallery ({e}). Check the path or rebuild the gallery."
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return gallery
+
+    def _init(
+        self, exists: bool, embedding_size: int | None, model_key: str | None
+    ) -> None:
+        """Set pragmas, create the schema in a new file, check format / size / model key in an existing one."""
+        c = self._conn
+        c.execute(
+            "PRAGMA journal_mode=DELETE"
+        )  # one file at rest (WAL would add -wal/-shm files)
+        c.execute("PRAGMA synchronous=FULL")
+        c.execute("PRAGMA foreign_keys=ON")
+        with self._transaction():
+            tables = {
+                r[0]
+                for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if exists and tables and "meta" not in tables:
+                raise DataError(
+                    f"{self.path}: an SQLite file but not a facezoo gallery. Choose another path."
+                )
+            if not tables:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    c.execute(statement)
+                c.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("format", FORMAT), ("format_version", str(FORMAT_VERSION))],
+                )
+            meta = dict(c.execute("SELECT key, value FROM meta"))
+            if meta.get("format") != FORMAT:
+                raise DataError(
+                    f"{self.path}: not a facezoo gallery (format {meta.get('format')!r})."
+                )
+            if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+                raise DataError(
+                    f"{self.path}: gallery format version {meta['format_version']} is newer than this facezoo "
+                    f"understands ({FORMAT_VERSION}). Upgrade facezoo."
+                )
+            stored = meta.get("embedding_size")
+            if embedding_size is not None:
+                if stored is None:
+                    self._set_meta("embedding_size", str(embedding_size))
+                elif int(stored) != embedding_size:
+                    raise ConfigError(
+                        f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={embedding_size} "
+                        "was asked for. Use the model that built it, or a new gallery file."
+                    )
+            if model_key is not None:
+                self._check_model_key(meta.get("model_key"), str(model_key))
+
+    def _check_model_key(self, stored: str | None, model_key: str) -> None:
+        if stored is None:
+            if self._count() > 0:
+                raise ConfigError(
+                    f"{self.path}: the gallery has entries but no recorded model key, so it cannot be checked against "
+                    f"model '{model_key}'. Open it without model_key, or re-enroll into a new gallery."
+                )
+            self._set_meta("model_key", model_key)
+        elif stored != model_key:
+            raise ConfigError(
+                f"{self.path}: the gallery was built with model '{stored}' but is opened with model '{model_key}'; "
+                "embeddings of different models cannot be compared. Use the same model, or a new gallery file."
+            )
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE key=?", (key,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception (the previous state stays intact)."""
+        with self._lock:
+            if self._conn is None:
+                raise FacezooError(
+                    f"{self.path}: the gallery is closed; open it again with Gallery.open()."
+                )
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the file; the gallery cannot be used afterwards."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._invalidate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise FacezooError(
+                f"{self.path}: the gallery is closed; open it again with Gallery.open()."
+            )
+        return self._conn
+
+    # ------------------------------------------------------------------ metadata and listing
+
+    @property
+    def embedding_size(self) -> int | None:
+        """D, or None before the first add."""
+        value = self._meta_read("embedding_size")
+        return None if value is None else int(value)
+
+    @property
+    def model_key(self) -> str | None:
+        """The embedding model's identity recorded in the file, or None."""
+        return self._meta_read("model_key")
+
+    def _meta_read(self, key: str) -> str | None:
+        with self._lock:
+            self._db()
+            return self._meta(key)
+
+    def identities(self) -> list[str]:
+        """Identity names, sorted."""
+        with self._lock:
+            return [
+                r[0]
+                for r in self._db().execute("SELECT name FROM identities ORDER BY name")
+            ]
+
+    def _count(self, identity: str | None = None) -> int:
+        if identity is None:
+            return self._db().execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        sql = "SELECT COUNT(*) FROM entries JOIN identities i ON i.id = identity_id WHERE i.name=?"
+        return self._db().execute(sql, (identity,)).fetchone()[0]
+
+    def count(self, identity: str | None = None) -> int:
+        """Number of stored embeddings, in the whole gallery or for one identity."""
+        with self._lock:
+            return self._count(identity)
+
+    def __len__(self) -> int:
+        """Number of stored embeddings (faces); len(identities()) counts people."""
+        return self.count()
+
+    def __contains__(self, identity: str) -> bool:
+        with self._lock:
+            return self._identity_id(identity) is not None
+
+    def _identity_id(self, identity: str) -> int | None:
+        row = (
+            self._db()
+            .execute("SELECT id FROM identities WHERE name=?", (identity,))
+            .fetchone()
+        )
+        return None if row is None else row[0]
+
+    def _unknown(self, identity: str) -> ConfigError:
+        names = [r[0] for r in self._db().execute("SELECT name FROM identities")]
+        close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
+        hint = (
+            f" Did you mean '{close[0]}'?"
+            if close
+            else " See Gallery.identities() for the enrolled names."
+        )
+        return ConfigError(
+            f"{self.path}: no identity '{identity}' in the gallery.{hint}"
+        )
+
+    def entries(self, identity: str) -> list[Entry]:
+        """The stored embeddings of one identity, oldest first; ConfigError if it is not enrolled."""
+        with self._lock:
+            ident = self._identity_id(identity)
+            if ident is None:
+                raise self._unknown(identity)
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT id, source, vector FROM entries WHERE identity_id=? ORDER BY id",
+                    (ident,),
+                )
+                .fetchall()
+            )
+        return [
+            Entry(
+                r[0],
+                identity,
+                r[1],
+                np.frombuffer(r[2], dtype="<f4").astype(np.float32),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ writing
+
+    def add(
+        self,
+        identity: str,
+        embeddings,
+        sources: Sequence[str | None] | None = None,
+        replace: bool = False,
+    ) -> int:
+        """Add (N, D) embeddings (L2-normalised here) to `identity`, creating it if new; returns N.
+
+        sources: N strings (e.g. image paths) kept with the entries. replace=True drops the identity's previous
+        entries in the same transaction. All or nothing: on any error nothing is written.
+        """
+        return self.add_many([(identity, embeddings, sources)], replace=replace)
+
+    def add_many(self, items: Iterable[tuple], replace: bool = False) -> int:
+        """add() for many (identity, embeddings[, sources]) items in ONE transaction (one fsync); returns rows added."""
+        checked = [self._check_item(*item) for item in items]
+        total = 0
+        with self._transaction() as c:
+            for identity, arr, sources in checked:
+                self._check_size(arr.shape[1], identity)
+                ident = self._identity_id(identity)
+                if ident is None:
+                    ident = c.execute(
+                        "INSERT INTO identities (name) VALUES (?)", (identity,)
+                    ).lastrowid
+                elif replace:
+                    c.execute("DELETE FROM entries WHERE identity_id=?", (ident,))
+                c.executemany(
+                    "INSERT INTO entries (identity_id, source, vector) VALUES (?, ?, ?)",
+                    ((ident, src, _blob(vec)) for vec, src in zip(arr, sources)),
+                )
+                total += arr.shape[0]
+            self._invalidate()
+        return total
+
+    @staticmethod
+    def _check_item(
+        identity: str, embeddings, sources: Sequence[str | None] | None = None
+    ):
+        """Validate one add() item; returns (identity, normalised (N, D) float32, N sources)."""
+        if not isinstance(identity, str) or not identity.strip():
+            raise ConfigError(f"identity must be a non-empty string, got {identity!r}.")
+        arr = _as_matrix(embeddings, f"embeddings for '{identity}'")
+        if arr.shape[0] == 0:
+            raise DataError(
+                f"embeddings for '{identity}': no rows given; pass at least one (D,) embedding."
+            )
+        if sources is None:
+            sources = [None] * arr.shape[0]
+        sources = list(sources)
+        if len(sources) != arr.shape[0]:
+            raise ConfigError(
+                f"sources for '{identity}': {len(sources)} given for {arr.shape[0]} embeddings; pass one per row."
+            )
+        if not all(s is None or isinstance(s, str) for s in sources):
+            raise ConfigError(
+                f"sources for '{identity}' must be strings (e.g. image paths) or None."
+            )
+        return identity, _normalise(arr, f"embeddings for '{identity}'"), sources
+
+    def _check_size(self, d: int, identity: str) -> None:
+        """Record D on the first add; DataError when later embeddings have another size."""
+        stored = self._meta("embedding_size")
+        if stored is None:
+            self._set_meta("embedding_size", str(d))
+        elif int(stored) != d:
+            raise DataError(
+                f"embeddings for '{identity}' are {d}-d but {self.path} holds {stored}-d embeddings. "
+                "Embed with the model that built the gallery, or use a new gallery file."
+            )
+
+    def remove(self, identity: str) -> int:
+        """Remove an identity and all its entries; returns how many entries went. ConfigError if unknown."""
+        with self._transaction() as c:
+            ident = self._identity_id(identity)
+            if ident is None:
+                raise self._unknown(identity)
+            n = c.execute("DELETE FROM entries WHERE identity_id=?", (ident,)).rowcount
+            c.execute("DELETE FROM identities WHERE id=?", (ident,))
+            self._invalidate()
+        return n
+
+    def _invalidate(self) -> None:
+        self._cache = None
+        self._version = None
+        if self._ann is not None:
+            self._ann.index = (
+                None  # rebuilt with the same parameters on the next approximate search
+            )
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self, device: str | None = None) -> _Cache:
+        """The in-memory copy, reloaded when this or another process changed the file, or the device changed."""
+        device = str(torch.device(device)) if device is not None else self.device
+        with self._lock:
+            version = (
+                self._db().execute("PRAGMA data_version").fetchone()[0]
+            )  # moves on other connections' commits
+            if self._cache is not None and self._version == version:
+                if self._cache.device != device:
+                    cache = self._cache
+                    cache.matrix = cache.matrix.to(device)
+                    cache.labels = cache.labels.to(device)
+                    cache.device = device
+                return self._cache
+            if self._version is not None and self._version != version:
+                self._invalidate()
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT i.name, e.source, e.vector FROM entries e JOIN identities i ON i.id = e.identity_id "
+                    "ORDER BY e.identity_id, e.id"
+                )
+                .fetchall()
+            )
+            d = self._meta("embedding_size")
+            d = int(d) if d is not None else 0
+            names: list[str] = []
+            labels = np.empty(len(rows), dtype=np.int64)
+            for i, (name, _, _) in enumerate(rows):
+                if not names or names[-1] != name:
+                    names.append(name)
+                labels[i] = len(names) - 1
+            vectors = (
+                np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
+                .astype(np.float32)
+                .reshape(len(rows), d)
+            )
+            matrix = torch.from_numpy(vectors).to(device)
+            self._cache = _Cache(
+                vectors,
+                matrix,
+                torch.from_numpy(labels).to(device),
+                labels,
+                names,
+                [r[1] for r in rows],
+                device,
+            )
+            self._version = version
+            return self._cache
+
+    def _queries(self, queries, d: int) -> np.ndarray:
+        q = _as_matrix(queries, "queries")
+        if d and q.shape[1] != d:
+            raise DataError(
+                f"queries are {q.shape[1]}-d but {self.path} holds {d}-d embeddings. Embed them with the model "
+                "that built the gallery."
+            )
+        return _normalise(q, "queries")
+
+    # ------------------------------------------------------------------ exact search
+
+    @staticmethod
+    def _block_rows(n_cols: int, budget: int) -> int:
+        return max(1, budget // max(1, n_cols))
+
+    def _exact_entries(
+        self, cache: _Cache, q: torch.Tensor, k: int, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k entries per query: (Q, k) scores and row indices, merging per-block top-k over gallery blocks."""
+        m = cache.matrix.shape[0]
+        best_s = torch.full((q.shape[0], 0), -math.inf, device=q.device)
+        best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64, device=q.device)
+        for start in range(0, m, block):
+            sims = q @ cache.matrix[start : start + block].T
+            s, i = sims.topk(min(k, sims.shape[1]), dim=1)
+            best_s, pos = torch.cat([best_s, s], 1).topk(
+                min(k, best_s.shape[1] + s.shape[1]), dim=1
+            )
+            best_i = torch.cat([best_i, i + start], 1).gather(1, pos)
+        return best_s, best_i
+
+    def _exact_identities(
+        self, cache: _Cache, q: torch.Tensor, k: int, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k identities per query by best entry score: (Q, k) scores and the row index of each best entry.
+
+        Per gallery block: block max per identity by scatter-reduce (amax), the entry achieving it by a second
+        scatter over rows equal to that max; then a running elementwise max over blocks.
+        """
+        n_ids, m = len(cache.names), cache.matrix.shape[0]
+        nq = q.shape[0]
+        best = torch.full((nq, n_ids), -math.inf, device=q.device)
+        arg = torch.zeros((nq, n_ids), dtype=torch.int64, device=q.device)
+        for start in range(0, m, block):
+            sims = q @ cache.matrix[start : start + block].T
+            lbl = cache.labels[start : start + block].expand(nq, -1)
+            bmax = torch.full_like(best, -math.inf).scatter_reduce_(
+                1, lbl, sims, "amax"
+            )
+            rows = torch.arange(start, start + sims.shape[1], device=q.device).expand(
+                nq, -1
+            )
+            cand = torch.where(
+                sims == bmax.gather(1, lbl), rows, torch.full_like(rows, -1)
+            )
+            barg = torch.full_like(arg, -1).scatter_reduce_(1, lbl, cand, "amax")
+            better = bmax > best
+            best = torch.where(better, bmax, best)
+            arg = torch.where(better, barg, arg)
+        s, ids = best.topk(min(k, n_ids), dim=1)
+        return s, arg.gather(1, ids)
+
+    def search(
+        self,
+        queries,
+        top_k: int = 5,
+        per_identity: bool = True,
+        index: str = "auto",
+        device: str | torch.device | None = None,
+        block_elements: int = 1 << 24,
+    ) -> list[list[Match]]:
+        """For each query (Q, D) the top_k matches, best first, by cosine score.
+
+        per_identity: one match per identity (its best entry), else the top_k entries. index: 'exact' (blockwise
+        torch matmul + topk on `device`), 'ivf'/'hnsw' (faiss; built on first use with default parameters unless
+        build_index was called), 'auto' (the built index if any, else exact). block_elements bounds the size of
+        each (queries x gallery rows) score block.
+        """
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a positive int, got {top_k!r}.")
+        if index not in (*INDEX_KINDS, "auto"):
+            raise ConfigError(
+                f"unknown index '{index}'; choose one of auto, {', '.join(INDEX_KINDS)}."
+            )
+        with self._lock:
+            cache = self._load(device)
+            q = self._queries(queries, cache.vectors.shape[1])
+            if cache.matrix.shape[0] == 0:
+                return [[] for _ in range(q.shape[0])]
+            kind = (
+                self._ann.kind if index == "auto" and self._ann is not None else index
+            )
+            if kind in ("ivf", "hnsw"):
+                return self._ann_search(cache, q, top_k, per_identity, kind)
+            return self._exact_search(cache, q, top_k, per_identity, block_elements)
+
+    def _exact_search(
+        self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, budget: int
+    ) -> list[list[Match]]:
+        m, n_ids = cache.matrix.shape[0], len(cache.names)
+        block = min(m, max(1, budget // 64))  # gallery rows per block
+        qb = self._block_rows(max(block, n_ids if per_identity else k), budget)
+        out: list[list[Match]] = []
+        for start in range(0, q.shape[0], qb):
+            qt = torch.from_numpy(q[start : start + qb]).to(cache.device)
+            if per_identity:
+                s, rows = self._exact_identities(cache, qt, k, block)
+            else:
+                s, rows = self._exact_entries(cache, qt, k, block)
+            out.extend(self._matches(cache, s.cpu().numpy(), rows.cpu().numpy()))
+        return out
+
+    @staticmethod
+    def _matches(
+        cache: _Cache, scores: np.ndarray, rows: np.ndarray
+    ) -> list[list[Match]]:
+        lab = cache.labels_np
+        return [
+            [
+                Match(cache.names[lab[r]], float(s), cache.sources[r])
+                for s, r in zip(srow, rrow)
+                if r >= 0
+            ]
+            for srow, rrow in zip(scores, rows)
+        ]
+
+    # ------------------------------------------------------------------ approximate search (faiss, optional)
+
+    def build_index(
+        self,
+        kind: str = "ivf",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+    ) -> None:
+        """Build an approximate inner-product index (faiss) over the gallery; later searches use it by default.
+
+        ivf: k-means into nlist cells (default 4 sqrt(M), at most M/39) searched nprobe at a time; hnsw: a graph
+        with hnsw_m links per node searched with ef_search candidates. kind='exact' drops the index. Rebuilt
+        lazily, with the same parameters, after the gallery changes.
+        """
+        if kind not in INDEX_KINDS:
+            raise ConfigError(
+                f"unknown index kind '{kind}'; choose one of {', '.join(INDEX_KINDS)}."
+            )
+        if kind == "exact":
+            self._ann = None
+            return
+        _import_faiss(kind)
+        for name, value in (
+            ("nprobe", nprobe),
+            ("hnsw_m", hnsw_m),
+            ("ef_search", ef_search),
+            ("nlist", nlist),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive int, got {value!r}.")
+        params = {
+            "nlist": nlist,
+            "nprobe": nprobe,
+            "hnsw_m": hnsw_m,
+            "ef_search": ef_search,
+        }
+        with self._lock:
+            self._ann = _Ann(kind, params)
+            self._ann_index(self._load(), kind)
+
+    def _ann_index(self, cache: _Cache, kind: str):
+        """The faiss index of `kind` for the current cache, (re)built when missing or stale."""
+        if self._ann is None or self._ann.kind != kind:
+            self._ann = _Ann(
+                kind, {"nlist": None, "nprobe": 16, "hnsw_m": 32, "ef_search": 128}
+            )
+        if self._ann.index is not None:
+            return self._ann.index
+        faiss = _import_faiss(kind)
+        x, p = cache.vectors, self._ann.params
+        m, d = x.shape
+        if kind == "ivf":
+            nlist = p["nlist"] or int(4 * math.sqrt(m))
+            nlist = max(1, min(nlist, m // 39 if m >= 39 else 1))
+            quantizer = faiss.IndexFlatIP(d)
+            idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            sample = (
+                x
+                if m <= 256 * nlist
+                else x[np.sort(rng.choice(m, 256 * nlist, replace=False))]
+            )
+            idx.train(np.ascontiguousarray(sample))
+            idx.nprobe = min(
+                p["nprobe"], nlist
+            )  # faiss's wrapper keeps `quantizer` referenced by `idx`
+        else:
+            idx = faiss.IndexHNSWFlat(d, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
+            idx.hnsw.efSearch = p["ef_search"]
+        idx.add(x)
+        self._ann.index = idx
+        return idx
+
+    def _ann_topk(
+        self, cache: _Cache, q: np.ndarray, k: int, kind: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        idx = self._ann_index(cache, kind)
+        scores, rows = idx.search(
+            np.ascontiguousarray(q, dtype=np.float32), min(k, cache.vectors.shape[0])
+        )
+        return scores, rows
+
+    def _ann_search(
+        self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, kind: str
+    ) -> list[list[Match]]:
+        if not per_identity:
+            return self._matches(cache, *self._ann_topk(cache, q, k, kind))
+        # several entries may share an identity: over-fetch, keep each identity's first (best) hit
+        scores, rows = self._ann_topk(cache, q, k * 8, kind)
+        out = []
+        for srow, rrow in zip(scores, rows):
+            seen: set[int] = set()
+            hits = []
+            for s, r in zip(srow, rrow):
+                if r < 0 or cache.labels_np[r] in seen:
+                    continue
+                seen.add(cache.labels_np[r])
+                hits.append(
+                    Match(cache.names[cache.labels_np[r]], float(s), cache.sources[r])
+                )
+                if len(hits) == k:
+                    break
+            out.append(hits)
+        return out
+
+    def recall_at_k(self, queries, k: int = 10, index: str | None = None) -> float:
+        """Mean over queries of |approximate top-k entries  intersect  exact top-k entries| / k (entries, not identities)."""
+        with self._lock:
+            kind = index or (self._ann.kind if self._ann is not None else None)
+            if kind not in ("ivf", "hnsw"):
+                raise ConfigError(
+                    "recall_at_k measures an approximate index: call build_index('ivf' or 'hnsw') first."
+                )
+            cache = self._load()
+            q = self._queries(queries, cache.vectors.shape[1])
+            k = min(k, cache.vectors.shape[0])
+            if k == 0:
+                raise ConfigError(
+                    f"{self.path}: the gallery is empty; add embeddings before measuring recall."
+                )
+            _, exact = self._exact_entries(
+                cache, torch.from_numpy(q).to(cache.device), k, 1 << 16
+            )
+            _, approx = self._ann_topk(cache, q, k, kind)
+            exact = exact.cpu().numpy()
+        hits = [
+            len(set(e.tolist()) & set(a[a >= 0].tolist()))
+            for e, a in zip(exact, approx)
+        ]
+        return float(np.mean(hits)) / k
+
+
+# ---------------------------------------------------------------------- enrolment
+
+
+def _images(folder: Path, extensions: Iterable[str]) -> list[Path]:
+    exts = {e.lower() for e in extensions}
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+    )
+
+
+def _embed_batch(
+    embed_fn, paths: list[Path], errors: list[tuple[str, str]]
+) -> tuple[list[Path], np.ndarray | None]:
+    """embed_fn on a batch; if it raises a FacezooError/OSError, retry image by image to isolate the bad ones.
+
+    Rows that are NaN/inf (embed_fn's way to say "no face") are reported as errors. Returns the good paths and rows.
+    """
+    try:
+        emb = _as_matrix(embed_fn([str(p) for p in paths]), "embed_fn output")
+    except (FacezooError, OSError) as e:
+        if len(paths) == 1:
+            errors.append((str(paths[0]), str(e)))
+            return [], None
+        good, rows = [], []
+        for p in paths:
+            g, r = _embed_batch(embed_fn, [p], errors)
+            good += g
+            if r is not None:
+                rows.append(r)
+        return good, (np.concatenate(rows) if rows else None)
+    if emb.shape[0] != len(paths):
+        raise ConfigError(
+            f"embed_fn returned {emb.shape[0]} embeddings for {len(paths)} images; it must return one per image."
+        )
+    ok = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
+    for p in np.asarray(paths, dtype=object)[~ok]:
+        errors.append(
+            (str(p), "no embedding (embed_fn returned NaN or zeros: no face found?)")
+        )
+    return [p for p, g in zip(paths, ok) if g], emb[ok]
+
+
+def enroll_folder(
+    gallery: Gallery,
+    root,
+    embed_fn: Callable[[list[str]], np.ndarray],
+    batch_size: int = 32,
+    replace: bool = False,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+) -> EnrollResult:
+    """Enroll root/<identity>/<image> files: embed_fn maps a list of image paths to (N, D) embeddings.
+
+    Each identity is added in one transaction (replace=True swaps out its previous entries). Images that fail
+    (embed_fn raises a FacezooError/OSError, or returns a NaN/zero row) are collected in the result's errors,
+    not raised; an identity with no usable image is skipped with an error.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"{root}: not a folder. Pass a folder with one sub-folder of images per person."
+        )
+    result = EnrollResult()
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not folders:
+        raise DataError(
+            f"{root}: no sub-folders. Put each person's images in root/<name>/."
+        )
+    for folder in folders:
+        paths = _images(folder, extensions)
+        good: list[Path] = []
+        rows: list[np.ndarray] = []
+        for start in range(0, len(paths), batch_size):
+            g, r = _embed_batch(
+                embed_fn, paths[start : start + batch_size], result.errors
+            )
+            good += g
+            if r is not None and len(r):
+                rows.append(r)
+        if not good:
+            result.errors.append(
+                (str(folder), "no usable image; identity not enrolled")
+            )
+            continue
+        result.images += gallery.add(
+            folder.name,
+            np.concatenate(rows),
+            sources=[str(p) for p in good],
+            replace=replace,
+        )
+        result.identities += 1
+    return result
