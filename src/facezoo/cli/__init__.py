@@ -11,7 +11,7 @@ import sys
 
 from ..errors import FacezooError
 
-COMMANDS = ("data", "train", "eval", "list")
+COMMANDS = ("data", "train", "eval", "export", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

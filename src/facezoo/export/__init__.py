@@ -1,0 +1,1 @@
+"""Deployment exports: ONNX graphs that carry their preprocessing metadata (onnx.py)."""
