@@ -43,6 +43,7 @@ class ModelConfig:
 class HeadConfig:
     name: str = "arcface"
     kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {s: 64, m: 0.5}
+    sample_rate: float = 1.0  # Partial FC: fraction of each rank's classes in the softmax (all positives kept)
 
 
 @dataclass
@@ -98,6 +99,8 @@ class Config:
         for key in ("val_every", "save_every", "optim.weight_decay", "optim.grad_clip", "schedule.warmup_epochs"):
             if _get(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {_get(self, key)}")
+        if not 0.0 < self.head.sample_rate <= 1.0:
+            raise ConfigError(f"head.sample_rate must be in (0, 1], got {self.head.sample_rate}")
         if self.optim.lr <= 0 or self.model.std <= 0:
             raise ConfigError("optim.lr and model.std must be positive")
         if self.batch_size % self.grad_accum:

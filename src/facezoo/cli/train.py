@@ -31,8 +31,10 @@ def run(args) -> int:
         trainer.resume(path)
     trainer.logger.print(
         f"training {cfg.model.backbone} + {cfg.head.name} on {len(trainer.dataset)} images of {trainer.num_classes} "
-        f"identities: {trainer.total_steps} steps of {cfg.batch_size} on {trainer.device} ({cfg.precision})"
+        f"identities: {trainer.total_steps} steps of {cfg.batch_size} x {trainer.world.world_size} process(es) on "
+        f"{trainer.device} ({cfg.precision}, sample_rate {cfg.head.sample_rate})"
     )
     trainer.fit(max_steps=args.max_steps)
-    print(f"model: {Path(cfg.output) / 'model.pt'}  resumable checkpoint: {Path(cfg.output) / 'checkpoint.pt'}")
+    trainer.close()
+    trainer.logger.print(f"model: {Path(cfg.output) / 'model.pt'}  resumable checkpoint: {Path(cfg.output) / 'checkpoint.pt'}")
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distributed import World, all_gather_nograd, all_gather_with_grad, all_reduce, shard_range
+from .distributed import World, all_gather_nograd, all_gather_with_grad, all_reduce, gather_rows, shard_range
 
 
 class DistCrossEntropy(torch.autograd.Function):
@@ -65,6 +65,26 @@ class ShardedClassifier(nn.Module):
             raise ValueError(f"head has {head.weight.shape[0]} rows, shard [{self.start}, {self.end}) needs "
                              f"{self.end - self.start}")
         self.sample_rate = sample_rate
+        self.world = world
+
+    def is_sharded(self, tensor: torch.Tensor) -> bool:
+        """Whether `tensor` is laid out like this rank's rows of the head weight (weight, momentum, Adam moments)."""
+        return tensor.dim() >= 1 and tensor.shape == self.head.weight.shape
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This rank's rows -> all classes' rows (every rank must call it)."""
+        return gather_rows(tensor, self.num_classes, self.world)
+
+    def shard(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All classes' rows -> this rank's rows."""
+        return tensor[self.start : self.end]
+
+    def full_state_dict(self) -> dict:
+        """The head's state with the class centres of every rank: independent of the world size."""
+        return {k: self.gather(v) if k == "weight" else v for k, v in self.head.state_dict().items()}
+
+    def load_full_state_dict(self, state: dict) -> None:
+        self.head.load_state_dict({k: self.shard(v) if k == "weight" else v for k, v in state.items()})
 
     def local_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Global class ids -> columns of this shard, -1 for classes held by other ranks."""

@@ -86,3 +86,17 @@ def all_reduce(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(x, op=op)
     return x
+
+
+def gather_rows(shard: torch.Tensor, num_rows: int, world: World) -> torch.Tensor:
+    """Concatenate every rank's row shard (sizes from shard_range, possibly uneven) into the full tensor."""
+    if not world.distributed:
+        return shard
+    most = shard_range(num_rows, 0, world.world_size)
+    size = most[1] - most[0]
+    padded = shard.new_zeros((size, *shard.shape[1:]))
+    padded[: shard.shape[0]] = shard
+    parts = [torch.empty_like(padded) for _ in range(world.world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: e - s] for p, (s, e) in zip(parts, (shard_range(num_rows, r, world.world_size)
+                                                               for r in range(world.world_size)))])

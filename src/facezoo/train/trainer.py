@@ -1,5 +1,9 @@
 """The conventional training loop: backbone -> embedding -> margin head -> cross-entropy.
 
+One process, or one per GPU under torchrun: the backbone is wrapped in DDP, the head's class centres are
+sharded over ranks (ShardedClassifier, optionally Partial FC), and checkpoints hold the full head and its
+optimiser state, so a run can resume on any number of ranks.
+
 Exact resume: the data order comes from (seed, epoch), each step's randomness (flip, dropout) from (seed, step),
 and checkpoints hold model, head (with its buffers), optimiser and scaler state; so a run interrupted and resumed
 gives the same losses as an uninterrupted one.
@@ -11,7 +15,6 @@ import contextlib
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config, save_config
 from ..data.loader import Collate, EpochBatchSampler, default_workers
@@ -19,6 +22,8 @@ from ..data.transforms import normalize, random_flip_mask
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.embedder import Embedder, ModelMeta
+from .classifier import ShardedClassifier
+from .distributed import World, init_distributed, shard_range, world_from_env
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedules import lr_at
@@ -26,12 +31,18 @@ from .schedules import lr_at
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world: World = World()) -> torch.device:
+    """auto -> cuda if present else cpu; under torchrun each process takes GPU LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' requested but CUDA is not available here; use device=cpu or device=auto")
-    return torch.device(name)
+    if name == "cuda" and world.distributed:
+        name = f"cuda:{world.local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 class Trainer:
@@ -40,7 +51,9 @@ class Trainer:
         from ..data.datasets import open_dataset
 
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.world = world_from_env()
+        self.device = resolve_device(cfg.device, self.world)
+        init_distributed(self.world, self.device)
         self.output = Path(cfg.output)
         self.output.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
@@ -52,40 +65,69 @@ class Trainer:
         self.dataset = dataset
         self.num_classes = int(dataset.num_classes)
         self.micro_batch = cfg.batch_size // cfg.grad_accum
-        self.steps_per_epoch = len(dataset) // cfg.batch_size
+        self.steps_per_epoch = len(dataset) // (cfg.batch_size * self.world.world_size)
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(dataset)} training images")
+            raise ConfigError(
+                f"batch_size {cfg.batch_size} x {self.world.world_size} processes exceeds the {len(dataset)} "
+                "training images"
+            )
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
         self.meta = ModelMeta.from_config(cfg.model)
         self.backbone = self.meta.build_backbone().to(self.device)
         if cfg.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
-        self.head = create_head(cfg.head.name, cfg.model.embedding_size, self.num_classes, **cfg.head.kwargs)
-        self.head = self.head.to(self.device)
+        self.model = self.backbone
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
+        start, end = shard_range(self.num_classes, self.world.rank, self.world.world_size)
+        head = create_head(cfg.head.name, cfg.model.embedding_size, end - start, **cfg.head.kwargs)
+        self.head = head.to(self.device)
+        self.classifier = ShardedClassifier(self.head, self.num_classes, self.world, cfg.head.sample_rate)
         self.optimizer = build_optimizer(cfg.optim, [self.backbone, self.head])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step = 0
-        self.logger = RunLogger(self.output, self.total_steps, cfg.tensorboard, enabled=verbose)
+        self.logger = RunLogger(self.output, self.total_steps, cfg.tensorboard, enabled=verbose and self.world.is_main)
         self.verifier = None
-        if cfg.data.val:
+        if cfg.data.val and self.world.is_main:
             from .validation import Verifier
 
             self.verifier = Verifier(cfg.data.val, self.meta.input_size)
 
     # ---- state -------------------------------------------------------------------------------------------
+    def _head_state_index(self) -> int:
+        """Position of the head's class centres in the optimiser state dict (params numbered across groups)."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        return next(i for i, p in enumerate(params) if p is self.head.weight)
+
+    def _optimizer_state(self, full: bool, state: dict | None = None) -> dict:
+        """Optimiser state with the head rows of all ranks (full=True, for saving) or of this rank (loading)."""
+        state = self.optimizer.state_dict() if state is None else state
+        index, clf = self._head_state_index(), self.classifier
+        entry = state["state"].get(index)
+        if entry:
+            convert = clf.gather if full else clf.shard
+            match = clf.is_sharded if full else lambda v: v.dim() >= 1 and v.shape[0] == clf.num_classes
+            state["state"][index] = {k: convert(v) if torch.is_tensor(v) and match(v) else v for k, v in entry.items()}
+        return state
+
     def save(self, path: Path | None = None) -> Path:
+        """Every rank calls this (the head is gathered); rank 0 writes checkpoint.pt and model.pt."""
         path = path or self.output / "checkpoint.pt"
         head = {
             "name": self.cfg.head.name,
             "kwargs": dict(self.cfg.head.kwargs),
             "num_classes": self.num_classes,
-            "state": self.head.state_dict(),
+            "state": self.classifier.full_state_dict(),
         }
-        train = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
-        config = self.cfg.to_dict()
-        save_checkpoint(path, self.meta, self.backbone.state_dict(), head=head, train=train, config=config)
-        save_checkpoint(self.output / "model.pt", self.meta, self.backbone.state_dict(), config=config)
+        optimizer = self._optimizer_state(full=True)
+        if self.world.is_main:
+            train = {"step": self.step, "optimizer": optimizer, "scaler": self.scaler.state_dict(),
+                     "world_size": self.world.world_size}
+            config = self.cfg.to_dict()
+            save_checkpoint(path, self.meta, self.backbone.state_dict(), head=head, train=train, config=config)
+            save_checkpoint(self.output / "model.pt", self.meta, self.backbone.state_dict(), config=config)
         return path
 
     def resume(self, path) -> None:
@@ -97,15 +139,16 @@ class Trainer:
                 f"{path}: trained with {ckpt['head']['num_classes']} classes, the data has {self.num_classes}"
             )
         self.backbone.load_state_dict(ckpt["backbone"])
-        self.head.load_state_dict(ckpt["head"]["state"])
-        self.optimizer.load_state_dict(ckpt["train"]["optimizer"])
+        self.classifier.load_full_state_dict(ckpt["head"]["state"])
+        self.optimizer.load_state_dict(self._optimizer_state(full=False, state=ckpt["train"]["optimizer"]))
         self.scaler.load_state_dict(ckpt["train"]["scaler"])
         self.step = int(ckpt["train"]["step"])
         self.logger.print(f"resumed from {path} at step {self.step}")
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def _loader(self, epoch: int, start_batch: int):
-        sampler = EpochBatchSampler(len(self.dataset), self.micro_batch, seed=self.cfg.seed)
+        w = self.world
+        sampler = EpochBatchSampler(len(self.dataset), self.micro_batch, self.cfg.seed, w.rank, w.world_size)
         sampler.set_epoch(epoch, start_batch)
         workers = default_workers(self.cfg.data.num_workers)
         return torch.utils.data.DataLoader(
@@ -133,9 +176,8 @@ class Trainer:
         m = self.meta
         x = normalize(images, m.mean, m.std, m.channel_order, flip=flip)
         with self._autocast():
-            emb = self.backbone(x)
-        emb = emb.float()
-        loss = F.cross_entropy(self.head(emb, labels), labels) + self.head.regularizer(emb)
+            emb = self.model(x)
+        loss = self.classifier(emb.float(), labels)
         self.scaler.scale(loss / self.cfg.grad_accum).backward()
         return loss.detach()
 
@@ -154,7 +196,8 @@ class Trainer:
     def fit(self, max_steps: int | None = None) -> list[dict]:
         """Train to the configured epochs (or stop after `max_steps` optimiser steps); returns the log history."""
         cfg = self.cfg
-        save_config(cfg, self.output / "config.yaml")
+        if self.world.is_main:
+            save_config(cfg, self.output / "config.yaml")
         stop = min(self.total_steps, max_steps) if max_steps else self.total_steps
         save_every = cfg.save_every or self.steps_per_epoch
         val_every = cfg.val_every or self.steps_per_epoch
@@ -168,7 +211,7 @@ class Trainer:
             for _ in range(in_epoch, self.steps_per_epoch):
                 seed = cfg.seed * 1_000_003 + self.step
                 torch.manual_seed(seed)  # dropout etc.: a function of (seed, step), so resume is exact
-                generator = torch.Generator().manual_seed(seed)
+                generator = torch.Generator().manual_seed(seed * 1024 + self.world.rank)  # flips differ by rank
                 for _ in range(cfg.grad_accum):
                     batch = next(batches)
                     skipped += batch["skipped"]
@@ -176,11 +219,11 @@ class Trainer:
                     loss_n += 1
                 self._optimizer_step()
                 self.step += 1
-                if self.step % cfg.log_every == 0 or self.step == stop:
+                if self.world.is_main and (self.step % cfg.log_every == 0 or self.step == stop):
                     lr = self.optimizer.param_groups[0]["lr"]
                     extra = {"skipped": skipped} if skipped else {}
                     loss = (loss_sum / loss_n).item()  # the only host sync, once per log interval
-                    self.logger.progress(self.step, epoch, cfg.epochs, loss, lr, cfg.batch_size, **extra)
+                    self.logger.progress(self.step, epoch, cfg.epochs, loss, lr, cfg.batch_size * self.world.world_size, **extra)
                     loss_sum.zero_()
                     loss_n = 0
                 if self.step % save_every == 0 or self.step == stop:
@@ -191,6 +234,12 @@ class Trainer:
                     break
         self.logger.close()
         return self.logger.history
+
+    def close(self) -> None:
+        """Leave the process group (distributed runs)."""
+        if self.world.distributed and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
     def embedder(self) -> Embedder:
         return Embedder(self.backbone, self.meta)
