@@ -58,3 +58,13 @@ def read_image_file(path) -> np.ndarray:
     except OSError as e:
         raise DataError(f"{path}: cannot read image: {e.strerror}. Check the path.") from None
     return decode_image(data, where=str(path))
+
+
+def resize_image(array: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of a uint8 (H, W, 3) array to size (H, W); returned unchanged when already that size."""
+    from PIL import Image
+
+    h, w = size
+    if array.shape[:2] == (h, w):
+        return array
+    return np.asarray(Image.fromarray(array).resize((w, h), Image.BILINEAR))

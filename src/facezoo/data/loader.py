@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from .image import resize_image
+
 
 class EpochBatchSampler(Sampler):
     """Batches of a permutation drawn from (seed, epoch); rank r of W takes every W-th index; drop_last.
@@ -40,16 +42,9 @@ class Collate:
     def __init__(self, size: tuple[int, int]):
         self.size = tuple(size)
 
-    def _fit(self, img: np.ndarray) -> np.ndarray:
-        if img.shape[:2] == self.size:
-            return img
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(img).resize(self.size[::-1], Image.BILINEAR))
-
     def __call__(self, samples):
         kept = [s for s in samples if s is not None]
-        images = np.stack([self._fit(img) for img, _ in kept]) if kept else np.zeros((0, *self.size, 3), np.uint8)
+        images = np.stack([resize_image(img, self.size) for img, _ in kept]) if kept else np.zeros((0, *self.size, 3), np.uint8)
         labels = torch.tensor([int(label) for _, label in kept], dtype=torch.int64)
         return {"images": torch.from_numpy(images), "labels": labels, "skipped": len(samples) - len(kept)}
 

@@ -12,12 +12,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_dir, staged_dir
 from .folders import folder_samples, list_samples
-from .image import decode_image, encode_image, image_ext
+from .image import decode_image, encode_image, image_ext, resize_image
 from .recordio import RecordDataset, RecordIOWriter, pack_record
 
 T = TypeVar("T")
@@ -48,13 +47,10 @@ def _image_size_of(data: bytes, where: str) -> tuple[int, int]:
 
 def resize_encoded(data: bytes, size: tuple[int, int], quality: int | None, where: str) -> bytes:
     """Bytes unchanged when already `size` (h, w); else decoded, bilinear-resized and JPEG-encoded."""
-    from PIL import Image
-
     image = decode_image(data, where)
     if image.shape[:2] == tuple(size):
         return data
-    resized = Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR)
-    return encode_image(np.asarray(resized), "jpeg", quality or 95)
+    return encode_image(resize_image(image, size), "jpeg", quality or 95)
 
 
 def write_insightface(out_dir, groups: Sequence[tuple[int, Sequence[T]]], load: Callable[[T], bytes],

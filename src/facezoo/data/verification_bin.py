@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_write, staged_dir
-from .image import decode_image, image_ext
+from .image import decode_image, image_ext, resize_image
 
 try:
     from numpy._core import multiarray as _multiarray
@@ -121,14 +121,10 @@ def unpack_bin(path, out_dir) -> int:
 
 def load_bin_images(path, image_size=(112, 112)) -> tuple[np.ndarray, np.ndarray]:
     """Decoded uint8 (2N, H, W, 3) RGB images, bilinear-resized to image_size (h, w) when different, and issame."""
-    from PIL import Image
 
     images, issame = read_bin(path)
     h, w = image_size
     out = np.empty((len(images), h, w, 3), dtype=np.uint8)
     for i, data in enumerate(images):
-        image = decode_image(data, where=f"{path}: image {i}")
-        if image.shape[:2] != (h, w):
-            image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-        out[i] = image
+        out[i] = resize_image(decode_image(data, where=f"{path}: image {i}"), (h, w))
     return out, issame

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.image import read_image_file
+from ..data.image import read_image_file, resize_image
 from ..errors import ConfigError, DataError
 from ..registry import Registry, did_you_mean
 
@@ -411,7 +411,6 @@ def load_pair_images(
     different; with landmarks ({path: (5, 2) x, y}) it is aligned to the ArcFace template by
     facezoo.sdk.align.align_face, and every image needs an entry.
     """
-    from PIL import Image
 
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     lmk = {str(k): v for k, v in landmarks.items()} if landmarks is not None else None
@@ -430,8 +429,8 @@ def load_pair_images(
             from ..sdk.align import align_face
 
             image = align_face(image, lmk[key], (h, w))[0]
-        elif image.shape[:2] != (h, w):
-            image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+        else:
+            image = resize_image(image, (h, w))
         out[i] = image
         slot[key] = i
     return out, pairset.issame.copy()
