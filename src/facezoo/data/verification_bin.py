@@ -121,7 +121,6 @@ def unpack_bin(path, out_dir) -> int:
 
 def load_bin_images(path, image_size=(112, 112)) -> tuple[np.ndarray, np.ndarray]:
     """Decoded uint8 (2N, H, W, 3) RGB images, bilinear-resized to image_size (h, w) when different, and issame."""
-
     images, issame = read_bin(path)
     h, w = image_size
     out = np.empty((len(images), h, w, 3), dtype=np.uint8)

@@ -411,7 +411,6 @@ def load_pair_images(
     different; with landmarks ({path: (5, 2) x, y}) it is aligned to the ArcFace template by
     facezoo.sdk.align.align_face, and every image needs an entry.
     """
-
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     lmk = {str(k): v for k, v in landmarks.items()} if landmarks is not None else None
     order = [p for pair in zip(pairset.paths1, pairset.paths2) for p in pair]
