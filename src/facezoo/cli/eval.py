@@ -1,4 +1,8 @@
-"""`facezoo eval CHECKPOINT [...] --bin FILE [...]`: 1:1 verification accuracy on InsightFace .bin pair sets."""
+"""`facezoo eval CHECKPOINT [...] [--bin FILE ...] [--pairs NAME:ROOT ...]`: 1:1 verification accuracy.
+
+--bin takes InsightFace .bin pair sets; --pairs takes official pair lists with their images, e.g. lfw:/data/lfw,
+cfp_fp:/data/cfp-dataset, rfw_african:/data/RFW (the four rfw_* sets also give RFW's mean and std over races).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)",
                        description=__doc__)
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files")
-    p.add_argument("--bin", dest="bins", nargs="+", required=True, metavar="FILE",
+    p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE",
                    help="InsightFace .bin pair sets, e.g. lfw.bin cfp_fp.bin agedb_30.bin")
+    p.add_argument("--pairs", nargs="+", default=[], metavar="NAME:ROOT",
+                   help="official pair lists, e.g. lfw:/data/lfw calfw:/data/calfw rfw_asian:/data/RFW "
+                        "(names: lfw calfw cplfw cfp_fp cfp_ff rfw_african rfw_asian rfw_caucasian rfw_indian)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10, the protocol)")
@@ -39,39 +46,41 @@ def model_names(paths) -> list[str]:
     return out
 
 
-def resolve_device(name: str):
-    import torch
-
-    from ..errors import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    return torch.device(name)
-
-
 def run(args) -> int:
     import facezoo
 
+    from ..data.verification_bin import load_bin_images
+    from ..device import resolve_device
     from ..errors import ConfigError
+    from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
-    from ..eval.verification import evaluate_bins
+    from ..eval.verification import evaluate_sets
 
+    if not args.bins and not args.pairs:
+        raise ConfigError("nothing to evaluate: give --bin FILE ... and/or --pairs NAME:ROOT ...")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
+    sets = {Path(b).stem: (lambda size, b=b: load_bin_images(b, image_size=size)) for b in args.bins}
+    for spec in args.pairs:
+        pairset = read_pairs(spec)  # parses the list and checks every image exists before any model runs
+        sets[spec.partition(":")[0].strip().lower()] = lambda size, ps=pairset: load_pair_images(ps, size)
     device = resolve_device(args.device)
     models = {}
     for name, path in zip(model_names(args.checkpoints), args.checkpoints):
         models[name] = facezoo.load_model(path).to(device).eval()
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results = evaluate_bins(models, args.bins, args.batch_size, device, args.nfolds, args.metric, log=log)
+    results = evaluate_sets(models, sets, args.batch_size, device, args.nfolds, args.metric, log=log)
+    for per_set in results.values():
+        races = {rfw_race(k.removeprefix("rfw_")): v for k, v in per_set.items() if k.startswith("rfw_")}
+        if races:
+            summary = rfw_summary(races)
+            per_set["rfw"] = {"accuracy": summary["mean"], "accuracy_std": summary["std"], "races": summary["accuracy"]}
     print(format_table(results))
     if args.out:
         out = Path(args.out)
         write_json(out / "results.json", results)
         write_csv(out / "results.csv", results)
-        curves = {f"{m} {b}": (r["fpr"], r["tpr"]) for m, per in results.items() for b, r in per.items()}
+        curves = {f"{m} {b}": (r["fpr"], r["tpr"]) for m, per in results.items() for b, r in per.items() if "fpr" in r}
         plot_roc(out / "roc.png", curves)
         print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'roc.png'}")
     return 0

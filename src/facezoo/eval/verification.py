@@ -117,33 +117,41 @@ def evaluate_bin(
     return result
 
 
-def evaluate_bins(
+def evaluate_sets(
     models: dict[str, Embed],
-    bin_paths,
+    sets: dict[str, Callable[[tuple[int, int]], tuple[np.ndarray, np.ndarray]]],
     batch_size: int = 256,
     device=None,
     nfolds: int = 10,
     metric: str = "euclidean",
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """{model: {bin stem: result}} for every model on every .bin; each file is decoded once per input size.
+    """{model: {set name: result}}; `sets` maps a name to load(image_size) -> (uint8 images, issame).
 
-    A model's input size is its `input_size` attribute (H, W), (112, 112) if it has none.
+    Each set is loaded once per distinct model input size (a model's `input_size`, (112, 112) if it has none).
     """
-    from ..data.verification_bin import load_bin_images
-
     results: dict[str, dict[str, dict]] = {name: {} for name in models}
     sizes = {name: tuple(getattr(m, "input_size", (112, 112))) for name, m in models.items()}
-    for path in bin_paths:
+    for set_name, load in sets.items():
         for size in dict.fromkeys(sizes.values()):
-            data = load_bin_images(path, image_size=size)
+            images, issame = load(size)
             for name, m in models.items():
                 if sizes[name] != size:
                     continue
-                r = evaluate_bin(m, path, size, batch_size, device, nfolds, metric, images=data)
-                results[name][r["name"]] = r
+                r = evaluate_pairs(m, images, issame, batch_size=batch_size, device=device, nfolds=nfolds,
+                                   metric=metric)
+                r["name"] = set_name
+                results[name][set_name] = r
                 if log is not None:
-                    log(f"[{name}] {r['name']}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
+                    log(f"[{name}] {set_name}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
                         f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}")
-            del data
+            del images
     return results
+
+
+def evaluate_bins(models: dict[str, Embed], bin_paths, *args, **kwargs) -> dict[str, dict[str, dict]]:
+    """evaluate_sets over InsightFace .bin files, each named by its file stem."""
+    from ..data.verification_bin import load_bin_images
+
+    sets = {Path(p).stem: (lambda size, p=p: load_bin_images(p, image_size=size)) for p in bin_paths}
+    return evaluate_sets(models, sets, *args, **kwargs)

@@ -17,32 +17,19 @@ from pathlib import Path
 import torch
 
 from ..config import Config, save_config
+from ..device import resolve_device
 from ..data.loader import Collate, EpochBatchSampler, default_workers
 from ..data.transforms import normalize, random_flip_mask
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.embedder import Embedder, ModelMeta
 from .classifier import ShardedClassifier
-from .distributed import World, init_distributed, shard_range, world_from_env
+from .distributed import init_distributed, shard_range, world_from_env
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedules import lr_at
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str, world: World = World()) -> torch.device:
-    """auto -> cuda if present else cpu; under torchrun each process takes GPU LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available here; use device=cpu or device=auto")
-    if name == "cuda" and world.distributed:
-        name = f"cuda:{world.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
 
 
 class Trainer:
@@ -52,7 +39,7 @@ class Trainer:
 
         self.cfg = cfg
         self.world = world_from_env()
-        self.device = resolve_device(cfg.device, self.world)
+        self.device = resolve_device(cfg.device, self.world.local_rank if self.world.distributed else None)
         init_distributed(self.world, self.device)
         self.output = Path(cfg.output)
         self.output.mkdir(parents=True, exist_ok=True)
