@@ -11,7 +11,7 @@ import sys
 
 from ..errors import FacezooError
 
-COMMANDS = ("data", "train", "eval", "export", "list")
+COMMANDS = ("data", "train", "eval", "export", "bench", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

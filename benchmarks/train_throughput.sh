@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Training throughput at the anchors' settings (../shared/reference/anchors.md): one GPU, ArcFace s=64 m=0.5,
+# SGD, 93,431 classes, full FC, synthetic uint8 input on the device. Run on a GPU machine; add the printed lines
+# to benchmarks/RESULTS.md with the command, device and date.
+set -euo pipefail
+FZ=${FZ:-facezoo}
+$FZ bench train --backbone ir50 --batch-size 512 --classes 93431 "$@"
+$FZ bench train --backbone ir50 --batch-size 128 --classes 93431 "$@"
+$FZ bench train --backbone ir100 --batch-size 128 --classes 93431 "$@"
+$FZ bench train --backbone mobilefacenet --batch-size 512 --classes 93431 "$@"
+# 10M identities with Partial FC 0.1 (issue 3's memory target)
+$FZ bench train --backbone ir50 --batch-size 512 --classes 10000000 --sample-rate 0.1 "$@"

@@ -1,0 +1,87 @@
+"""Training throughput: the trainer's own step, timed after warm-up, with host syncs only at the ends.
+
+data="synthetic": uint8 batches generated on the device (no decode, no transfer), as the anchors' figures are;
+otherwise a RecordIO folder (or any dataset path) read through the training DataLoader.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from ..config import load_config
+
+
+class _ClassesOnly:
+    """A dataset stand-in that only says how many images and classes there are (synthetic input)."""
+
+    def __init__(self, size: int, num_classes: int):
+        self.size, self.num_classes = size, num_classes
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def bench_train(backbone="ir50", batch_size=512, classes=93431, sample_rate=1.0, data="synthetic", steps=50,
+                warmup=10, overrides=()) -> dict:
+    """Images/s over `steps` optimiser steps after `warmup`, and peak GPU memory (GiB, CUDA only)."""
+    import tempfile
+
+    from ..train.trainer import Trainer
+
+    with tempfile.TemporaryDirectory(prefix="facezoo-bench-") as output:
+        return _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output)
+
+
+def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output) -> dict:
+
+    synthetic = data == "synthetic"
+    cfg = load_config(None, [
+        "head.kwargs={s: 64.0, m: 0.5}", "precision=bf16", "tensorboard=false", "save_every=1000000000",
+        "log_every=1000000000", *overrides, f"model.backbone={backbone}", f"batch_size={batch_size}",
+        f"head.sample_rate={sample_rate}", f"output={output}", *(() if synthetic else [f"data.train={data}"]),
+    ])
+    world = int(os.environ.get("WORLD_SIZE", 1))  # under torchrun: the global batch
+    dataset = _ClassesOnly(batch_size * world * (steps + warmup), classes) if synthetic else None
+    trainer = Trainer(cfg, dataset=dataset, verbose=False)
+    device, size = trainer.device, trainer.meta.input_size
+    micro = cfg.batch_size // cfg.grad_accum
+
+    def synthetic_batches():
+        g = torch.Generator(device=device).manual_seed(0)
+        while True:
+            images = torch.randint(0, 256, (micro, *size, 3), dtype=torch.uint8, device=device, generator=g)
+            labels = torch.randint(0, trainer.num_classes, (micro,), device=device, generator=g)
+            yield {"images": images, "labels": labels, "skipped": 0}
+
+    batches = synthetic_batches() if synthetic else iter(trainer._loader(0, 0))
+    generator = torch.Generator().manual_seed(0)
+
+    def step():
+        for _ in range(cfg.grad_accum):
+            trainer._micro_step(next(batches), generator)
+        trainer._optimizer_step()
+        trainer.step += 1
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    trainer.close()
+    return {
+        "backbone": backbone, "batch_size": batch_size, "classes": trainer.num_classes, "sample_rate": sample_rate,
+        "data": "synthetic" if synthetic else str(data), "precision": cfg.precision, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "world_size": world, "steps": steps, "seconds": seconds,
+        "images_per_s": steps * batch_size * world / seconds, "peak_gib": peak,
+    }
