@@ -11,7 +11,7 @@ import sys
 
 from ..errors import FacezooError
 
-COMMANDS = ("data", "train", "eval", "export", "bench", "list")
+COMMANDS = ("data", "train", "eval", "eval-ijb", "export", "bench", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facezoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
     return parser
 
 
