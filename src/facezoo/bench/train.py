@@ -6,12 +6,12 @@ otherwise a RecordIO folder (or any dataset path) read through the training Data
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
 
 from ..config import load_config
+from ..train.distributed import world_from_env
 
 
 class _ClassesOnly:
@@ -43,7 +43,7 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
         "log_every=1000000000", *overrides, f"model.backbone={backbone}", f"batch_size={batch_size}",
         f"head.sample_rate={sample_rate}", f"output={output}", *(() if synthetic else [f"data.train={data}"]),
     ])
-    world = int(os.environ.get("WORLD_SIZE", 1))  # under torchrun: the global batch
+    world = world_from_env().world_size  # under torchrun: the global batch
     dataset = _ClassesOnly(batch_size * world * (steps + warmup), classes) if synthetic else None
     trainer = Trainer(cfg, dataset=dataset, verbose=False)
     device, size = trainer.device, trainer.meta.input_size

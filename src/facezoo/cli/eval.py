@@ -49,18 +49,17 @@ def model_names(paths) -> list[str]:
 def run(args) -> int:
     import facezoo
 
-    from ..data.verification_bin import load_bin_images
     from ..device import resolve_device
     from ..errors import ConfigError
     from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
-    from ..eval.verification import evaluate_sets
+    from ..eval.verification import bin_sets, evaluate_sets
 
     if not args.bins and not args.pairs:
         raise ConfigError("nothing to evaluate: give --bin FILE ... and/or --pairs NAME:ROOT ...")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
-    sets = {Path(b).stem: (lambda size, b=b: load_bin_images(b, image_size=size)) for b in args.bins}
+    sets = bin_sets(args.bins)
     for spec in args.pairs:
         pairset = read_pairs(spec)  # parses the list and checks every image exists before any model runs
         sets[spec.partition(":")[0].strip().lower()] = lambda size, ps=pairset: load_pair_images(ps, size)

@@ -172,15 +172,8 @@ def identification(
     distractors scored at once (default: a ~256 MiB score block).
     """
     ranks = _check_ranks(ranks)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    probes, ids, dist = _inputs(probe_feats, probe_ids, distractor_feats, metric, dev)
-    sizes = _check_sizes(sizes, dist.shape[0])
-    pi, gi = _genuine_pairs(ids, ordered=True)
-    if pi.numel() == 0:
-        raise DataError(
-            "no identity has two probe images, so there is no (probe, gallery) pair to rank."
-        )
-    pi, gi = pi.to(dev), gi.to(dev)
+    dev, probes, dist, sizes, pi, gi = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes,
+                                              ordered=True, purpose="(probe, gallery) pair to rank")
     genuine = _score_pairs(probes, pi, gi, metric)  # (pairs,)
     top_r = ranks[-1]
     top = torch.full((probes.shape[0], top_r), -math.inf, device=dev)
@@ -221,15 +214,9 @@ def verification(
     """
     if not 0.0 <= far <= 1.0:
         raise ConfigError(f"far={far}: must be within [0, 1], e.g. 1e-6.")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    probes, ids, dist = _inputs(probe_feats, probe_ids, distractor_feats, metric, dev)
-    sizes = _check_sizes(sizes, dist.shape[0])
-    pi, gi = _genuine_pairs(ids, ordered=False)
-    if pi.numel() == 0:
-        raise DataError(
-            "no identity has two probe images, so there is no genuine pair to verify."
-        )
-    genuine = _score_pairs(probes, pi.to(dev), gi.to(dev), metric)
+    dev, probes, dist, sizes, pi, gi = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes,
+                                              ordered=False, purpose="genuine pair to verify")
+    genuine = _score_pairs(probes, pi, gi, metric)
     n_probes = probes.shape[0]
     keep = math.floor(Fraction(repr(float(far))) * n_probes * sizes[-1]) + 1
     top = torch.empty(0, device=dev)
@@ -283,6 +270,17 @@ def _check_ranks(ranks: Sequence[int]) -> list[int]:
             f"ranks={list(ranks)}: ranks start at 1 (rank 1 = nearest), e.g. (1, 5, 10)."
         )
     return rs
+
+
+def _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes, ordered: bool, purpose: str):
+    """Device, features on it, checked prefix sizes and the genuine probe pairs (on the device)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    probes, ids, dist = _inputs(probe_feats, probe_ids, distractor_feats, metric, dev)
+    sizes = _check_sizes(sizes, dist.shape[0])
+    pi, gi = _genuine_pairs(ids, ordered=ordered)
+    if pi.numel() == 0:
+        raise DataError(f"no identity has two probe images, so there is no {purpose}.")
+    return dev, probes, dist, sizes, pi.to(dev), gi.to(dev)
 
 
 def _check_sizes(sizes: Sequence[int] | None, n: int) -> list[int]:

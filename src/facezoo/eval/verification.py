@@ -149,9 +149,13 @@ def evaluate_sets(
     return results
 
 
-def evaluate_bins(models: dict[str, Embed], bin_paths, *args, **kwargs) -> dict[str, dict[str, dict]]:
-    """evaluate_sets over InsightFace .bin files, each named by its file stem."""
+def bin_sets(bin_paths) -> dict[str, Callable]:
+    """{file stem: load(image_size)} for InsightFace .bin files, the `sets` evaluate_sets takes."""
     from ..data.verification_bin import load_bin_images
 
-    sets = {Path(p).stem: (lambda size, p=p: load_bin_images(p, image_size=size)) for p in bin_paths}
-    return evaluate_sets(models, sets, *args, **kwargs)
+    return {Path(p).stem: (lambda size, p=p: load_bin_images(p, image_size=size)) for p in bin_paths}
+
+
+def evaluate_bins(models: dict[str, Embed], bin_paths, *args, **kwargs) -> dict[str, dict[str, dict]]:
+    """evaluate_sets over InsightFace .bin files, each named by its file stem."""
+    return evaluate_sets(models, bin_sets(bin_paths), *args, **kwargs)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 
 class Verifier:
     def __init__(self, paths: list[str], input_size: tuple[int, int], batch_size: int = 256):
-        from ..data.verification_bin import load_bin_images
+        from ..eval.verification import bin_sets
 
-        self.sets = {Path(p).stem: load_bin_images(p, image_size=tuple(input_size)) for p in paths}
+        self.sets = {name: load(tuple(input_size)) for name, load in bin_sets(paths).items()}
         self.batch_size = batch_size
 
     def __call__(self, embedder, device) -> dict[str, dict]:
