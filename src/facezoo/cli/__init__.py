@@ -11,7 +11,10 @@ import sys
 
 from ..errors import FacezooError
 
-COMMANDS = ("data", "train", "eval", "eval-ijb", "export", "bench", "list")
+COMMANDS = (
+    "data", "train", "eval", "eval-ijb", "eval-megaface", "export", "bench", "models",
+    "detect", "align", "embed", "verify", "identify", "gallery", "calibrate", "serve", "list",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,14 +119,42 @@ def write_csv(path, results: dict) -> None:
         f.write(buf.getvalue())
 
 
-def plot_roc(path, curves: dict[str, tuple]) -> None:
-    """PNG of TPR against FAR (log axis) for each label: (fpr, tpr). Uses the Agg canvas, no pyplot state."""
+def _figure():
+    """A matplotlib Figure and axes on the Agg canvas, with no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    return fig, fig.add_subplot()
+
+
+def _save_png(fig, path) -> None:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    with atomic_write(Path(path), "wb") as f:
+        f.write(buf.getvalue())
+
+
+def plot_cmc(path, curves: dict[str, tuple], xlabel: str = "rank") -> None:
+    """PNG of the identification rate against rank (log axis) for each label: (ranks, rates), rates in [0, 1].
+    With xlabel="distractors" the same plot shows rank-1 against the number of distractors (MegaFace)."""
+    fig, ax = _figure()
+    for label, (ranks, rates) in curves.items():
+        ax.plot(np.asarray(ranks, float), 100 * np.asarray(rates, float), marker=".", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("identification rate (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    if curves:
+        ax.legend(loc="lower right", fontsize="small")
+    _save_png(fig, path)
+
+
+def plot_roc(path, curves: dict[str, tuple]) -> None:
+    """PNG of TPR against FAR (log axis) for each label: (fpr, tpr)."""
+    fig, ax = _figure()
     for label, (fpr, tpr) in curves.items():
         fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
         order = np.argsort(fpr, kind="stable")
@@ -139,8 +167,4 @@ def plot_roc(path, curves: dict[str, tuple]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     if curves:
         ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    with atomic_write(Path(path), "wb") as f:
-        f.write(buf.getvalue())
+    _save_png(fig, path)

@@ -31,6 +31,9 @@ class ModelMeta:
     mean: float = 127.5
     std: float = 127.5
     template: list = field(default_factory=lambda: [list(p) for p in ARCFACE_TEMPLATE_112])
+    # Cosine-similarity thresholds by false accept rate, {far_key(far): threshold}, from impostor pairs of a
+    # calibration set (facezoo calibrate); empty until calibrated. Used by the SDK's verify(far=...).
+    thresholds: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)

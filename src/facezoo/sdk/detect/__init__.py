@@ -1,0 +1,5 @@
+"""Face detectors by name: DETECTORS.create("mtcnn" | "scrfd" | "retinaface", **kwargs)."""
+
+from .base import DETECTORS, Detections, Detector, create_detector
+
+__all__ = ["DETECTORS", "Detections", "Detector", "create_detector"]
