@@ -18,3 +18,7 @@ class DataError(FacezooError):
 
 class ModelError(FacezooError):
     """A model name, checkpoint or state dict cannot be used."""
+
+
+class NoFaceError(DataError):
+    """An image in which the detector found no face where one was required (verify, enroll, identify one)."""
