@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
+	$(BIN)/facezoo models fetch mtcnn  # MTCNN weights from the facenet-pytorch wheel (sha256-checked; once)
 	$(BIN)/python -m pytest -n 2 -q
 
 demo: $(STAMP)
