@@ -16,11 +16,15 @@ class EncodedImageDataset(Dataset):
     `read_encoded(i) -> bytes` and `where(i) -> str` (file and record, for error messages).
 
     __getitem__(i) -> (uint8 (H, W, 3) RGB, int label), or None for a corrupt sample when skip_corrupt is set.
+    With `decode = False` (set on the instance; data.decode=gpu) it returns (encoded bytes, int label) instead:
+    workers only read, the batch is decoded later (gpu_decode.GpuJpegDecoder); None then marks an unreadable
+    record (a truncated file), and undecodable bytes are found by the decoder.
     """
 
     labels: np.ndarray
     num_classes: int
     skip_corrupt: bool = False
+    decode: bool = True
 
     def read_encoded(self, i: int) -> bytes:
         raise NotImplementedError
@@ -33,10 +37,11 @@ class EncodedImageDataset(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            image = decode_image(self.read_encoded(i), where=self.where(i))
+            data = self.read_encoded(i)
+            sample = decode_image(data, where=self.where(i)) if self.decode else data
         except DataError as e:
             if not self.skip_corrupt:
                 raise
             warnings.warn(f"skipping corrupt sample: {e}", stacklevel=2)
             return None
-        return image, int(self.labels[i])
+        return sample, int(self.labels[i])
