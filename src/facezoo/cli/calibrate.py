@@ -1,14 +1,55 @@
-"""Placeholder for `facezoo calibrate` while it is being written; replaced by its real module."""
+"""`facezoo calibrate MODEL --bin X.bin [--folder CROPS] [--far 1e-3 1e-4] --out MODEL_calibrated.pt`: cosine
+thresholds by target false accept rate, written into a copy of the model so `verify --far` can use them.
+
+For each FAR the threshold is the smallest t with #{impostor pairs with cosine >= t} / #impostors <= FAR, on the
+listed pairs of .bin sets and/or all pairs of a folder of aligned crops (FOLDER/<person>/<crop>), pooled. A FAR
+needs at least 1/FAR impostor pairs (LFW's 3000 reach 1e-3 at best); without --far every FAR of 1e-2 ... 1e-6
+that the pairs support is calibrated. Scores are single-view cosines, as verify computes them (--flip: e(x) +
+e(flip x)). .pt: meta.thresholds; .onnx: the metadata key "facezoo.thresholds" (and meta.thresholds of facezoo
+exports). The output is written atomically; TAR at each threshold is printed with it.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ._sdk_args import add_device_arg, check_files, log, print_json
+
 
 def register(sub) -> None:
-    p = sub.add_parser("calibrate", help="(being written)")
+    p = sub.add_parser("calibrate", help="verification thresholds by target FAR, saved in the model",
+                       description=__doc__)
+    p.add_argument("model", metavar="MODEL", help="facezoo .pt or .onnx recognition model")
+    p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE", help="InsightFace .bin pair sets")
+    p.add_argument("--folder", dest="folders", nargs="+", default=[], metavar="DIR",
+                   help="folders of aligned crops, one sub-folder per person (all pairs are used)")
+    p.add_argument("--far", type=float, nargs="+", default=None, metavar="FAR",
+                   help="target FARs (default: those of 1e-2 ... 1e-6 the pairs support)")
+    p.add_argument("--out", default=None, metavar="FILE", help="calibrated copy (default MODEL_calibrated.<ext>)")
+    p.add_argument("--flip", action="store_true", help="score e(x) + e(flip x) instead of single-view embeddings")
+    p.add_argument("--mean", type=float, default=None, help="for ONNX files without facezoo metadata")
+    p.add_argument("--std", type=float, default=None, help="for ONNX files without facezoo metadata")
+    p.add_argument("--channel-order", choices=("RGB", "BGR"), default=None,
+                   help="for ONNX files without facezoo metadata")
+    p.add_argument("--batch-size", type=int, default=128, help="faces per forward pass (default 128)")
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..errors import ConfigError
+    from ..sdk.embed import load_recognizer
+    from ..sdk.thresholds import calibrate, write_thresholds
 
-    raise ConfigError("`facezoo calibrate` is not written yet.")
+    if not args.bins and not args.folders:
+        raise ConfigError("nothing to calibrate on: give --bin FILE ... and/or --folder DIR ...")
+    check_files(args.bins)
+    model = Path(args.model)
+    out = Path(args.out) if args.out else model.with_name(f"{model.stem}_calibrated{model.suffix}")
+    rec = load_recognizer(model, args.device, mean=args.mean, std=args.std, channel_order=args.channel_order,
+                          batch_size=args.batch_size)
+    log(rec.describe())
+    result = calibrate(rec, bins=args.bins, folders=args.folders, fars=args.far, flip=args.flip)
+    write_thresholds(model, result["thresholds"], out)
+    print_json({"model": str(model), "out": str(out), **result})
+    return 0

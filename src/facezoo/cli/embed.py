@@ -1,14 +1,66 @@
-"""Placeholder for `facezoo embed` while it is being written; replaced by its real module."""
+"""`facezoo embed IMAGES... --model M [--out emb.npy] [--aligned]`: embeddings as JSON, one object per image.
+
+Photos are detected and aligned first (every face, highest score first); --aligned takes the images as aligned
+crops and embeds each whole image. --out saves the L2-normalised embeddings of all faces, in printed order, as a
+float32 (N, D) .npy; each face's "row" in the JSON is its index there.
+"""
 
 from __future__ import annotations
 
+from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, face_dict, \
+    print_json
+
 
 def register(sub) -> None:
-    p = sub.add_parser("embed", help="(being written)")
+    p = sub.add_parser("embed", help="face embeddings as JSON / .npy", description=__doc__)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    add_model_args(p)
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned crops: skip detection")
+    p.add_argument("--out", metavar="FILE.npy", default=None, help="save L2-normalised embeddings (N, D) here")
+    add_detector_args(p)
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
+    import numpy as np
 
-    raise ConfigError("`facezoo embed` is not written yet.")
+    from ..data.image import read_image_file
+    from ..io import atomic_write
+
+    paths = check_files(args.images)
+    if args.aligned:
+        args.detector = _no_detector()
+    fa = build_analyzer(args)
+    rows = []
+    for path in paths:
+        img = read_image_file(path)
+        if args.aligned:
+            emb = fa.embed_crops(img[None])[0]
+            rows.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
+            print_json({"image": str(path), "row": len(rows) - 1, "embedding": emb.astype(float).tolist()})
+            continue
+        faces = []
+        for face in fa.analyze(img):
+            d = face_dict(face, embedding=True)
+            if face.embedding is not None:
+                rows.append(face.normed_embedding)
+                d["row"] = len(rows) - 1
+            faces.append(d)
+        print_json({"image": str(path), "faces": faces})
+    if args.out:
+        d = rows[0].shape[0] if rows else 0
+        with atomic_write(args.out) as f:
+            np.save(f, np.stack(rows).astype(np.float32) if rows else np.zeros((0, d), np.float32))
+    return 0
+
+
+def _no_detector():
+    """A stand-in detector for --aligned (never called: crops go straight to the recognizer)."""
+    from ..sdk.detect.base import Detector
+
+    class NoDetector(Detector):
+        def detect(self, image, max_faces=None):
+            raise AssertionError("--aligned embeds whole crops; detection is skipped")
+
+    return NoDetector()

@@ -1,14 +1,125 @@
-"""Placeholder for `facezoo gallery` while it is being written; replaced by its real module."""
+"""`facezoo gallery ACTION G.db ...`: a persistent gallery of identities (one SQLite file).
+
+  enroll G.db FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
+  add G.db NAME IMAGES... --model M [--replace]
+  remove G.db NAME
+  list G.db
+  index G.db --kind ivf|hnsw [--recall] [--k 10] [--queries 1000]
+       build an approximate (faiss) index and time it; --recall measures recall@k of its entries against exact
+       search, with stored embeddings as queries. The index lives in memory: `identify` searches exactly.
+"""
 
 from __future__ import annotations
 
+from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, \
+    print_json
+
 
 def register(sub) -> None:
-    p = sub.add_parser("gallery", help="(being written)")
+    p = sub.add_parser("gallery", help="enroll, add, remove, list identities; approximate index recall",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e = actions.add_parser("enroll", help="enroll FOLDER/<name>/<image>")
+    e.add_argument("gallery", metavar="G.db")
+    e.add_argument("folder", metavar="FOLDER")
+    e.add_argument("--replace", action="store_true", help="replace identities already enrolled")
+    a = actions.add_parser("add", help="add images to one identity")
+    a.add_argument("gallery", metavar="G.db")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("images", nargs="+", metavar="IMAGE")
+    a.add_argument("--replace", action="store_true", help="replace the identity's previous entries")
+    for q in (e, a):
+        add_model_args(q)
+        add_detector_args(q)
+        add_device_arg(q)
+    r = actions.add_parser("remove", help="remove an identity")
+    r.add_argument("gallery", metavar="G.db")
+    r.add_argument("name", metavar="NAME")
+    ls = actions.add_parser("list", help="identities and their number of faces")
+    ls.add_argument("gallery", metavar="G.db")
+    ix = actions.add_parser("index", help="build an approximate index; --recall measures it against exact search")
+    ix.add_argument("gallery", metavar="G.db")
+    ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
+    ix.add_argument("--recall", action="store_true", help="measure recall@k against exact search")
+    ix.add_argument("--k", type=int, default=10, help="k of recall@k (default 10)")
+    ix.add_argument("--queries", type=int, default=1000, help="stored embeddings used as queries (default 1000)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    return {"enroll": _enroll, "add": _add, "remove": _remove, "list": _list, "index": _index}[args.action](args)
+
+
+def _open(path):
+    from ..sdk.gallery import Gallery
+
+    return Gallery.open(path, create=False)
+
+
+def _enroll(args) -> int:
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    if not Path(args.folder).is_dir():
+        raise DataError(f"{args.folder}: not a folder. Pass a folder with one sub-folder of images per person.")
+    fa = build_analyzer(args)
+    result = fa.enroll_folder(args.gallery, args.folder, replace=args.replace)
+    for path, message in result.errors:
+        log(f"skipped {path}: {message}")
+    print_json({"gallery": str(args.gallery), "identities": result.identities, "images": result.images,
+                "errors": [{"path": p, "message": m} for p, m in result.errors]})
+    return 0
+
+
+def _add(args) -> int:
+    paths = check_files(args.images)
+    fa = build_analyzer(args)
+    n = fa.enroll(args.gallery, args.name, paths, replace=args.replace)
+    print_json({"gallery": str(args.gallery), "identity": args.name, "added": n})
+    return 0
+
+
+def _remove(args) -> int:
+    with _open(args.gallery) as g:
+        n = g.remove(args.name)
+    print_json({"gallery": str(args.gallery), "removed": args.name, "entries": n})
+    return 0
+
+
+def _list(args) -> int:
+    with _open(args.gallery) as g:
+        ids = [{"name": name, "entries": g.count(name)} for name in g.identities()]
+        print_json({"gallery": str(args.gallery), "identities": ids, "faces": len(g),
+                    "embedding_size": g.embedding_size, "model_key": g.model_key})
+    return 0
+
+
+def _index(args) -> int:
+    import time
+
+    import numpy as np
+
     from ..errors import ConfigError
 
-    raise ConfigError("`facezoo gallery` is not written yet.")
+    if args.k < 1 or args.queries < 1:
+        raise ConfigError("--k and --queries must be positive.")
+    with _open(args.gallery) as g:
+        if len(g) == 0:
+            raise ConfigError(f"{args.gallery}: the gallery is empty; enroll identities first.")
+        t0 = time.perf_counter()
+        g.build_index(args.kind)
+        record = {"gallery": str(args.gallery), "kind": args.kind, "entries": len(g),
+                  "build_s": round(time.perf_counter() - t0, 4)}
+        if args.recall:
+            vectors = np.concatenate([np.stack([e.embedding for e in g.entries(n)]) for n in g.identities()])
+            rng = np.random.default_rng(0)
+            q = vectors[np.sort(rng.choice(len(vectors), min(args.queries, len(vectors)), replace=False))]
+            record["recall_at_k"] = round(g.recall_at_k(q, k=args.k, index=args.kind), 4)
+            record.update(k=min(args.k, len(vectors)), queries=len(q))
+            for kind in ("exact", args.kind):
+                t0 = time.perf_counter()
+                g.search(q, top_k=args.k, index=kind)
+                record[f"search_ms_per_query_{kind}"] = round(1000 * (time.perf_counter() - t0) / len(q), 4)
+    print_json(record)
+    return 0

@@ -193,7 +193,7 @@ class MTCNN(Detector):
         if max_faces is not None and max_faces < 0:
             raise ConfigError(f"max_faces {max_faces}: give a count >= 0, or None for all faces")
         arrays = [check_image(im, f"image {i}") for i, im in enumerate(images)]
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device).permute(2, 0, 1).float()
+        tensors = [torch.from_numpy(np.array(a)).to(self.device).permute(2, 0, 1).float()
                    for a in arrays]
         boxes, idx = self._stage1(tensors)
         boxes, idx = self._refine(tensors, boxes, idx)

@@ -1,0 +1,203 @@
+"""Verification thresholds chosen by target false accept rate (FAR), and writing them into a model file.
+
+Rule: predict "same" iff cosine >= t. FAR(t) = #{impostor scores >= t} / n. For a target far, t is the smallest
+threshold with FAR(t) <= far: with impostor scores sorted descending s_1 >= s_2 >= ... >= s_n and
+k = floor(far * n) (exact decimal arithmetic), every t > s_(k+1) accepts at most k impostors and every t <= s_(k+1)
+accepts at least k + 1, so t = the next float64 above s_(k+1). A far below 1/n cannot be measured (k = 0 would
+only say "no impostor accepted in n"): that is a ConfigError asking for at least ceil(1/far) impostor pairs.
+
+Scores for calibration are the ones FaceAnalyzer.verify computes: cosine of the L2-normalised embeddings of the
+two aligned crops, single view (no flip) by default; flip=True uses e(x) + e(flip(x)) for pipelines that do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, ModelError
+from ..eval.metrics import far_key
+from ..io import atomic_write
+
+DEFAULT_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _check_far(far) -> float:
+    try:
+        f = float(far)
+    except (TypeError, ValueError):
+        raise ConfigError(f"FAR {far!r} is not a number; use e.g. 1e-4.") from None
+    if not 0 < f < 1:
+        raise ConfigError(f"FAR {far!r} must be between 0 and 1 (exclusive), e.g. 1e-4.")
+    return f
+
+
+def _k(far: float, n: int) -> int:
+    """floor(far * n) in exact decimal arithmetic (1e-3 * 3000 is 3, not 2.9999...)."""
+    return math.floor(Fraction(repr(float(far))) * n)
+
+
+def calibrate_thresholds(impostor_scores, fars) -> dict[str, float]:
+    """{far_key(far): t} with t the smallest threshold whose FAR (fraction of impostor scores >= t) is <= far."""
+    s = np.sort(np.asarray(impostor_scores, dtype=np.float64).reshape(-1))[::-1]
+    if s.size == 0:
+        raise ConfigError("no impostor scores: calibration needs pairs of different people.")
+    if not np.isfinite(s).all():
+        raise DataError("impostor scores contain NaN or infinite values; check the embeddings.")
+    out = {}
+    for far in fars:
+        f = _check_far(far)
+        k = _k(f, s.size)
+        if k < 1:
+            raise ConfigError(
+                f"FAR {f:g} needs at least {math.ceil(1 / f)} impostor pairs to be measured, but only {s.size} are "
+                "given; add pair sets (--bin, --folder) or choose a larger FAR."
+            )
+        out[far_key(f)] = float(np.nextafter(s[k], np.inf)) if k < s.size else -1.0
+    return out
+
+
+def supported_fars(n_impostors: int, fars=DEFAULT_FARS) -> list[float]:
+    """The fars that n impostor pairs can measure (far * n >= 1)."""
+    return [f for f in fars if _k(f, n_impostors) >= 1]
+
+
+def threshold_report(genuine_scores, impostor_scores, thresholds: dict[str, float]) -> dict[str, dict]:
+    """{far key: {threshold, tar, far}}: TAR = #{genuine >= t} / #genuine, the achieved FAR on the impostors."""
+    g = np.asarray(genuine_scores, dtype=np.float64)
+    imp = np.asarray(impostor_scores, dtype=np.float64)
+    return {key: {"threshold": t, "tar": float(np.mean(g >= t)) if g.size else math.nan,
+                  "far": float(np.mean(imp >= t))} for key, t in thresholds.items()}
+
+
+# ---------------------------------------------------------------------- scores from pair sources
+
+
+def _embed_normed(recognizer, images: np.ndarray, flip: bool) -> np.ndarray:
+    e = recognizer(images).astype(np.float64)
+    if flip:
+        e = e + recognizer(np.ascontiguousarray(images[:, :, ::-1])).astype(np.float64)
+    n = np.linalg.norm(e, axis=1, keepdims=True)
+    return e / np.maximum(n, 1e-12)
+
+
+def bin_scores(recognizer, bin_path, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores of the listed pairs of an InsightFace .bin set."""
+    from ..data.verification_bin import load_bin_images
+
+    images, issame = load_bin_images(bin_path, image_size=tuple(recognizer.input_size))
+    e = _embed_normed(recognizer, images, flip)
+    scores = np.sum(e[0::2] * e[1::2], axis=1)
+    return scores[issame], scores[~issame]
+
+
+def folder_scores(recognizer, root, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores of ALL pairs of aligned crops in root/<identity>/<image>.
+
+    Pairs within an identity are genuine, pairs across identities impostors: m crops give m(m-1)/2 pairs, so a
+    few hundred crops reach FARs that listed pairs cannot. Crops are resized to the model's input size.
+    """
+    from ..data.image import read_image_file, resize_image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder. Pass a folder with one sub-folder of aligned crops per person.")
+    paths, labels = [], []
+    for label, folder in enumerate(sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))):
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(p)
+                labels.append(label)
+    if len(set(labels)) < 2:
+        raise DataError(f"{root}: needs at least two identity sub-folders with images (root/<name>/<crop>).")
+    size = tuple(recognizer.input_size)
+    images = np.stack([resize_image(read_image_file(p), size) for p in paths])
+    e = _embed_normed(recognizer, images, flip)
+    sims = e @ e.T
+    lab = np.asarray(labels)
+    iu = np.triu_indices(len(lab), k=1)
+    same = lab[iu[0]] == lab[iu[1]]
+    scores = sims[iu]
+    return scores[same], scores[~same]
+
+
+def calibrate(recognizer, bins=(), folders=(), fars=None, flip: bool = False) -> dict:
+    """Thresholds of a recognizer from pair sources: InsightFace .bin files (listed pairs) and/or folders of
+    aligned crops (all pairs). Impostor scores of all sources are pooled.
+
+    fars None: those of DEFAULT_FARS the impostor count supports. Returns {thresholds {far key: t}, report
+    {far key: {threshold, tar, far}}, genuine, impostors, score (what was compared), sources}.
+    """
+    from .embed import load_recognizer
+
+    recognizer = load_recognizer(recognizer)
+    bins, folders = list(bins), list(folders)
+    if not bins and not folders:
+        raise ConfigError("nothing to calibrate on: give .bin pair sets (--bin) and/or folders of crops (--folder).")
+    gen, imp = [], []
+    for source in itertools.chain(((bin_scores, b) for b in bins), ((folder_scores, f) for f in folders)):
+        g, i = source[0](recognizer, source[1], flip)
+        gen.append(g)
+        imp.append(i)
+    genuine, impostor = np.concatenate(gen), np.concatenate(imp)
+    if fars is None:
+        fars = supported_fars(impostor.size)
+        if not fars:
+            raise ConfigError(f"only {impostor.size} impostor pairs: even FAR {DEFAULT_FARS[0]:g} needs "
+                              f"{math.ceil(1 / DEFAULT_FARS[0])}; add pair sets.")
+    thresholds = calibrate_thresholds(impostor, fars)
+    view = "e(x) + e(flip(x))" if flip else "e(x), single view"
+    return {"thresholds": thresholds, "report": threshold_report(genuine, impostor, thresholds),
+            "genuine": int(genuine.size), "impostors": int(impostor.size),
+            "score": f"cosine of L2-normalised embeddings, {view}",
+            "sources": [str(b) for b in bins] + [str(f) for f in folders]}
+
+
+# ---------------------------------------------------------------------- writing thresholds into a model
+
+
+def write_thresholds(model, thresholds: dict[str, float], out) -> Path:
+    """Copy `model` (.pt or .onnx) to `out` (atomically) with its thresholds set.
+
+    .pt: meta.thresholds of the checkpoint (everything else kept). .onnx: the metadata key "facezoo.thresholds"
+    (JSON), and meta.thresholds inside "facezoo.meta" when the file is a facezoo export; weights untouched.
+    """
+    import torch
+
+    model, out = Path(model), Path(out)
+    thresholds = {str(k): float(v) for k, v in thresholds.items()}
+    if model.suffix.lower() == ".onnx":
+        from ..export.onnx import META_KEY, _require
+        from .embed import THRESHOLDS_KEY
+
+        onnx = _require("onnx")
+        try:
+            proto = onnx.load(str(model))
+        except Exception as e:  # noqa: BLE001  (protobuf DecodeError, OSError, ...)
+            raise ModelError(f"{model}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}).") from None
+        props = {p.key: p.value for p in proto.metadata_props}
+        if META_KEY in props:
+            meta = json.loads(props[META_KEY])
+            meta["thresholds"] = thresholds
+            props[META_KEY] = json.dumps(meta)
+        props[THRESHOLDS_KEY] = json.dumps(thresholds)
+        del proto.metadata_props[:]
+        for key, value in props.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        with atomic_write(out) as f:
+            f.write(proto.SerializeToString())
+        return out
+    from ..models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model)
+    ckpt["meta"] = {**ckpt["meta"], "thresholds": thresholds}
+    with atomic_write(out) as f:
+        torch.save(ckpt, f)
+    return out
