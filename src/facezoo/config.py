@@ -23,9 +23,13 @@ from .registry import did_you_mean
 class DataConfig:
     train: str = ""  # RecordIO folder or .rec, image folder (one sub-folder per identity), or list file
     val: list[str] = field(default_factory=list)  # verification .bin files checked during and after training
-    num_workers: int = -1  # DataLoader workers; -1 = min(8, CPU cores - 1)
+    num_workers: int = -1  # DataLoader workers; -1 = min(16, CPU cores per local rank - 1)
     skip_corrupt: bool = False  # skip and count corrupt samples instead of stopping
     flip: bool = True  # random horizontal flip (p = 0.5), applied on the device
+    # where JPEGs are decoded: "cpu" (DataLoader workers) or "gpu" (nvJPEG via torchvision; CUDA devices only:
+    # workers then return the encoded bytes and whole batches are decoded on the device)
+    decode: Literal["cpu", "gpu"] = "cpu"
+    prefetch: bool = True  # CUDA: copy the next batch to the device on a side stream while this one trains; CPU: no effect
 
 
 @dataclass
@@ -44,6 +48,12 @@ class HeadConfig:
     name: str = "arcface"
     kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {s: 64, m: 0.5}
     sample_rate: float = 1.0  # Partial FC: fraction of each rank's classes in the softmax (all positives kept)
+    # Margin cross-entropy over column chunks of the class centres (online softmax; backward recomputes each
+    # chunk), so no (batch x classes) logits are kept: "auto" chunks once batch x classes-per-rank exceeds
+    # 2^26 logits (chunks of 2^26 / batch columns; a 93k-class full FC at batch 512 stays one piece, Partial FC
+    # over 10M classes is chunked); N > 0: N columns per chunk; 0: never chunk. Same loss and gradients;
+    # chunking costs one extra logit matmul in backward.
+    chunk_size: int | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -87,6 +97,10 @@ class Config:
     val_every: int = 0  # steps between verification runs on data.val; 0 = at the end of each epoch
     save_every: int = 0  # steps between checkpoints; 0 = at the end of each epoch
     tensorboard: bool = True
+    # torch.compile the backbone (before DDP wrapping; the classifier stays eager): false, true (mode "default"),
+    # or a mode name; compile_backend: "inductor" (GPU speed), "aot_eager" (fast to compile, for checks)
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
+    compile_backend: str = "inductor"
 
     def validate(self) -> "Config":
         """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
@@ -99,6 +113,11 @@ class Config:
         for key in ("val_every", "save_every", "optim.weight_decay", "optim.grad_clip", "schedule.warmup_epochs"):
             if _get(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {_get(self, key)}")
+        if self.head.chunk_size != "auto" and self.head.chunk_size < 0:
+            raise ConfigError(f"head.chunk_size must be 'auto', 0 (no chunking) or a positive column count, got "
+                              f"{self.head.chunk_size}")
+        if not self.compile_backend:
+            raise ConfigError("compile_backend must name a torch.compile backend, e.g. inductor or aot_eager")
         if not 0.0 < self.head.sample_rate <= 1.0:
             raise ConfigError(f"head.sample_rate must be in (0, 1], got {self.head.sample_rate}")
         if self.optim.lr <= 0 or self.model.std <= 0:
@@ -137,7 +156,11 @@ def _check_type(value, tp, key: str):
                 return _check_type(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key}: {value!r} is not a {tp}")
+        accepted = [repr(c) for a in typing.get_args(tp) for c in (typing.get_args(a) if typing.get_origin(a) is Literal
+                                                                     else [])]
+        accepted += [a.__name__ for a in typing.get_args(tp) if isinstance(a, type) and a is not type(None)]
+        accepted += ["null"] if type(None) in typing.get_args(tp) else []
+        raise ConfigError(f"{key}: {value!r} is not accepted; use one of: {', '.join(accepted)}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             value = [value] if isinstance(value, (str, int, float)) else value

@@ -47,17 +47,18 @@ def test_partial_fc_keeps_every_positive_and_updates_only_sampled_rows():
     clf = ShardedClassifier(facezoo.create_head("arcface", DIM, classes), classes, sample_rate=0.25)
     labels = torch.tensor([3, 3, 17, 39, 5, 17])
     rows, local = clf.sample(clf.local_labels(labels))
-    assert len(rows) == 10 and {3, 5, 17, 39} <= set(rows.tolist())
+    assert len(rows) == 10 and {3, 5, 17, 39} <= set(rows.tolist())  # k = max(int(0.25 * 40), 6 labels)
     assert torch.equal(rows[local], labels)  # remapped labels point at their own class rows
     emb = torch.randn(6, DIM, requires_grad=True)
     torch.manual_seed(2)
     clf(emb, labels).backward()
     torch.manual_seed(2)
     rows, _ = clf.sample(clf.local_labels(labels))
-    touched = clf.head.weight.grad.abs().sum(1) > 0
-    assert set(torch.nonzero(touched).flatten().tolist()) <= set(rows.tolist())
-    assert touched[[3, 5, 17, 39]].all()
-    # more positives than the sample size: all positives are kept
+    assert torch.equal(clf.rows, rows) and clf.head.weight.grad is None  # the gradient is on the (k, D) leaf
+    assert clf.sampled.grad.shape == (10, DIM) and torch.equal(clf.sampled.detach(), clf.head.weight[rows].detach())
+    touched = clf.sampled.grad.abs().sum(1) > 0
+    assert touched[torch.isin(rows, torch.tensor([3, 5, 17, 39]))].all()
+    # more positives than int(rate * C): k grows to the global batch, so all positives are kept
     many = torch.arange(0, 40, 2)
     rows, _ = clf.sample(clf.local_labels(many))
     assert set(rows.tolist()) == set(many.tolist())

@@ -25,14 +25,21 @@ class _ClassesOnly:
 
 
 def bench_train(backbone="ir50", batch_size=512, classes=93431, sample_rate=1.0, data="synthetic", steps=50,
-                warmup=10, overrides=()) -> dict:
-    """Images/s over `steps` optimiser steps after `warmup`, and peak GPU memory (GiB, CUDA only)."""
+                warmup=10, overrides=(), compile=None, chunk_size=None) -> dict:
+    """Images/s over `steps` optimiser steps after `warmup`, and peak GPU memory (GiB, CUDA only).
+
+    compile: None (the config's, default off), False, True or a torch.compile mode; chunk_size: None (the
+    config's, default "auto"), "auto" or an int (0 = unchunked). Both become config overrides.
+    """
     import tempfile
 
     from ..train.trainer import Trainer
 
+    extra = [*(() if compile is None else [f"compile={'true' if compile is True else compile}"]),
+             *(() if chunk_size is None else [f"head.chunk_size={chunk_size}"])]
     with tempfile.TemporaryDirectory(prefix="facezoo-bench-") as output:
-        return _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output)
+        return _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup,
+                      [*overrides, *extra], output)
 
 
 def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output) -> dict:
@@ -59,11 +66,8 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
     batches = synthetic_batches() if synthetic else iter(trainer._loader(0, 0))
     generator = torch.Generator().manual_seed(0)
 
-    def step():
-        for _ in range(cfg.grad_accum):
-            trainer._micro_step(next(batches), generator)
-        trainer._optimizer_step()
-        trainer.step += 1
+    def step():  # the trainer's own step (Partial FC sample, micro-batches, optimiser), no host sync
+        trainer.train_step([next(batches) for _ in range(cfg.grad_accum)], generator)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -81,6 +85,7 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
     return {
         "backbone": backbone, "batch_size": batch_size, "classes": trainer.num_classes, "sample_rate": sample_rate,
         "data": "synthetic" if synthetic else str(data), "precision": cfg.precision, "device": str(device),
+        "compile": cfg.compile, "chunk_size": cfg.head.chunk_size,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "world_size": world, "steps": steps, "seconds": seconds,
         "images_per_s": steps * batch_size * world / seconds, "peak_gib": peak,

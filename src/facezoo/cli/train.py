@@ -32,7 +32,8 @@ def run(args) -> int:
     trainer.logger.print(
         f"training {cfg.model.backbone} + {cfg.head.name} on {len(trainer.dataset)} images of {trainer.num_classes} "
         f"identities: {trainer.total_steps} steps of {cfg.batch_size} x {trainer.world.world_size} process(es) on "
-        f"{trainer.device} ({cfg.precision}, sample_rate {cfg.head.sample_rate})"
+        f"{trainer.device} ({cfg.precision}, sample_rate {cfg.head.sample_rate}, softmax chunks "
+        f"{cfg.head.chunk_size}, compile {cfg.compile})"
     )
     trainer.fit(max_steps=args.max_steps)
     trainer.close()

@@ -4,9 +4,23 @@ One process, or one per GPU under torchrun: the backbone is wrapped in DDP, the 
 sharded over ranks (ShardedClassifier, optionally Partial FC), and checkpoints hold the full head and its
 optimiser state, so a run can resume on any number of ranks.
 
-Exact resume: the data order comes from (seed, epoch), each step's randomness (flip, dropout) from (seed, step),
-and checkpoints hold model, head (with its buffers), optimiser and scaler state; so a run interrupted and resumed
-gives the same losses as an uninterrupted one.
+Exact resume: the data order comes from (seed, epoch), each step's randomness (flip, dropout, Partial FC
+negatives) from (seed, step), and checkpoints hold model, head (with its buffers), optimiser and scaler state; so a
+run interrupted and resumed gives the same losses as an uninterrupted one.
+
+Speed: bf16 autocast on the backbone, channels_last, optional torch.compile of the backbone (cfg.compile, applied
+in place before DDP wrapping, so state-dict keys stay plain), a chunked margin cross-entropy for large class
+counts (head.chunk_size), Partial FC gradients and updates on the sampled rows only, and the next batch copied
+(and, with data.decode=gpu, decoded) on a side CUDA stream (data.prefetch).
+Host syncs per step (CUDA): none with fp32/bf16. Left, with the reason:
+  - precision=fp16: GradScaler.step reads found_inf (.item()) to decide whether to skip the step (PyTorch's
+    design for non-fused optimisers); bf16 needs no scaler;
+  - the logged loss: one .item() every log_every steps; checkpoints and validation, at their intervals;
+  - micro-batches with no sample (all skipped as corrupt) are detected from the host-side batch, not the device.
+Checked by reading (no GPU where this was written): no .item()/.tolist()/nonzero/boolean-mask indexing in
+classifier.py, the heads or RowOptimizer; Partial FC sizes are host-known; clip_grad_norm_ keeps its norm on the
+device; SGD/AdamW keep AdamW's step count on the CPU (no device read); DDP does not sync without
+find_unused_parameters. torch.cuda.set_sync_debug_mode("warn") on a GPU run is the way to confirm.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ from ..models.embedder import Embedder, ModelMeta
 from .classifier import ShardedClassifier
 from .distributed import init_distributed, shard_range, world_from_env
 from .logger import RunLogger
-from .optim import build_optimizer
+from .optim import JointStep, RowOptimizer, build_optimizer
 from .schedules import lr_at
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -60,10 +74,15 @@ class Trainer:
             )
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
+        self._check_data_options()
         self.meta = ModelMeta.from_config(cfg.model)
         self.backbone = self.meta.build_backbone().to(self.device)
         if cfg.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            # in place (nn.Module.compile): self.backbone keeps its plain state-dict keys (no "_orig_mod.")
+            mode = "default" if cfg.compile is True else cfg.compile
+            self.backbone.compile(mode=mode, backend=cfg.compile_backend, dynamic=False)
         self.model = self.backbone
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -71,8 +90,11 @@ class Trainer:
         start, end = shard_range(self.num_classes, self.world.rank, self.world.world_size)
         head = create_head(cfg.head.name, cfg.model.embedding_size, end - start, **cfg.head.kwargs)
         self.head = head.to(self.device)
-        self.classifier = ShardedClassifier(self.head, self.num_classes, self.world, cfg.head.sample_rate)
+        self.classifier = ShardedClassifier(self.head, self.num_classes, self.world, cfg.head.sample_rate,
+                                            cfg.head.chunk_size)
         self.optimizer = build_optimizer(cfg.optim, [self.backbone, self.head])
+        # Partial FC: the head's rows are stepped through the sampled leaf, the rest of the head not at all
+        self.row_optimizer = RowOptimizer(self.optimizer, self.head.weight) if cfg.head.sample_rate < 1 else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step = 0
         self.logger = RunLogger(self.output, self.total_steps, cfg.tensorboard, enabled=verbose and self.world.is_main)
@@ -81,6 +103,19 @@ class Trainer:
             from .validation import Verifier
 
             self.verifier = Verifier(cfg.data.val, self.meta.input_size)
+
+    def _check_data_options(self) -> None:
+        """data.decode=gpu needs a CUDA device and a dataset of encoded images; ConfigError naming the fix."""
+        if self.cfg.data.decode != "gpu":
+            return
+        from ..data.base import EncodedImageDataset
+
+        if self.device.type != "cuda":
+            raise ConfigError(f"data.decode=gpu is not available on {self.device}: it decodes with nvJPEG on a CUDA "
+                              "GPU; use data.decode=cpu")
+        if not isinstance(self.dataset, EncodedImageDataset):
+            raise ConfigError(f"data.decode=gpu is not available for {type(self.dataset).__name__}: it needs a "
+                              "dataset of encoded images (RecordIO, image folder, list file); use data.decode=cpu")
 
     # ---- state -------------------------------------------------------------------------------------------
     def _head_state_index(self) -> int:
@@ -134,19 +169,35 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def _loader(self, epoch: int, start_batch: int):
-        w = self.world
+        """Batches of micro_batch samples; on CUDA with data.prefetch (or data.decode=gpu), already on the device."""
+        w, data = self.world, self.cfg.data
         sampler = EpochBatchSampler(len(self.dataset), self.micro_batch, self.cfg.seed, w.rank, w.world_size)
         sampler.set_epoch(epoch, start_batch)
-        workers = default_workers(self.cfg.data.num_workers)
-        return torch.utils.data.DataLoader(
+        workers = default_workers(data.num_workers)
+        gpu_decode = data.decode == "gpu"
+        if gpu_decode:
+            from ..data.loader import EncodedCollate
+
+            self.dataset.decode = False  # workers return the encoded bytes
+        loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=sampler,
             num_workers=workers,
-            collate_fn=Collate(self.meta.input_size),
+            collate_fn=EncodedCollate() if gpu_decode else Collate(self.meta.input_size),
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             prefetch_factor=4 if workers else None,
         )
+        if self.device.type != "cuda" or not (data.prefetch or gpu_decode):
+            return loader
+        from ..data.prefetch import DevicePrefetcher
+
+        transform = None
+        if gpu_decode:
+            from ..data.gpu_decode import GpuJpegDecoder
+
+            transform = GpuJpegDecoder(self.meta.input_size, self.device, skip_corrupt=data.skip_corrupt)
+        return DevicePrefetcher(loader, self.device, transform)
 
     def _autocast(self):
         dtype = _DTYPES[self.cfg.precision]
@@ -169,16 +220,45 @@ class Trainer:
         return loss.detach()
 
     def _optimizer_step(self) -> None:
+        """One update: lr from the schedule; with Partial FC, the sampled rows through RowOptimizer.
+
+        The main and the row optimiser form one JointStep, so the fp16 GradScaler's inf check and the gradient
+        clipping cover both, and an overflow anywhere skips the whole update.
+        """
         lr = lr_at(self.step, self.cfg.optim.lr, self.total_steps, self.steps_per_epoch, self.cfg.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        optimizer = self.optimizer
+        sub, rows = self.classifier.sampled, self.classifier.rows
+        rows_step = self.row_optimizer is not None and sub is not None and sub.grad is not None
+        if rows_step:
+            optimizer = JointStep(self.optimizer, self.row_optimizer.load(sub, rows))
         if self.cfg.optim.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self.scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        self.scaler.step(self.optimizer)
+        self.scaler.step(optimizer)
+        if rows_step:
+            self.row_optimizer.store(sub, rows)  # after a skipped step this writes back the unchanged rows
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
+        self.classifier.end_step()
+
+    def train_step(self, batches: list[dict], generator: torch.Generator) -> torch.Tensor:
+        """One optimiser step over grad_accum micro-batches; returns the sum of their losses (on the device).
+
+        Partial FC draws one sample of class rows per step, from the labels of all micro-batches (every
+        positive of the step is kept), so accumulated gradients belong to the same rows.
+        """
+        if self.row_optimizer is not None:
+            labels = [b["labels"].to(self.device, non_blocking=True).reshape(-1) for b in batches]
+            self.classifier.pin_sample(torch.cat(labels))  # copies from pinned memory, then a device cat
+        total = torch.zeros((), device=self.device)
+        for batch in batches:
+            total += self._micro_step(batch, generator)
+        self._optimizer_step()
+        self.step += 1
+        return total
 
     def fit(self, max_steps: int | None = None) -> list[dict]:
         """Train to the configured epochs (or stop after `max_steps` optimiser steps); returns the log history."""
@@ -199,13 +279,10 @@ class Trainer:
                 seed = cfg.seed * 1_000_003 + self.step
                 torch.manual_seed(seed)  # dropout etc.: a function of (seed, step), so resume is exact
                 generator = torch.Generator().manual_seed(seed * 1024 + self.world.rank)  # flips differ by rank
-                for _ in range(cfg.grad_accum):
-                    batch = next(batches)
-                    skipped += batch["skipped"]
-                    loss_sum += self._micro_step(batch, generator)
-                    loss_n += 1
-                self._optimizer_step()
-                self.step += 1
+                step_batches = [next(batches) for _ in range(cfg.grad_accum)]
+                skipped += sum(b["skipped"] for b in step_batches)
+                loss_sum += self.train_step(step_batches, generator)
+                loss_n += cfg.grad_accum
                 if self.world.is_main and (self.step % cfg.log_every == 0 or self.step == stop):
                     lr = self.optimizer.param_groups[0]["lr"]
                     extra = {"skipped": skipped} if skipped else {}

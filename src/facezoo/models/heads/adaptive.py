@@ -25,9 +25,13 @@ class CurricularFace(TargetMarginHead):
     The comparison uses the raw cos(theta_y + m) (before the threshold fallback), as the authors' code does.
     t (buffer, init 0) <- 0.99 t + 0.01 mean_i(cos_y_i), detached, in training mode; as in the paper's code
     t is updated *before* it is used in the same step. s=64, m=0.5.
-    With a subset of class rows, rows whose target is absent (label -1) get no re-weighting (their
-    cos(theta_y + m) is unknown here) and the t update averages only rows whose target is present.
+    step_state takes every row's target cosine (a sharded classifier shares them over ranks), so sharded or
+    chunked logits equal full-FC ones. Called without a state on a subset of class rows, rows whose target is
+    absent (label -1) get no re-weighting (their cos(theta_y + m) is unknown there) and the t update averages
+    only rows whose target is present.
     """
+
+    needs_target_cos = True
 
     name = "curricularface"
 
@@ -52,17 +56,24 @@ class CurricularFace(TargetMarginHead):
         new = (1.0 - self.momentum) * self.t + self.momentum * mean.to(self.t.dtype)
         self.t.copy_(torch.where(count > 0, new, self.t))
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        cos_y, index, valid = gather_target(cos, labels)
+    @torch.no_grad()
+    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+        """Updates t (training mode), then {"t": t, "bound": cos(theta_y + m) per row, 2 (> any cos) if unknown}."""
         if self.training:
-            self.update_t(cos_y.detach(), valid)
+            self.update_t(target_cos, valid)
+        bound = torch.where(valid, cos_add_angle(target_cos, self.m), 2.0)
+        return {"t": self.t.clone(), "bound": bound}
+
+    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
+        state = self.resolve_state(cos, labels, norms, state)
+        cos_y, index, valid = gather_target(cos, labels)
         with torch.no_grad():
-            bound = torch.where(valid, cos_add_angle(cos_y, self.m), 2.0)  # > 1: no hard negative
-            hard = cos > bound.unsqueeze(1)
-        t = self.t.to(cos.dtype)
+            hard = cos > state["bound"].to(cos.dtype).unsqueeze(1)
+        t = state["t"].to(cos.dtype)
         out = torch.where(hard, cos * (t + cos), cos) * self.s
-        # rows without a target have no hard negatives, so their column-0 logit is still cos * s
-        return put_target(out, index, valid, arc_margin(cos_y, self.m) * self.s, cos_y * self.s)
+        # rows whose target is not among these columns scatter back their column-0 value, re-weighted or not
+        current = torch.where(hard.gather(1, index).squeeze(1), cos_y * (t + cos_y), cos_y) * self.s
+        return put_target(out, index, valid, arc_margin(cos_y, self.m) * self.s, current)
 
 
 @HEADS.register("magface")
@@ -108,7 +119,7 @@ class MagFace(TargetMarginHead):
         a = self.clamp_norm(norms)
         return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         return arc_margin(cos_y, self.margin_of(norms).to(cos_y.dtype))
 
     def regularizer(self, embeddings: Tensor) -> Tensor:
@@ -167,8 +178,12 @@ class AdaFace(TargetMarginHead):
         mu, sigma = self.batch_mean.to(a.dtype), self.batch_std.to(a.dtype)
         return (self.h * (a - mu) / (sigma + self.eps)).clamp(-1.0, 1.0)
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        z = self.scaler(norms).to(cos_y.dtype)  # called once per logits() call: one stats update per step
+    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+        """{"z": scaler(norms)}: the batch statistics are updated here, once per step (training mode)."""
+        return {"z": self.scaler(norms)}
+
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
+        z = state["z"].to(cos_y.dtype)
         theta = cos_y.clamp(-1 + self.eps, 1 - self.eps).acos()
         theta_m = (theta - self.m * z).clamp(self.eps, math.pi - self.eps)
         return theta_m.cos() - (self.m + self.m * z)

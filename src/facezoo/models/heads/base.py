@@ -6,6 +6,13 @@ sample): `labels[i]` is sample i's target column in that subset, or -1 when its 
 
 Margins are computed on the gathered (B,) target cosines and scattered back, so the (B, C') tensor is touched
 as few times as possible, with no host syncs and no data-dependent boolean indexing.
+
+Per-step state: `step_state(norms, target_cos, valid)` computes, once per step and from the whole batch, the
+detached values a margin needs beyond its own columns (CurricularFace t and cos(theta_y + m) of every row,
+AdaFace's z, SphereFace's lambda) and updates the running buffers (training mode). `logits(..., state)` then uses
+them without touching the buffers, so a caller that splits the classes into chunks, shards them over ranks or
+recomputes logits in backward updates each buffer exactly once per step. With state=None, logits() computes it
+from its own call (targets absent from `weight` count as unknown), as a plain forward does.
 """
 
 from __future__ import annotations
@@ -47,14 +54,28 @@ def put_target(out: Tensor, index: Tensor, valid: Tensor, target: Tensor, curren
     return out.scatter_(1, index, src.unsqueeze(1))
 
 
+def target_cosines(embeddings: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    """(B,) cos(theta_y) = <x_i/||x_i||, w_{y_i}/||w_{y_i}||> for rows with labels[i] >= 0, 0 elsewhere.
+
+    O(B D): one (B, D) gather of the target rows, no (B, C') product; a sharded caller sums it over ranks.
+    """
+    valid = labels >= 0
+    unit = embeddings / embeddings.norm(p=2, dim=1).clamp(min=NORM_EPS).unsqueeze(1)
+    rows = F.normalize(weight.index_select(0, labels.clamp(min=0)), dim=1, eps=NORM_EPS)
+    cos = (unit * rows.to(unit.dtype)).sum(dim=1).clamp(-1.0, 1.0)
+    return torch.where(valid, cos, torch.zeros_like(cos))
+
+
 class Head(nn.Module):
     """Base of every head: `weight` (num_classes, embedding_size) class centres, init N(0, 0.01^2).
 
     forward(x (B, D), labels (B,) int) -> logits (B, C) for plain cross-entropy.
-    Stateful heads keep state in buffers (saved in checkpoints) and update it only in training mode.
+    Stateful heads keep state in buffers (saved in checkpoints) and update it only in training mode, in
+    `step_state` (once per step; see the module docstring).
     """
 
     name = "head"
+    needs_target_cos = False  # step_state reads target_cos (the classifier then computes and shares it)
 
     def __init__(self, embedding_size: int, num_classes: int):
         super().__init__()
@@ -82,9 +103,20 @@ class Head(nn.Module):
             )
         return self.logits(embeddings, self.weight, labels)
 
-    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
-        """Logits (B, C') against class rows `weight` (C', D); labels index those rows or are -1."""
+    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None) -> Tensor:
+        """Logits (B, C') against class rows `weight` (C', D); labels index those rows or are -1.
+
+        state: this step's `step_state(...)` (None: computed from this call, updating buffers in training mode).
+        """
         raise NotImplementedError
+
+    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+        """Detached per-step values for the margin, from the whole batch; updates running buffers (training).
+
+        norms (B,) = ||x_i||; target_cos (B,) = cos(theta_{y_i}) where valid (B,) bool (only read by heads with
+        needs_target_cos). Called once per step; the default head has no state.
+        """
+        return {}
 
     def regularizer(self, embeddings: Tensor) -> Tensor:
         """Scalar added to the loss by the trainer (e.g. MagFace's lambda_g * g(a)); 0 by default."""
@@ -105,7 +137,7 @@ class CosineHead(Head):
     Subclasses implement `margin`; `norms` = ||x|| (B,) (used by MagFace and AdaFace).
     """
 
-    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None) -> Tensor:
         norms = embeddings.norm(p=2, dim=1)
         unit = embeddings / norms.clamp(min=NORM_EPS).unsqueeze(1)
         cos = unit @ F.normalize(weight, dim=1, eps=NORM_EPS).t()
@@ -113,8 +145,17 @@ class CosineHead(Head):
             # s * cos needs more than 8-11 mantissa bits (s=64: bf16 spacing 0.25-0.5 in logits); under
             # autocast the matmul runs in low precision and the margin math runs in float32.
             cos, norms = cos.float(), norms.float()
-        return self.margin(cos.clamp_(-1.0, 1.0), labels, norms)
+        return self.margin(cos.clamp_(-1.0, 1.0), labels, norms, state)
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """Logits (B, C') from cosines (B, C'), target columns `labels` (-1: none) and feature norms (B,)."""
+    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
+        """Logits (B, C') from cosines (B, C'), target columns `labels` (-1: none), feature norms (B,) and the
+        step state (None: `resolve_state` derives it from these columns)."""
         raise NotImplementedError
+
+    def resolve_state(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None) -> dict:
+        """`state`, or when None this call's own: step_state(||x||, cos gathered at the labels, labels >= 0)."""
+        if state is not None:
+            return state
+        with torch.no_grad():
+            cos_y, _, valid = gather_target(cos, labels)
+            return self.step_state(norms.detach(), cos_y, valid)

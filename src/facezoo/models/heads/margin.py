@@ -49,7 +49,7 @@ class Softmax(Head):
 
     name = "softmax"
 
-    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None) -> Tensor:
         return embeddings @ weight.t()
 
 
@@ -67,7 +67,7 @@ class NormFace(CosineHead):
     def hparams(self) -> dict:
         return {"s": self.s}
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
         return cos * self.s
 
 
@@ -79,14 +79,15 @@ class TargetMarginHead(CosineHead):
         check_positive(self.name, s=s)
         self.s = float(s)
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        """Modified target cosine (B,) from the target cosine cos_y (B,) and feature norms (B,)."""
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
+        """Modified target cosine (B,) from the target cosine cos_y (B,), feature norms (B,), step state."""
         raise NotImplementedError
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
+        state = self.resolve_state(cos, labels, norms, state)
         out = cos * self.s
         cos_y, index, valid = gather_target(cos, labels)
-        return put_target(out, index, valid, self.target(cos_y, norms) * self.s, cos_y * self.s)
+        return put_target(out, index, valid, self.target(cos_y, norms, state) * self.s, cos_y * self.s)
 
 
 @HEADS.register("cosface")
@@ -102,7 +103,7 @@ class CosFace(TargetMarginHead):
     def hparams(self) -> dict:
         return {"s": self.s, "m": self.m}
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         return cos_y - self.m
 
 
@@ -138,7 +139,7 @@ class ArcFace(TargetMarginHead):
     def hparams(self) -> dict:
         return {"s": self.s, "m": self.m, "easy_margin": self.easy_margin, "straight_through": self.straight_through}
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         if self.straight_through:
             with torch.no_grad():
                 delta = arc_margin(cos_y, self.m, self.easy_margin) - cos_y
@@ -172,7 +173,7 @@ class CombinedMargin(TargetMarginHead):
     def hparams(self) -> dict:
         return {"s": self.s, "m1": self.m1, "m2": self.m2, "m3": self.m3}
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         theta = cos_y.clamp(-self.ACOS_CLAMP, self.ACOS_CLAMP).acos()
         return torch.cos(self.m1 * theta + self.m2) - self.m3
 
@@ -206,8 +207,8 @@ class SphereFace(TargetMarginHead):
     lambda = max(lambda_min, base * (1 + gamma*it)^-power) (defaults 1000, 0.12, 1, 5): starts near plain
     softmax and anneals toward the margin. The original A-Softmax scales by the feature norm ||x||; here W and x
     are normalised and a fixed s (default 64, like the other cosine heads) is used instead.
-    `iteration` (buffer) counts training-mode calls; it is incremented before lambda is computed, as in the
-    reference (the first training step uses it = 1).
+    `iteration` (buffer) counts training steps (step_state calls in training mode); it is incremented before
+    lambda is computed, as in the reference (the first training step uses it = 1).
     """
 
     name = "sphereface"
@@ -244,11 +245,12 @@ class SphereFace(TargetMarginHead):
         it = self.iteration.to(torch.float64)
         return (self.base * (1.0 + self.gamma * it).pow(-self.power)).clamp(min=self.lambda_min)
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+        """Increments `iteration` (training mode), then {"lambda": current_lambda()}."""
         if self.training:
             self.iteration += 1
-        return super().margin(cos, labels, norms)
+        return {"lambda": self.current_lambda()}
 
-    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        lam = self.current_lambda().to(cos_y.dtype)
+    def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
+        lam = state["lambda"].to(cos_y.dtype)
         return (lam * cos_y + sphere_psi(cos_y, self.m)) / (1.0 + lam)
