@@ -1,8 +1,12 @@
-"""`facezoo eval-ijb` on a tiny release in the official layout (meta/ + loose_crop/)."""
+"""`facezoo eval-ijb` on a tiny release in the official layout (meta/ + loose_crop/ + the 1:N CSVs)."""
 
+import csv
 import json
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 import facezoo
@@ -16,6 +20,10 @@ COLOURS = {"A": ((255, 0, 0), (0, 0, 255)), "B": ((0, 255, 0), (0, 255, 0)), "C"
 IMAGES = {"1.jpg": ("A", 1, 10), "2.jpg": ("A", 1, 11), "3.jpg": ("A", 2, 12), "4.jpg": ("B", 3, 13),
           "5.jpg": ("B", 4, 14), "6.jpg": ("B", 4, 14), "7.jpg": ("C", 5, 15)}
 PAIRS = [(1, 2, 1), (3, 4, 1), (1, 3, 0), (2, 5, 0), (4, 5, 0), (1, 5, 0)]
+SUBJECT = {"A": 11, "B": 12, "C": 13}
+# 1:N: gallery G1 = template 1 (A), G2 = template 3 (B); probes 2 (A), 4 (B), 5 (C, in neither gallery).
+CSV_HEADER = "TEMPLATE_ID,SUBJECT_ID,FILENAME,SIGHTING_ID,FRAME,FACE_X,FACE_Y,FACE_WIDTH,FACE_HEIGHT\n"
+ONE_N = {"ijbc_1N_gallery_G1.csv": (1,), "ijbc_1N_gallery_G2.csv": (3,), "ijbc_1N_probe_mixed.csv": (2, 4, 5)}
 
 
 class HalfMeans(torch.nn.Module):
@@ -26,6 +34,13 @@ class HalfMeans(torch.nn.Module):
     def forward(self, images):
         x = images.float()
         return torch.cat([x[:, :, :8].mean(dim=(1, 2)), x[:, :, 8:].mean(dim=(1, 2))], dim=1)
+
+
+@pytest.fixture(autouse=True)
+def facezoo_home(tmp_path, monkeypatch):
+    """The default feature cache goes under FACEZOO_HOME: keep it inside the test's folder."""
+    monkeypatch.setenv("FACEZOO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 def make_release(root):
@@ -39,19 +54,104 @@ def make_release(root):
     (root / "meta" / "ijbc_face_tid_mid.txt").write_text("".join(f"{n} {t} {m}\n" for n, (_, t, m) in IMAGES.items()))
     (root / "meta" / "ijbc_name_5pts_score.txt").write_text("".join(f"{n} {points} 0.9\n" for n in IMAGES))
     (root / "meta" / "ijbc_template_pair_label.txt").write_text("".join(f"{a} {b} {y}\n" for a, b, y in PAIRS))
+    for name, templates in ONE_N.items():
+        rows = [f"{t},{SUBJECT[who]},img/{n},{t},,0,0,112,112\n" for n, (who, t, _) in IMAGES.items() if t in templates]
+        (root / "meta" / name).write_text(CSV_HEADER + "".join(rows))
+
+
+class Constant(torch.nn.Module):
+    """The same feature for every image: every score ties."""
+
+    input_size = (16, 16)
+
+    def forward(self, images):
+        return torch.ones(images.shape[0], 4)
 
 
 def test_eval_ijb_end_to_end(tmp_path, monkeypatch, capsys):
     make_release(tmp_path / "IJBC")
     monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": HalfMeans())
     assert main(["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--target", "IJBC", "--device", "cpu",
-                 "--out", str(tmp_path / "out")]) == 0
+                 "--protocol", "1:1", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "TAR@FAR=1e-06" in out and "6 pairs" in out
-    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "IJB-C 1e-06" in out and "6 pairs" in out and "TPIR" not in out
+    r = json.loads((tmp_path / "out" / "results.json").read_text())["m"]["IJBC 1:1"]
     assert r["num_genuine"] == 2 and r["num_impostor"] == 4
     assert all(v["tar"] == 1.0 for v in r["tar_at_far"].values())  # every genuine template pair scores highest
     assert (tmp_path / "out" / "roc.png").stat().st_size > 1000
+    assert not (tmp_path / "out" / "cmc.png").exists()
+
+
+def table_rows(text, first_cell):
+    """The cells of the markdown rows whose first cell is first_cell."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys):
+    make_release(tmp_path / "IJBC")
+    models = {"good": HalfMeans, "flat": Constant}
+    monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": models[Path(path).stem]())
+    out_dir = tmp_path / "out"
+    assert main(["eval-ijb", str(tmp_path / "good.pt"), str(tmp_path / "flat.pt"), "--root", str(tmp_path),
+                 "--device", "cpu", "--per-gallery", "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    # 1:1 table then 1:N table (mean, G1, G2): one row per checkpoint in each.
+    good, flat = table_rows(out, "good"), table_rows(out, "flat")
+    assert len(good) == len(flat) == 4
+    header = table_rows(out, "model")
+    assert header[0][1:] == [f"IJB-C {k}" for k in ("1e-06", "1e-05", "1e-04", "1e-03", "1e-02", "1e-01")]
+    assert header[1][1:] == ["IJB-C TPIR@1e-02", "IJB-C TPIR@1e-01", "IJB-C rank-1", "IJB-C rank-5", "IJB-C rank-10"]
+    assert good[0][1:] == ["100.00"] * 6
+    # Good model, per gallery: the mated probe scores 1, above both non-mated maxima (G1: C.A = 0.82, B.A = 0;
+    # G2: C.B = 0.58, A.B = 0), so TPIR is 1 at every FPIR and rank-1 is 1.
+    assert good[1][1:] == good[2][1:] == good[3][1:] == ["100.00"] * 5
+    # Flat model: all scores tie. 1:1: the ROC is (0,0) -> (1,1), FAR targets pick FPR 0 -> TAR 0.
+    # 1:N: the mate ties the rest -> rank 1; the threshold is the top non-mated score 1 and 1 is not above it.
+    assert flat[0][1:] == ["0.00"] * 6
+    assert flat[1][1:] == ["0.00", "0.00", "100.00", "100.00", "100.00"]
+    r = json.loads((out_dir / "results.json").read_text())
+    assert set(r) == {"good", "flat"} and set(r["good"]) == {"IJBC 1:1", "IJBC 1:N"}
+    one_n = r["good"]["IJBC 1:N"]
+    assert one_n["num_probe_templates"] == 3
+    assert {g: (v["num_mated"], v["num_nonmated"]) for g, v in one_n["galleries"].items()} == {"G1": (1, 2), "G2": (1, 2)}
+    assert one_n["galleries"]["G1"]["tpir_at_fpir"]["1e-02"]["threshold"] == pytest.approx(2 / 6**0.5)  # C.A
+    with open(out_dir / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["model"], row["benchmark"]) for row in rows] == [
+        ("good", "IJBC 1:1"), ("good", "IJBC 1:N"), ("flat", "IJBC 1:1"), ("flat", "IJBC 1:N")]
+    assert float(rows[1]["galleries.G2.cmc.1"]) == 1.0 and float(rows[3]["tpir_at_fpir.1e-01.tpir"]) == 0.0
+    for png in ("roc.png", "cmc.png"):
+        assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # features were cached per model under the default folder ($FACEZOO_HOME/features): one entry per model
+    assert len(list((tmp_path / "home" / "features").iterdir())) == 2
+
+
+def test_cache_dir_and_no_cache(tmp_path, monkeypatch, capsys):
+    make_release(tmp_path)
+    monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": HalfMeans())
+    argv = ["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--device", "cpu"]
+    assert main(argv + ["--no-cache"]) == 0
+    assert not (tmp_path / "home").exists()
+    capsys.readouterr()
+    assert main(argv + ["--cache-dir", str(tmp_path / "cache")]) == 0
+    first = capsys.readouterr().out
+    assert any((tmp_path / "cache").rglob("*")) and not (tmp_path / "home").exists()
+    assert main(argv + ["--cache-dir", str(tmp_path / "cache")]) == 0  # from the cache: the same tables
+    assert capsys.readouterr().out == first
+
+
+def test_protocol_1n_without_its_csv_names_the_file(tmp_path, monkeypatch, capsys):
+    make_release(tmp_path)
+    (tmp_path / "meta" / "ijbc_1N_probe_mixed.csv").unlink()
+    loaded = []
+    monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": loaded.append(path) or HalfMeans())
+    assert main(["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--protocol", "1:N"]) == 2
+    assert "ijbc_1N_probe_mixed.csv" in capsys.readouterr().err and not loaded
+    # "all" falls back to the protocols whose files exist
+    assert main(["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "IJB-C 1e-06" in out and "TPIR" not in out
 
 
 def test_embedding_in_chunks_equals_one_pass_and_flip_differs(tmp_path):

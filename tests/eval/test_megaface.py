@@ -263,3 +263,71 @@ def test_scale_matches_brute_force():
     assert v["tar"] == pytest.approx(np.mean(gen > thr), abs=1.5 / gen.size)
     assert v["far"] == pytest.approx(k / imp.size, abs=1.5 / imp.size)
     assert v["impostors"] == imp.size and v["genuine"] == gen.size
+
+
+# ---------------------------------------------------------------------------------------- search backends, scale
+def _random_case(seed=0, ids=12, per=4, n_dist=3000, dim=16):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, dim))
+    probes = (np.repeat(centres, per, 0) + 0.9 * rng.normal(size=(ids * per, dim))).astype(np.float32)
+    labels = np.repeat(np.arange(ids), per)
+    dist = rng.normal(size=(n_dist, dim)).astype(np.float32)
+    return probes, labels, dist
+
+
+def _brute_force(probes, labels, dist, gallery, metric, size, r):
+    """Rank of g and the impostor threshold straight from full score matrices (float64 numpy)."""
+    def score(a, b):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        if metric == "cosine":
+            a = a / np.linalg.norm(a, axis=1, keepdims=True)
+            b = b / np.linalg.norm(b, axis=1, keepdims=True)
+            return a @ b.T
+        return -((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+    sd = score(probes, dist[:size])
+    sg = score(probes, gallery)
+    hits = total = 0
+    for p in range(len(probes)):
+        for g in range(len(probes)):
+            if p != g and labels[p] == labels[g]:
+                total += 1
+                hits += (sd[p] > sg[p, g]).sum() < r
+    return hits / total
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_torch_and_faiss_agree_with_brute_force(metric):
+    probes, labels, dist = _random_case()
+    sizes = (10, 300, 3000)
+    kw = dict(ranks=(1, 5), far=1e-3, sizes=sizes, metric=metric)
+    t = mf.evaluate(probes, labels, dist, block=257, search="torch", **kw)
+    f = mf.evaluate(probes, labels, dist, search="faiss", **kw)
+    for s in sizes:
+        for r in (1, 5):
+            want = _brute_force(probes, labels, dist, probes, metric, s, r)
+            assert t["identification"][s][f"rank{r}"] == pytest.approx(want)
+            assert f["identification"][s][f"rank{r}"] == pytest.approx(want)
+        assert f["verification"][s]["tar"] == pytest.approx(t["verification"][s]["tar"])
+        assert f["verification"][s]["threshold"] == pytest.approx(t["verification"][s]["threshold"], rel=1e-4,
+                                                                  abs=1e-4)
+    # at 3000 distractors 48 probes give 144,000 impostors: k = 144 -> the 145th largest impostor score
+    p = probes / np.linalg.norm(probes, axis=1, keepdims=True)
+    d = dist / np.linalg.norm(dist, axis=1, keepdims=True)
+    if metric == "cosine":
+        want_t = np.sort((p @ d.T).ravel())[::-1][144]
+        assert t["verification"][3000]["threshold"] == pytest.approx(want_t, abs=1e-5)
+    assert t["identification"][3000]["rank1"] < t["identification"][10]["rank1"]  # more distractors, harder
+
+
+def test_gallery_features_masked_protocol():
+    probes, labels, dist = _random_case(seed=3, n_dist=500)
+    masked = probes + np.random.default_rng(9).normal(0, 1.0, probes.shape).astype(np.float32)
+    got = mf.evaluate(masked, labels, dist, ranks=(1,), far=None, gallery_feats=probes)["identification"][500]
+    assert got["rank1"] == pytest.approx(_brute_force(masked, labels, dist, probes, "cosine", 500, 1))
+    faiss_got = mf.identification(masked, labels, dist, ranks=(1,), gallery_feats=probes, search="faiss")[500]
+    assert faiss_got["rank1"] == got["rank1"]
+    with pytest.raises(DataError, match="gallery_feats"):
+        mf.evaluate(masked, labels, dist, gallery_feats=probes[:3])
+    with pytest.raises(ConfigError, match="search"):
+        mf.evaluate(masked, labels, dist, search="annoy")

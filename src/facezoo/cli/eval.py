@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean",
                    help="euclidean: InsightFace protocol (default); cosine: cosine-threshold variant")
     p.add_argument("--out", metavar="DIR", default=None, help="write results.json, results.csv and roc.png here")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", metavar="DIR", default=None,
+                       help="feature cache folder (default: $FACEZOO_HOME/features); a rerun embeds nothing new")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.set_defaults(func=run)
 
 
@@ -46,6 +50,18 @@ def model_names(paths) -> list[str]:
     return out
 
 
+def _pairs_key(spec: str, pairset) -> str:
+    """Cache key of a pair set: its name and every image file's path, size and modification time, in order."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for p in (q for pair in zip(pairset.paths1, pairset.paths2) for q in pair):
+        st = os.stat(p)
+        h.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return f"pairs:{spec.partition(':')[0].strip().lower()}:{h.hexdigest()}"
+
+
 def run(args) -> int:
     import facezoo
 
@@ -53,7 +69,8 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
-    from ..eval.verification import bin_sets, evaluate_sets
+    from ..eval.verification import bin_sets, evaluate_sets, keyed
+    from ..paths import features_dir
 
     if not args.bins and not args.pairs:
         raise ConfigError("nothing to evaluate: give --bin FILE ... and/or --pairs NAME:ROOT ...")
@@ -62,13 +79,16 @@ def run(args) -> int:
     sets = bin_sets(args.bins)
     for spec in args.pairs:
         pairset = read_pairs(spec)  # parses the list and checks every image exists before any model runs
-        sets[spec.partition(":")[0].strip().lower()] = lambda size, ps=pairset: load_pair_images(ps, size)
+        sets[spec.partition(":")[0].strip().lower()] = keyed(lambda size, ps=pairset: load_pair_images(ps, size),
+                                                             _pairs_key(spec, pairset))
     device = resolve_device(args.device)
     models = {}
     for name, path in zip(model_names(args.checkpoints), args.checkpoints):
         models[name] = facezoo.load_model(path).to(device).eval()
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results = evaluate_sets(models, sets, args.batch_size, device, args.nfolds, args.metric, log=log)
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else features_dir()
+    results = evaluate_sets(models, sets, args.batch_size, device, args.nfolds, args.metric, log=log,
+                            cache_dir=cache_dir)
     for per_set in results.values():
         races = {rfw_race(k.removeprefix("rfw_")): v for k, v in per_set.items() if k.startswith("rfw_")}
         if races:

@@ -11,6 +11,8 @@ Meta files (one record a line, space separated; see reference/protocols.md):
   <t>_face_tid_mid.txt        image_name template_id media_id
   <t>_template_pair_label.txt template_id_1 template_id_2 label(0/1)
   <t>_name_5pts_score.txt     image_name x1 y1 ... x5 y5 faceness_score
+1:N (galleries, mixed probes) reuses the same template features: see ijb_1n.py. `load_ijb_meta` reads a
+release once, `evaluate_ijb` runs 1:1 and/or 1:N for one model's embeddings.
 """
 
 from __future__ import annotations
@@ -439,6 +441,8 @@ def identification(
     if uid.shape[0] < gallery_ids.shape[0]:
         order = np.argsort(inv, kind="stable")
         starts = _group_starts(inv[order])
+    else:  # one entry per identity (IJB galleries): put the rows in uid order, the order `col` indexes
+        gallery = gallery[np.argsort(inv)]
     col = np.minimum(np.searchsorted(uid, probe_ids), uid.shape[0] - 1)
     mated = uid[col] == probe_ids
     rank = np.zeros(probes.shape[0], np.int64)
@@ -479,6 +483,19 @@ def identification(
 
 # ------------------------------------------------------------------------------------------- from the meta files
 
+PROTOCOLS = ("1:1", "1:N")
+
+
+class IJBMeta(NamedTuple):
+    """Everything an IJB evaluation reads from the release, read once and reused for every model."""
+
+    target: str  # "IJBB" or "IJBC"
+    meta: Path  # the meta/ folder
+    media: TemplateMedia  # image -> template, media (feature order)
+    scores: np.ndarray | None  # (N,) faceness scores, None if <t>_name_5pts_score.txt is absent
+    pairs: TemplatePairs | None  # 1:1 pairs, None if 1:1 is not evaluated
+    sets_1n: object | None  # ijb_1n.IJB1N, None if 1:N is not evaluated
+
 
 def meta_dir(root, target: str) -> Path:
     """The meta/ folder of an IJB release: <root>/meta or <root>/<target>/meta."""
@@ -487,6 +504,131 @@ def meta_dir(root, target: str) -> Path:
         if cand.is_dir():
             return cand
     raise DataError(f"no meta/ folder under {root} or {root / target}; point root at the {target} release folder")
+
+
+def _target(target: str) -> str:
+    t = target.upper().replace("-", "")
+    if t not in IJB_TARGETS:
+        raise ConfigError(f"unknown IJB target {target!r}; choose one of {', '.join(IJB_TARGETS)}")
+    return t
+
+
+def resolve_protocols(root, target: str, protocols=None) -> tuple[str, ...]:
+    """The protocols to run: the ones asked for ("1:1", "1:N", "all"), or with None / "all" each one whose
+    files exist (DataError naming the pair file if none do)."""
+    from .ijb_1n import has_ijb_1n
+
+    target = _target(target)
+    if isinstance(protocols, str):
+        protocols = (protocols,)
+    asked = [p.upper() for p in (protocols or ("all",))]
+    bad = [p for p in asked if p not in (*PROTOCOLS, "ALL")]
+    if bad:
+        raise ConfigError(f"unknown IJB protocol {bad[0]!r}; choose 1:1, 1:N or all")
+    if "ALL" not in asked:
+        return tuple(p for p in PROTOCOLS if p in asked)
+    meta = meta_dir(root, target)
+    pair_file = meta / f"{target.lower()}_template_pair_label.txt"
+    found = tuple(p for p, ok in zip(PROTOCOLS, (pair_file.is_file(), has_ijb_1n(root, target))) if ok)
+    if not found:
+        raise DataError(
+            f"{pair_file}: IJB pair file not found, and no 1:N files ({target.lower()}_1N_*.csv) either; point root "
+            f"at the {target} release folder"
+        )
+    return found
+
+
+def _check_embeddings(emb, n: int, prefix: str) -> np.ndarray:
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise DataError(
+            f"{np.shape(emb)} embeddings for {n} images in {prefix}_face_tid_mid.txt; embed every image of "
+            f"{prefix}_name_5pts_score.txt in file order"
+        )
+    return emb
+
+
+def load_ijb_meta(root, target: str, protocols=None, n_images: int | None = None) -> IJBMeta:
+    """Read the meta files of the protocols to run (see `resolve_protocols`): <t>_face_tid_mid.txt,
+    <t>_name_5pts_score.txt (faceness scores; its image order is checked), <t>_template_pair_label.txt (1:1),
+    the 1:N CSVs (1:N). n_images, if given, is checked against the image list before anything else is read."""
+    target = _target(target)
+    protocols = resolve_protocols(root, target, protocols)
+    meta = meta_dir(root, target)
+    prefix = target.lower()
+    media = read_template_media(meta / f"{prefix}_face_tid_mid.txt")
+    if n_images is not None and n_images != len(media.names):
+        _check_embeddings(np.empty((n_images, 0)), len(media.names), prefix)
+    scores = None
+    lm_path = meta / f"{prefix}_name_5pts_score.txt"
+    if lm_path.is_file():
+        lm = read_landmarks(lm_path)
+        if lm.names != media.names:
+            pairs_ = zip(lm.names, media.names)
+            bad = next((i for i, (a, b) in enumerate(pairs_) if a != b), min(len(lm.names), len(media.names)))
+            raise DataError(
+                f"{lm_path}:{bad + 1}: image order differs from {prefix}_face_tid_mid.txt (line {bad + 1}); "
+                f"the two meta files must list the same images in the same order"
+            )
+        scores = lm.scores
+    pairs = read_template_pairs(meta / f"{prefix}_template_pair_label.txt") if "1:1" in protocols else None
+    sets_1n = None
+    if "1:N" in protocols:
+        from .ijb_1n import read_ijb_1n
+
+        sets_1n = read_ijb_1n(root, target)
+    return IJBMeta(target, meta, media, scores, pairs, sets_1n)
+
+
+def evaluate_ijb(
+    meta: IJBMeta,
+    emb: np.ndarray,
+    emb_flip: np.ndarray | None = None,
+    use_flip: bool = True,
+    use_norm: bool = True,
+    use_detector_score: bool = True,
+    fars=IJB_FARS,
+    fpirs=(0.01, 0.1),
+    ranks=(1, 5, 10),
+) -> dict:
+    """IJB-B / IJB-C from image embeddings given in the meta files' image order: template features are pooled
+    once and used by every protocol in `meta`.
+
+    Returns {"target", "options", "num_images", "num_templates", "1:1": (if read) `tar_at_far`'s dict plus
+    num_pairs, num_genuine, num_impostor and the pair scores, "1:N": (if read) `ijb_1n.evaluate_1n`'s dict}.
+    """
+    prefix = meta.target.lower()
+    emb = _check_embeddings(emb, len(meta.media.names), prefix)
+    if use_detector_score and meta.scores is None:
+        raise DataError(
+            f"{meta.meta / f'{prefix}_name_5pts_score.txt'}: IJB meta file not found (it holds the faceness "
+            "scores); copy it into meta/ or turn the detector score off"
+        )
+    feats = image_features(emb, emb_flip, meta.scores, use_flip, use_norm, use_detector_score)
+    tfeats, tids = template_features(feats, meta.media.templates, meta.media.medias)
+    out = {
+        "target": meta.target,
+        "options": {"flip": use_flip, "norm": use_norm, "detector_score": use_detector_score},
+        "num_images": len(meta.media.names),
+        "num_templates": int(tids.shape[0]),
+    }
+    if meta.pairs is not None:
+        pairs = meta.pairs
+        pair_scores = verify_scores(tfeats, tids, pairs.t1, pairs.t2)
+        n_gen = int(np.count_nonzero(pairs.labels == 1))
+        out["1:1"] = {
+            **out,
+            "num_pairs": int(pairs.labels.shape[0]),
+            "num_genuine": n_gen,
+            "num_impostor": int(pairs.labels.shape[0]) - n_gen,
+            **tar_at_far(pairs.labels, pair_scores, fars),
+            "scores": pair_scores,
+        }
+    if meta.sets_1n is not None:
+        from .ijb_1n import evaluate_1n
+
+        out["1:N"] = evaluate_1n(tfeats, tids, meta.sets_1n, fpirs, ranks)
+    return out
 
 
 def evaluate_ijb_features(
@@ -505,44 +647,7 @@ def evaluate_ijb_features(
     <t>_name_5pts_score.txt; pools templates; scores all pairs; returns `tar_at_far`'s dict plus target,
     options, num_images, num_templates, num_pairs, num_genuine, num_impostor and the pair scores.
     """
-    target = target.upper()
-    if target not in IJB_TARGETS:
-        raise ConfigError(f"unknown IJB target {target!r}; choose one of {', '.join(IJB_TARGETS)}")
-    meta = meta_dir(root, target)
-    prefix = target.lower()
-    media = read_template_media(meta / f"{prefix}_face_tid_mid.txt")
-    emb = np.asarray(emb)
-    if emb.ndim != 2 or emb.shape[0] != len(media.names):
-        raise DataError(
-            f"{np.shape(emb)} embeddings for {len(media.names)} images in {prefix}_face_tid_mid.txt; embed every "
-            f"image of {prefix}_name_5pts_score.txt in file order"
-        )
-    scores = None
-    lm_path = meta / f"{prefix}_name_5pts_score.txt"
-    if use_detector_score or lm_path.is_file():
-        lm = read_landmarks(lm_path)
-        if lm.names != media.names:
-            pairs_ = zip(lm.names, media.names)
-            bad = next((i for i, (a, b) in enumerate(pairs_) if a != b), min(len(lm.names), len(media.names)))
-            raise DataError(
-                f"{lm_path}:{bad + 1}: image order differs from {prefix}_face_tid_mid.txt (line {bad + 1}); "
-                f"the two meta files must list the same images in the same order"
-            )
-        scores = lm.scores
-    feats = image_features(emb, emb_flip, scores, use_flip, use_norm, use_detector_score)
-    tfeats, tids = template_features(feats, media.templates, media.medias)
-    pairs = read_template_pairs(meta / f"{prefix}_template_pair_label.txt")
-    pair_scores = verify_scores(tfeats, tids, pairs.t1, pairs.t2)
-    result = tar_at_far(pairs.labels, pair_scores, fars)
-    n_gen = int(np.count_nonzero(pairs.labels == 1))
-    return {
-        "target": target,
-        "options": {"flip": use_flip, "norm": use_norm, "detector_score": use_detector_score},
-        "num_images": len(media.names),
-        "num_templates": int(tids.shape[0]),
-        "num_pairs": int(pairs.labels.shape[0]),
-        "num_genuine": n_gen,
-        "num_impostor": int(pairs.labels.shape[0]) - n_gen,
-        **result,
-        "scores": pair_scores,
-    }
+    target = _target(target)
+    n = np.shape(emb)[0] if np.ndim(emb) == 2 else -1
+    meta = load_ijb_meta(root, target, ("1:1",), n_images=n)
+    return evaluate_ijb(meta, emb, emb_flip, use_flip, use_norm, use_detector_score, fars)["1:1"]

@@ -11,7 +11,7 @@ import numpy as np
 from ..data.image import read_image_file
 from ..errors import DataError
 from .ijb import meta_dir, read_landmarks
-from .verification import embed_views
+from .features import extract_features, file_key
 
 
 def loose_crop_dir(root, target: str) -> Path:
@@ -24,22 +24,25 @@ def loose_crop_dir(root, target: str) -> Path:
 
 
 def embed_ijb_images(embed, root, target: str, batch_size: int = 256, device=None, chunk: int = 4096,
-                     log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order)."""
+                     log: Callable[[str], None] | None = None, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order).
+
+    Embedded through facezoo.eval.features.extract_features: with cache_dir the aligned-crop features are cached
+    per model (key: the landmark file and crop folder, the alignment size) and an interrupted run resumes.
+    """
     from ..sdk.align import align_faces
 
     target = target.upper()
-    marks = read_landmarks(meta_dir(root, target) / f"{target.lower()}_name_5pts_score.txt")
+    marks_file = meta_dir(root, target) / f"{target.lower()}_name_5pts_score.txt"
+    marks = read_landmarks(marks_file)
     crops = loose_crop_dir(root, target)
     size = tuple(getattr(embed, "input_size", (112, 112)))
-    views: list[list[np.ndarray]] = [[], []]
-    for start in range(0, len(marks.names), chunk):
-        names = marks.names[start : start + chunk]
-        images = [read_image_file(crops / name) for name in names]
-        aligned, _ = align_faces(images, marks.points[start : start + len(names)], size)
-        e, e_flip = embed_views(embed, aligned, batch_size=batch_size, device=device, flip=True)
-        views[0].append(e)
-        views[1].append(e_flip)
-        if log is not None:
-            log(f"embedded {start + len(names):,}/{len(marks.names):,} {target} images")
-    return np.concatenate(views[0]), np.concatenate(views[1])
+
+    def load(a: int, b: int) -> np.ndarray:
+        images = [read_image_file(crops / name) for name in marks.names[a:b]]
+        return align_faces(images, marks.points[a:b], size)[0]
+
+    key = f"ijb:{target}:{file_key(marks_file)}:{Path(crops).resolve()}:aligned{size[0]}x{size[1]}"
+    e, e_flip = extract_features(embed, key, len(marks.names), load, flip=True, batch_size=batch_size,
+                                 device=device, cache_dir=cache_dir, chunk=chunk, log=log)
+    return e.astype(np.float64), e_flip.astype(np.float64)

@@ -14,6 +14,9 @@ Everything runs blockwise over the (ordered) distractors with torch on `device`:
 max(ranks) distractor scores are kept (identification) and only the top k+1 impostor scores overall
 (verification), so 1,000,000 distractors x 3,530 probes run in bounded memory. Prefix sizes
 (`sizes=(10, 100, ..., 1_000_000)`) are evaluated in the same pass by snapshotting at each boundary.
+`evaluate` runs both protocols in that one pass; `search="faiss"` swaps the blockwise torch scoring for exact
+faiss flat-index search (CPU). MegaFace-mask: `gallery_feats` are the unmasked features put into the gallery as g
+while the (masked) probe_feats are the queries. Lists, images and feature folders: `megaface_data`.
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def add_noise_dimension(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# identification
+# identification and verification
 def identification(
     probe_feats,
     probe_ids,
@@ -164,37 +167,20 @@ def identification(
     metric: str = "cosine",
     device=None,
     block: int | None = None,
+    search: str = "torch",
+    gallery_feats=None,
 ) -> dict[int, dict[str, float]]:
     """MegaFace challenge 1 identification -> {n_distractors: {"rank1": .., "rank5": .., ..., "pairs": P}}.
 
     CMC(r) over all ordered genuine probe pairs (p, g), gallery {g} + the first n distractors (see module doc).
     `sizes` are prefix lengths of the ordered distractors (default: all of them); `block` is the number of
-    distractors scored at once (default: a ~256 MiB score block).
+    distractors scored at once (default: a ~256 MiB score block). gallery_feats (MegaFace-mask): the features put
+    into the gallery for g (unmasked), while probe_feats (masked) are the queries; default probe_feats.
     """
-    ranks = _check_ranks(ranks)
-    dev, probes, dist, sizes, pi, gi = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes,
-                                              ordered=True, purpose="(probe, gallery) pair to rank")
-    genuine = _score_pairs(probes, pi, gi, metric)  # (pairs,)
-    top_r = ranks[-1]
-    top = torch.full((probes.shape[0], top_r), -math.inf, device=dev)
-    out: dict[int, dict[str, float]] = {}
-    for a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
-        k = min(top_r, top.shape[1] + scores.shape[1])
-        top = torch.topk(torch.cat([top, scores], dim=1), k, dim=1, sorted=False).values
-        if b in sizes:
-            above = (top[pi] > genuine[:, None]).sum(
-                1
-            )  # distractors beating g, capped at top_r
-            counts = torch.stack([(above < r).sum() for r in ranks]).cpu().tolist()
-            n = float(pi.numel())
-            out[b] = {f"rank{r}": c / n for r, c in zip(ranks, counts)} | {
-                "pairs": int(n)
-            }
-    return out
+    return evaluate(probe_feats, probe_ids, distractor_feats, ranks=ranks, far=None, sizes=sizes, metric=metric,
+                    device=device, block=block, search=search, gallery_feats=gallery_feats)["identification"]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# verification
 def verification(
     probe_feats,
     probe_ids,
@@ -205,28 +191,136 @@ def verification(
     metric: str = "cosine",
     device=None,
     block: int | None = None,
+    search: str = "torch",
+    gallery_feats=None,
 ) -> dict[int, dict[str, float]]:
     """TAR at FAR -> {n_distractors: {"tar", "far", "threshold", "genuine", "impostors"}}.
 
-    Genuine: unordered probe pairs of one identity. Impostors: all probe x distractor pairs (first n).
+    Genuine: unordered probe pairs of one identity (with gallery_feats: ordered pairs (masked p, unmasked g),
+    p != g). Impostors: all probe x distractor pairs (first n).
     k = floor(far * n_impostors); t = (k+1)-th largest impostor score (-inf if k >= n_impostors); accept iff
     s > t. Only the running top k+1 impostor scores are kept. "far" is the achieved FAR (<= far, lower on ties).
     """
-    if not 0.0 <= far <= 1.0:
+    return evaluate(probe_feats, probe_ids, distractor_feats, ranks=None, far=far, sizes=sizes, metric=metric,
+                    device=device, block=block, search=search, gallery_feats=gallery_feats)["verification"]
+
+
+SEARCHES = ("torch", "faiss")
+
+
+def evaluate(
+    probe_feats,
+    probe_ids,
+    distractor_feats,
+    *,
+    ranks: Sequence[int] | None = (1, 5, 10),
+    far: float | None = 1e-6,
+    sizes: Sequence[int] | None = None,
+    metric: str = "cosine",
+    device=None,
+    block: int | None = None,
+    search: str = "torch",
+    gallery_feats=None,
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Identification (ranks) and verification (far) in one pass over the distractors ->
+    {"identification": {size: ...}, "verification": {size: ...}} (a part is left out when its argument is None).
+
+    search="torch": blockwise exact scores on `device`, keeping the top max(ranks) per probe and the top k+1
+    overall. search="faiss": exact search with a faiss IndexFlatIP (cosine) / IndexFlatL2 (l2, score = -d^2)
+    grown to each size in turn; per probe the top max(max(ranks), k+1) scores, whose union holds the global
+    top k+1.
+    """
+    if search not in SEARCHES:
+        raise ConfigError(f"search={search!r}: choose one of {SEARCHES}.")
+    if far is not None and not 0.0 <= far <= 1.0:
         raise ConfigError(f"far={far}: must be within [0, 1], e.g. 1e-6.")
-    dev, probes, dist, sizes, pi, gi = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes,
-                                              ordered=False, purpose="genuine pair to verify")
-    genuine = _score_pairs(probes, pi, gi, metric)
+    rs = _check_ranks(ranks) if ranks is not None else []
+    dev, probes, dist, sizes, codes = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes)
+    gallery = probes
+    if gallery_feats is not None:
+        g = _as_matrix(gallery_feats, "gallery_feats")
+        if g.shape != tuple(probes.shape):
+            raise DataError(f"gallery_feats has shape {g.shape} but probe_feats has {tuple(probes.shape)}; give one "
+                            "unmasked feature per probe image.")
+        gallery = _prepare(torch.as_tensor(g, dtype=torch.float32).to(dev), metric)
+    masked = gallery_feats is not None
+    id_pairs = ver_pairs = None
+    if rs:
+        id_pairs = [t.to(dev) for t in _genuine_pairs(codes, ordered=True)]
+        if id_pairs[0].numel() == 0:
+            raise DataError("no identity has two probe images, so there is no (probe, gallery) pair to rank.")
+    if far is not None:
+        ver_pairs = [t.to(dev) for t in _genuine_pairs(codes, ordered=masked)]
+        if ver_pairs[0].numel() == 0:
+            raise DataError("no identity has two probe images, so there is no genuine pair to verify.")
     n_probes = probes.shape[0]
-    keep = math.floor(Fraction(repr(float(far))) * n_probes * sizes[-1]) + 1
-    top = torch.empty(0, device=dev)
-    out: dict[int, dict[str, float]] = {}
-    for a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
-        flat = torch.cat([top, scores.reshape(-1)])
-        top = torch.topk(flat, min(keep, flat.numel()), sorted=False).values
-        if b in sizes:
-            out[b] = _tar(genuine, top, far, n_probes * b)
+    keep = math.floor(Fraction(repr(float(far))) * n_probes * sizes[-1]) + 1 if far is not None else 0
+    top_r = rs[-1] if rs else 0
+    out: dict[str, dict] = {}
+    if rs:
+        out["identification"] = {}
+        genuine_id = _score_pairs(probes, gallery, *id_pairs, metric)
+    if far is not None:
+        out["verification"] = {}
+        genuine_ver = _score_pairs(probes, gallery, *ver_pairs, metric)
+    tops = _faiss_tops if search == "faiss" else _torch_tops
+    for b, per_probe, overall in tops(probes, dist, sizes, metric, block, dev, top_r, keep):
+        if rs:
+            pi = id_pairs[0]
+            above = (per_probe[pi] > genuine_id[:, None]).sum(1)  # distractors beating g, capped at top_r
+            counts = torch.stack([(above < r).sum() for r in rs]).cpu().tolist()
+            n = float(pi.numel())
+            out["identification"][b] = {f"rank{r}": c / n for r, c in zip(rs, counts)} | {"pairs": int(n)}
+        if far is not None:
+            out["verification"][b] = _tar(genuine_ver, overall, far, n_probes * b)
     return out
+
+
+def _torch_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
+    """Yield (size, per-probe top top_r scores (P, <=top_r), overall top keep scores) at each size boundary."""
+    per_probe = torch.full((probes.shape[0], top_r), -math.inf, device=dev)
+    overall = torch.empty(0, device=dev)
+    for a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
+        # the overall top `keep` lies within the per-row top `keep`: one row-wise top-k serves both parts, and
+        # avoids a slow top-k over the flattened block
+        k_row = min(max(top_r, keep), scores.shape[1])
+        row = torch.topk(scores, k_row, dim=1, sorted=True).values if k_row < scores.shape[1] else \
+            torch.sort(scores, dim=1, descending=True).values
+        if top_r:
+            cand = torch.cat([per_probe, row[:, :top_r]], dim=1)
+            per_probe = torch.topk(cand, min(top_r, cand.shape[1]), dim=1, sorted=False).values
+        if keep:
+            flat = torch.cat([overall, row[:, :keep].reshape(-1)])
+            overall = torch.topk(flat, min(keep, flat.numel()), sorted=False).values
+        if b in sizes:
+            yield b, per_probe, overall
+
+
+def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
+    """As _torch_tops, with exact faiss search (CPU) over the first `size` distractors for each size."""
+    try:
+        import faiss
+    except ImportError:
+        raise ConfigError("search='faiss' needs the faiss package: pip install faiss-cpu (or use search='torch').") \
+            from None
+    q = np.ascontiguousarray(probes.detach().cpu().numpy(), dtype=np.float32)
+    index = faiss.IndexFlatIP(q.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(q.shape[1])
+    step = int(block) if block else 1 << 16
+    added = 0
+    for s in sizes:
+        for a in range(added, s, step):
+            b = min(a + step, s)
+            chunk = dist[a:b]
+            chunk = chunk.detach().cpu() if isinstance(chunk, torch.Tensor) else torch.from_numpy(
+                np.ascontiguousarray(chunk, dtype=np.float32))
+            index.add(np.ascontiguousarray(_prepare(chunk.float(), metric).numpy(), dtype=np.float32))
+        added = s
+        k = min(max(top_r, keep), s)
+        d, _ = index.search(q, k)
+        scores = torch.from_numpy(d if metric == "cosine" else -d).to(dev)
+        per_probe = scores[:, : min(top_r, k)]
+        overall = torch.topk(scores.reshape(-1), min(keep, scores.numel()), sorted=False).values if keep else None
+        yield s, per_probe, overall
 
 
 def _tar(
@@ -272,15 +366,12 @@ def _check_ranks(ranks: Sequence[int]) -> list[int]:
     return rs
 
 
-def _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes, ordered: bool, purpose: str):
-    """Device, features on it, checked prefix sizes and the genuine probe pairs (on the device)."""
+def _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes):
+    """Device, prepared probes on it, the distractors (host), checked prefix sizes and identity codes."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     probes, ids, dist = _inputs(probe_feats, probe_ids, distractor_feats, metric, dev)
     sizes = _check_sizes(sizes, dist.shape[0])
-    pi, gi = _genuine_pairs(ids, ordered=ordered)
-    if pi.numel() == 0:
-        raise DataError(f"no identity has two probe images, so there is no {purpose}.")
-    return dev, probes, dist, sizes, pi.to(dev), gi.to(dev)
+    return dev, probes, dist, sizes, ids
 
 
 def _check_sizes(sizes: Sequence[int] | None, n: int) -> list[int]:
@@ -343,13 +434,13 @@ def _scores(p: torch.Tensor, d: torch.Tensor, metric: str) -> torch.Tensor:
 
 
 def _score_pairs(
-    x: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str
+    x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str
 ) -> torch.Tensor:
-    """Scores of the row pairs (x[i], x[j]) with the same arithmetic as `_scores`."""
+    """Scores of the row pairs (x[i], y[j]) with the same arithmetic as `_scores`."""
     out = torch.empty(i.numel(), device=x.device)
     step = 1 << 16
     for a in range(0, i.numel(), step):
-        u, v = x[i[a : a + step]], x[j[a : a + step]]
+        u, v = x[i[a : a + step]], y[j[a : a + step]]
         s = (u * v).sum(1)
         if metric == "l2":
             s = 2 * s - (u * u).sum(1) - (v * v).sum(1)

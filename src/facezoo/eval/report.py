@@ -1,6 +1,8 @@
-"""Verification reports: markdown tables laid out as published ones, JSON, CSV and ROC plots.
+"""Evaluation reports: markdown tables laid out as published ones, JSON, CSV, ROC and CMC plots.
 
-`results` is {model: {benchmark: result}} with each result as returned by `evaluate_bin` / `verification_metrics`.
+`results` is {model: {benchmark: result}} with each result as returned by `evaluate_bin` / `verification_metrics`
+(accuracy tables), or by the IJB evaluations (`format_tar_table`: results with tar_at_far;
+`format_identification_table`: results with tpir_at_fpir and cmc).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ BENCHMARK_TITLES = {
     "asian": "Asian",
     "caucasian": "Caucasian",
     "indian": "Indian",
+    "ijbb": "IJB-B",
+    "ijbc": "IJB-C",
 }
 
 
@@ -70,6 +74,54 @@ def format_table(results: dict[str, dict[str, dict]], tar_far: float | None = No
 
         text += f"\n\nTAR (%) at FAR={key}\n\n" + _table(results, "model", tar)
     return text
+
+
+def _bench_title(name: str) -> str:
+    """"IJBC 1:N" -> "IJB-C": the benchmark part of a "<benchmark> <protocol>" key, as published tables name it."""
+    return benchmark_title(name.split(" ")[0])
+
+
+def _with(results: dict, key: str) -> list[str]:
+    """Benchmarks (first-appearance order) where some model's result has `key`."""
+    return [b for b in _benchmarks(results) if any(key in (per.get(b) or {}) for per in results.values())]
+
+
+def format_tar_table(results: dict[str, dict[str, dict]], fars) -> str:
+    """Markdown table of TAR (%) at each FAR: one row per model, a column per (benchmark, FAR) for each benchmark
+    whose result has tar_at_far (IJB 1:1 layout: IJB-C 1e-06 ... IJB-C 1e-01)."""
+    benches = _with(results, "tar_at_far")
+    cols = [(b, far_key(f)) for b in benches for f in fars]
+    header = ["model"] + [f"{_bench_title(b)} {k}" for b, k in cols]
+
+    def cell(r, k):
+        return _percent(None if r is None else r.get("tar_at_far", {}).get(k, {}).get("tar"))
+
+    rows = [[m] + [cell(per.get(b), k) for b, k in cols] for m, per in results.items()]
+    return "TAR (%) at FAR\n\n" + _markdown(header, rows)
+
+
+def format_identification_table(results: dict[str, dict[str, dict]], fpirs, ranks, gallery: str | None = None) -> str:
+    """Markdown table of open-set identification: one row per model; per benchmark whose result has
+    tpir_at_fpir, columns TPIR (%) at each FPIR then the rank-k identification rates (%). gallery=None reads the
+    result's top level (IJB: the mean over the galleries), else result["galleries"][gallery]."""
+    benches = _with(results, "tpir_at_fpir")
+    cols = [(b, "tpir", far_key(f)) for b in benches for f in fpirs] + [(b, "cmc", int(k)) for b in benches for k in ranks]
+    cols.sort(key=lambda c: benches.index(c[0]))  # group by benchmark, stable: TPIRs then ranks
+    header = ["model"] + [f"{_bench_title(b)} " + (f"TPIR@{k}" if w == "tpir" else f"rank-{k}") for b, w, k in cols]
+
+    def cell(r, what, k):
+        if r is not None and gallery is not None:
+            r = r.get("galleries", {}).get(gallery)
+        if r is None:
+            return "-"
+        if what == "tpir":
+            return _percent(r.get("tpir_at_fpir", {}).get(k, {}).get("tpir"))
+        cmc = r.get("cmc", {})
+        return _percent(cmc.get(k, cmc.get(str(k))))
+
+    rows = [[m] + [cell(per.get(b), w, k) for b, w, k in cols] for m, per in results.items()]
+    where = "mean over the galleries" if gallery is None else f"gallery {gallery}"
+    return f"TPIR (%) at FPIR and rank-k identification rate (%), {where}\n\n" + _markdown(header, rows)
 
 
 def _plain(x):

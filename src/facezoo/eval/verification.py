@@ -5,7 +5,6 @@ Pairs are consecutive images: (images[0], images[1]), (images[2], images[3]), ..
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Callable
 
@@ -13,30 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .features import embed_chunk, extract_features, file_key
 from .metrics import verification_metrics
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _default_device(embed) -> torch.device:
-    """The device of the embedder's first parameter, else CPU."""
-    if isinstance(embed, torch.nn.Module):
-        for p in embed.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(embed):
-    """Put an nn.Module in eval mode for the block and restore its training flag afterwards."""
-    was_training = isinstance(embed, torch.nn.Module) and embed.training
-    if was_training:
-        embed.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            embed.train()
 
 
 def embed_views(
@@ -46,18 +25,16 @@ def embed_views(
 
     images: uint8 (N, H, W, 3) RGB. Batches travel to the device as uint8 and the outputs come back in one copy.
     """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise DataError(f"images must be uint8 (N, H, W, 3) RGB, got {images.dtype} {images.shape}")
-    device = torch.device(device) if device is not None else _default_device(embed)
-    outs: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
-    with _eval_mode(embed), torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start : start + batch_size]).to(device, non_blocking=True)
-            outs[0].append(embed(x).float())
-            if flip:
-                outs[1].append(embed(torch.flip(x, dims=[2])).float())
-    return [torch.cat(o).cpu().numpy().astype(np.float64) for o in outs]
+    return [v.astype(np.float64) for v in embed_chunk(embed, images, batch_size, device, flip)]
+
+
+def _cached_views(embed, images: np.ndarray, key: str | None, batch_size, device, flip, cache_dir, log=None):
+    """embed_views through the feature cache (facezoo.eval.features) when cache_dir and key are given."""
+    if cache_dir is None or key is None:
+        return embed_views(embed, images, batch_size, device, flip)
+    e, e_flip = extract_features(embed, key, len(images), lambda a, b: images[a:b], flip=flip, batch_size=batch_size,
+                                 device=device, cache_dir=cache_dir, log=log)
+    return [v.astype(np.float64) for v in ((e, e_flip) if flip else (e,))]
 
 
 def embed_images(
@@ -77,15 +54,18 @@ def evaluate_pairs(
     nfolds: int = 10,
     metric: str = "euclidean",
     flip: bool = True,
+    cache_dir=None,
+    cache_key: str | None = None,
 ) -> dict:
     """verification_metrics of pairs (images[2i], images[2i+1]) plus xnorm and pairs.
 
     xnorm is InsightFace's: the mean L2 norm of every raw per-view embedding (each image and each flip).
+    With cache_dir and cache_key (naming the images and their preprocessing) embeddings go through the cache.
     """
     issame = np.asarray(issame, dtype=bool)
     if len(images) != 2 * len(issame):
         raise DataError(f"{len(images)} images for {len(issame)} pairs; a pair set needs exactly 2 images per pair")
-    views = embed_views(embed, images, batch_size, device, flip)
+    views = _cached_views(embed, images, cache_key, batch_size, device, flip, cache_dir)
     emb = views[0] + views[1] if flip else views[0]
     norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
     result = verification_metrics(emb[0::2], emb[1::2], issame, nfolds=nfolds, metric=metric, norms=norms)
@@ -125,10 +105,13 @@ def evaluate_sets(
     nfolds: int = 10,
     metric: str = "euclidean",
     log: Callable[[str], None] | None = None,
+    cache_dir=None,
 ) -> dict[str, dict[str, dict]]:
     """{model: {set name: result}}; `sets` maps a name to load(image_size) -> (uint8 images, issame).
 
     Each set is loaded once per distinct model input size (a model's `input_size`, (112, 112) if it has none).
+    With cache_dir, sets whose load has a `cache_key` attribute (see `keyed`) are embedded through the feature
+    cache (key + input size), so a rerun with the same model and files embeds nothing.
     """
     results: dict[str, dict[str, dict]] = {name: {} for name in models}
     sizes = {name: tuple(getattr(m, "input_size", (112, 112))) for name, m in models.items()}
@@ -138,8 +121,10 @@ def evaluate_sets(
             for name, m in models.items():
                 if sizes[name] != size:
                     continue
+                key = getattr(load, "cache_key", None)
                 r = evaluate_pairs(m, images, issame, batch_size=batch_size, device=device, nfolds=nfolds,
-                                   metric=metric)
+                                   metric=metric, cache_dir=cache_dir,
+                                   cache_key=None if key is None else f"{key}:{size[0]}x{size[1]}")
                 r["name"] = set_name
                 results[name][set_name] = r
                 if log is not None:
@@ -153,7 +138,21 @@ def bin_sets(bin_paths) -> dict[str, Callable]:
     """{file stem: load(image_size)} for InsightFace .bin files, the `sets` evaluate_sets takes."""
     from ..data.verification_bin import load_bin_images
 
-    return {Path(p).stem: (lambda size, p=p: load_bin_images(p, image_size=size)) for p in bin_paths}
+    return {Path(p).stem: keyed(lambda size, p=p: load_bin_images(p, image_size=size), f"bin:{_file_key(p)}")
+            for p in bin_paths}
+
+
+def keyed(load: Callable, key: str) -> Callable:
+    """Attach a feature-cache key (naming the set's files) to a set loader for evaluate_sets."""
+    load.cache_key = key
+    return load
+
+
+def _file_key(path) -> str | None:
+    try:
+        return file_key(path)
+    except OSError:
+        return str(path)  # load_bin_images reports the missing file
 
 
 def evaluate_bins(models: dict[str, Embed], bin_paths, *args, **kwargs) -> dict[str, dict[str, dict]]:
