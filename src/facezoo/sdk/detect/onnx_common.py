@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, ModelError
-from .base import Detections, check_image
+from .base import Detections, Detector, check_image
 from .nms import nms
 
 DEFAULT_INPUT_SIZE = (640, 640)
@@ -224,3 +224,30 @@ def check_thresholds(score_threshold: float, nms_threshold: float) -> None:
 def describe_outputs(session) -> str:
     """'name (shape), ...' of a session's outputs, for error messages."""
     return ", ".join(f"{o.name} {list(o.shape)}" for o in session.get_outputs())
+
+
+class OnnxDetector(Detector):
+    """Base of the ONNX detectors: opens the session; subclasses give `_blob(canvases)` (the network input) and
+    `_decode(outputs, scale, max_faces)` (one image's raw outputs -> Detections)."""
+
+    def _open(self, model, providers, score_threshold: float, nms_threshold: float) -> None:
+        check_thresholds(score_threshold, nms_threshold)
+        self.where = model_name(model)
+        self.session = create_session(model, providers)
+        self.spec = input_spec(self.session, self.where)
+        self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
+
+    def detect(self, image: np.ndarray, max_faces: int | None = None) -> Detections:
+        """Faces in one uint8 (H, W, 3) RGB image, best first, at most `max_faces`, in the image's pixels."""
+        return self.detect_batch([image], max_faces)[0]
+
+    def detect_batch(self, images, max_faces: int | None = None) -> list[Detections]:
+        """detect() for each image; one session call for all of them when the graph's batch dim is dynamic,
+        chunks of its fixed batch size otherwise."""
+        check_max_faces(max_faces)
+        images = list(images)
+        if not images:
+            return []
+        canvases, scales = prepare(images, self.input_size)
+        raw = run_batches(self.session, self.spec, canvases, self._blob, self.where)
+        return [self._decode(outs, scale, max_faces) for outs, scale in zip(raw, scales)]

@@ -22,18 +22,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...errors import ConfigError, ModelError
-from .base import DETECTORS, Detections, Detector
+from .base import DETECTORS, Detections
 from .onnx_common import (
-    check_max_faces,
-    check_thresholds,
-    create_session,
+    OnnxDetector,
     describe_outputs,
     finish,
-    input_spec,
-    model_name,
-    prepare,
     resolve_input_size,
-    run_batches,
     to_blob,
 )
 
@@ -59,7 +53,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 @DETECTORS.register("retinaface")
-class RetinaFace(Detector):
+class RetinaFace(OnnxDetector):
     """A RetinaFace ONNX graph: uint8 RGB images in, Detections (boxes, scores, 5 points) out.
 
     model: path (or serialised bytes). input_size: (H, W) or int, only for graphs with a dynamic input size
@@ -73,7 +67,6 @@ class RetinaFace(Detector):
                  providers=None, min_sizes: Sequence[Sequence[float]] = ((16, 32), (64, 128), (256, 512)),
                  steps: Sequence[int] = (8, 16, 32), variances: Sequence[float] = (0.1, 0.2),
                  mean=(104.0, 117.0, 123.0), std=1.0, channel_order: str = "BGR", conf_softmax: bool | None = None):
-        check_thresholds(score_threshold, nms_threshold)
         if (len(min_sizes) != len(steps)
                 or not all(isinstance(m, Sequence) and not isinstance(m, str) and len(m) for m in min_sizes)):
             raise ConfigError(f"min_sizes {min_sizes!r} needs one non-empty list of sizes per step {steps!r}.")
@@ -81,9 +74,7 @@ class RetinaFace(Detector):
             raise ConfigError(f"channel_order '{channel_order}' must be 'RGB' or 'BGR'.")
         if len(variances) != 2:
             raise ConfigError(f"variances must be two numbers (centre, size), got {variances!r}; default (0.1, 0.2).")
-        self.where = model_name(model)
-        self.session = create_session(model, providers)
-        self.spec = input_spec(self.session, self.where)
+        self._open(model, providers, score_threshold, nms_threshold)
         outputs = self.session.get_outputs()
         lasts = [o.shape[-1] if o.shape else None for o in outputs]
         static = [d for d in lasts if isinstance(d, int)]
@@ -92,7 +83,6 @@ class RetinaFace(Detector):
                 f"{self.where}: outputs {describe_outputs(self.session)}; a RetinaFace graph has three: loc (B, N, 4), "
                 "conf (B, N, 2) and landms (B, N, 10). Is it another detector (try 'scrfd')?")
         self.input_size = resolve_input_size(self.spec, input_size, self.where)
-        self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self.variances = tuple(float(v) for v in variances)
         self.mean, self.std, self.bgr = mean, std, channel_order == "BGR"
         self.conf_softmax = conf_softmax
@@ -128,18 +118,3 @@ class RetinaFace(Detector):
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         kps = p[:, None, :2] + lm.reshape(-1, 5, 2) * v0 * p[:, None, 2:]
         return finish(boxes, scores[keep], kps, scale, self.score_threshold, self.nms_threshold, max_faces)
-
-    def detect(self, image: np.ndarray, max_faces: int | None = None) -> Detections:
-        """Faces in one uint8 (H, W, 3) RGB image, best first, at most `max_faces`, in the image's pixels."""
-        return self.detect_batch([image], max_faces)[0]
-
-    def detect_batch(self, images, max_faces: int | None = None) -> list[Detections]:
-        """detect() for each image; one session call for all of them when the graph's batch dim is dynamic,
-        chunks of its fixed batch size otherwise."""
-        check_max_faces(max_faces)
-        images = list(images)
-        if not images:
-            return []
-        canvases, scales = prepare(images, self.input_size)
-        raw = run_batches(self.session, self.spec, canvases, self._blob, self.where)
-        return [self._decode(outs, scale, max_faces) for outs, scale in zip(raw, scales)]

@@ -19,19 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ModelError
-from .base import DETECTORS, Detections, Detector
+from .base import DETECTORS, Detections
 from .onnx_common import (
+    OnnxDetector,
     anchor_centres,
-    check_max_faces,
-    check_thresholds,
-    create_session,
     describe_outputs,
     finish,
-    input_spec,
-    model_name,
-    prepare,
     resolve_input_size,
-    run_batches,
     to_blob,
 )
 
@@ -41,7 +35,7 @@ KINDS = (("scores", 1), ("boxes", 4), ("keypoints", 10))
 
 
 @DETECTORS.register("scrfd")
-class SCRFD(Detector):
+class SCRFD(OnnxDetector):
     """SCRFD from an ONNX file: uint8 RGB images in, Detections (boxes, scores, 5 points) out.
 
     model: path (or serialised bytes) of the ONNX graph. input_size: (H, W) or int, only for graphs whose input
@@ -52,10 +46,7 @@ class SCRFD(Detector):
 
     def __init__(self, model, input_size=None, score_threshold: float = 0.5, nms_threshold: float = 0.4,
                  providers=None, mean: float = 127.5, std: float = 128.0):
-        check_thresholds(score_threshold, nms_threshold)
-        self.where = model_name(model)
-        self.session = create_session(model, providers)
-        self.spec = input_spec(self.session, self.where)
+        self._open(model, providers, score_threshold, nms_threshold)
         outputs = self.session.get_outputs()
         if len(outputs) not in LAYOUTS:
             raise ModelError(
@@ -73,7 +64,6 @@ class SCRFD(Detector):
                     f"{kind} (last dim {k}); expected all scores, then all boxes, then all keypoints. Found: "
                     f"{describe_outputs(self.session)}.")
         self.input_size = resolve_input_size(self.spec, input_size, self.where, multiple=self.strides[-1])
-        self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self.mean, self.std = mean, std
         self._centres: dict[tuple[int, int], np.ndarray] = {}
 
@@ -111,18 +101,3 @@ class SCRFD(Detector):
                 kps.append(c[:, None, :] + offsets[keep].astype(np.float32).reshape(-1, 5, 2) * stride)
         return finish(np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps) if self.with_kps else None,
                       scale, self.score_threshold, self.nms_threshold, max_faces)
-
-    def detect(self, image: np.ndarray, max_faces: int | None = None) -> Detections:
-        """Faces in one uint8 (H, W, 3) RGB image, best first, at most `max_faces`, in the image's pixels."""
-        return self.detect_batch([image], max_faces)[0]
-
-    def detect_batch(self, images, max_faces: int | None = None) -> list[Detections]:
-        """detect() for each image; one session call for all of them when the graph's batch dim is dynamic,
-        chunks of its fixed batch size otherwise."""
-        check_max_faces(max_faces)
-        images = list(images)
-        if not images:
-            return []
-        canvases, scales = prepare(images, self.input_size)
-        raw = run_batches(self.session, self.spec, canvases, self._blob, self.where)
-        return [self._decode(outs, scale, max_faces) for outs, scale in zip(raw, scales)]
