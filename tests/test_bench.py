@@ -9,8 +9,9 @@ def test_bench_train_synthetic_and_recordio(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tiny = ["model.input_size=32", "model.kwargs={width: 0.25}", "model.embedding_size=16", "precision=fp32"]
     assert main(["bench", "train", "--backbone", "ir18", "--batch-size", "4", "--classes", "50", "--steps", "2",
-                 "--warmup", "1", "--json", *tiny]) == 0
+                 "--warmup", "1", "--chunk-size", "7", "--json", *tiny]) == 0
     r = json.loads(capsys.readouterr().out)
+    assert r["chunk_size"] == 7 and r["compile"] is False  # the flag reached the config the step ran with
     assert r["classes"] == 50 and r["data"] == "synthetic" and r["steps"] == 2 and r["images_per_s"] > 0
     assert r["peak_gib"] is None and r["device"] == "cpu"
 
