@@ -14,7 +14,7 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)",
                        description=__doc__)
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files, or .onnx files from facezoo export")
     p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE",
                    help="InsightFace .bin pair sets, e.g. lfw.bin cfp_fp.bin agedb_30.bin")
     p.add_argument("--pairs", nargs="+", default=[], metavar="NAME:ROOT",
@@ -63,9 +63,9 @@ def _pairs_key(spec: str, pairset) -> str:
 
 
 def run(args) -> int:
-    import facezoo
 
     from ..device import resolve_device
+    from ..eval.models import load_embedder
     from ..errors import ConfigError
     from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
@@ -84,7 +84,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     models = {}
     for name, path in zip(model_names(args.checkpoints), args.checkpoints):
-        models[name] = facezoo.load_model(path).to(device).eval()
+        models[name] = load_embedder(path, device)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else features_dir()
     results = evaluate_sets(models, sets, args.batch_size, device, args.nfolds, args.metric, log=log,

@@ -48,9 +48,9 @@ def _lean(result: dict) -> dict:
 
 
 def run(args) -> int:
-    import facezoo
 
     from ..device import resolve_device
+    from ..eval.models import load_embedder
     from ..errors import ConfigError
     from ..eval.ijb import IJB_FARS, evaluate_ijb, load_ijb_meta
     from ..eval.ijb_1n import IJB_FPIRS, IJB_RANKS
@@ -67,7 +67,7 @@ def run(args) -> int:
         metas[target] = load_ijb_meta(args.root, target, args.protocol)  # every meta file read before a model loads
         loose_crop_dir(args.root, target)
     device = resolve_device(args.device)
-    models = {n: facezoo.load_model(p).to(device).eval() for n, p in zip(model_names(args.checkpoints), args.checkpoints)}
+    models = {n: load_embedder(p, device) for n, p in zip(model_names(args.checkpoints), args.checkpoints)}
     options = dict(use_flip=not args.no_flip, use_norm=not args.no_norm, use_detector_score=not args.no_detector_score)
     cache_dir = None if args.no_cache else (args.cache_dir or features_dir())
     results: dict[str, dict] = {}

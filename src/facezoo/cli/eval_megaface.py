@@ -50,9 +50,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import facezoo
 
     from ..device import resolve_device
+    from ..eval.models import load_embedder
     from ..errors import ConfigError
     from ..eval import megaface_data as md
     from ..eval.report import format_table, plot_cmc, write_csv, write_json
@@ -87,7 +87,7 @@ def run(args) -> int:
     table, full = {}, {}
     for name, src in zip(names, [*args.checkpoints, *args.features]):
         if src in args.checkpoints:
-            model = facezoo.load_model(src).to(device).eval()
+            model = load_embedder(src, device)
             feats = md.embed_megaface(model, lists, probe_dir, dist_dir, masked_dir=masked_dir,
                                       flip=not args.no_flip, batch_size=args.batch_size, device=device,
                                       cache_dir=cache_dir, log=log)
