@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--noise", type=float, default=0.025, help="per-image noise per dimension (default 0.025: same-identity cosine about 0.8)")
     ap.add_argument("--kinds", nargs="+", default=["ivf"], choices=["ivf", "hnsw"])
+    ap.add_argument("--ef-construction", type=int, default=40, help="hnsw build candidates (default 40, faiss's)")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--chunk", type=int, default=5000, help="identities written per transaction")
@@ -62,7 +63,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for kind in args.kinds:
             t0 = time.perf_counter()
-            g.build_index(kind)
+            g.build_index(kind, ef_construction=args.ef_construction)
             build_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             g.search(q, top_k=args.k, per_identity=False, index=kind)

@@ -440,3 +440,14 @@ def test_hnsw_recall_and_rebuild_after_change(clustered):
     assert g.search(q[:1], top_k=1)[0][0].identity == "zz-new"
     g.remove("zz-new")
     g.build_index("exact")
+
+
+def test_hnsw_build_parameters_reach_faiss(clustered):
+    g, q = clustered
+    g.build_index("hnsw", hnsw_m=8, ef_search=64, ef_construction=77)
+    g.search(q[:1], top_k=1, index="hnsw")
+    hnsw = g._ann.index.hnsw  # the faiss graph the search used
+    assert (hnsw.efConstruction, hnsw.efSearch) == (77, 64)
+    with pytest.raises(ConfigError, match="ef_construction"):
+        g.build_index("hnsw", ef_construction=0)
+    g.build_index("exact")

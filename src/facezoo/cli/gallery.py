@@ -4,7 +4,8 @@
   add G.db NAME IMAGES... --model M [--replace]
   remove G.db NAME
   list G.db
-  index G.db --kind ivf|hnsw [--recall] [--k 10] [--queries 1000]
+  index G.db --kind ivf|hnsw [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
+        [--queries 1000]
        build an approximate (faiss) index and time it; --recall measures recall@k of its entries against exact
        search, with stored embeddings as queries. The index lives in memory: `identify` searches exactly.
 """
@@ -40,6 +41,10 @@ def register(sub) -> None:
     ix = actions.add_parser("index", help="build an approximate index; --recall measures it against exact search")
     ix.add_argument("gallery", metavar="G.db")
     ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
+    ix.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched per query (default 16)")
+    ix.add_argument("--ef-construction", type=int, default=40,
+                    help="hnsw: build candidates (default 40; 128 for higher recall on large galleries)")
+    ix.add_argument("--ef-search", type=int, default=128, help="hnsw: search candidates (default 128)")
     ix.add_argument("--recall", action="store_true", help="measure recall@k against exact search")
     ix.add_argument("--k", type=int, default=10, help="k of recall@k (default 10)")
     ix.add_argument("--queries", type=int, default=1000, help="stored embeddings used as queries (default 1000)")
@@ -108,7 +113,7 @@ def _index(args) -> int:
         if len(g) == 0:
             raise ConfigError(f"{args.gallery}: the gallery is empty; enroll identities first.")
         t0 = time.perf_counter()
-        g.build_index(args.kind)
+        g.build_index(args.kind, nprobe=args.nprobe, ef_search=args.ef_search, ef_construction=args.ef_construction)
         record = {"gallery": str(args.gallery), "kind": args.kind, "entries": len(g),
                   "build_s": round(time.perf_counter() - t0, 4)}
         if args.recall:
