@@ -43,6 +43,8 @@ def test_list_shows_registries(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "ir50" in out and "arcface" in out and "adaface" in out and "poly" in out
+    (detectors,) = [line.split()[1:] for line in out.splitlines() if line.startswith("detectors:")]
+    assert {"mtcnn", "retinaface", "scrfd"} <= set(detectors)  # tests may register extra ones
 
 
 def test_bad_input_exits_2_with_a_message_not_a_traceback(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""`facezoo list [backbones|heads|schedules]`: the registered names."""
+"""`facezoo list [backbones|heads|schedules|detectors]`: the registered names."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from __future__ import annotations
 def _tables():
     from ..models.backbones import BACKBONES
     from ..models.heads import HEADS
+    from ..sdk.detect.base import registered
     from ..train.schedules import SCHEDULES
 
-    return {"backbones": BACKBONES, "heads": HEADS, "schedules": SCHEDULES}
+    return {"backbones": BACKBONES, "heads": HEADS, "schedules": SCHEDULES, "detectors": registered()}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("list", help="list registered backbones, heads and schedules")
-    p.add_argument("what", nargs="?", choices=("backbones", "heads", "schedules"), default=None)
+    p = sub.add_parser("list", help="list registered backbones, heads, schedules and detectors")
+    p.add_argument("what", nargs="?", choices=("backbones", "heads", "schedules", "detectors"), default=None)
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,6 @@ verify's cosine is compared with a threshold calibrated on the same score (facez
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from ..errors import ConfigError, NoFaceError
 from ..eval.metrics import far_key
 from .align import align_face, _hw
-from .detect.base import DETECTORS, Detector, check_image
+from .detect.base import Detector, check_image
 from .face import Face
 
 
@@ -52,18 +51,13 @@ def build_detector(detector, device: str = "auto") -> Detector:
     if not isinstance(detector, str) or not detector.strip():
         raise ConfigError(f"detector must be a name like 'mtcnn', a spec like 'scrfd:/path/det_10g.onnx' or a "
                           f"Detector, got {detector!r}.")
-    from .detect.base import _MODULES
+    from .detect.base import registered
 
-    for module in _MODULES:  # modules not written/installed yet are skipped; their names stay unknown
-        try:
-            importlib.import_module(f"{__package__}.detect.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.detect.{module}":
-                raise
+    detectors = registered()
     name, _, arg = detector.partition(":")
     name = name.strip().lower()
     try:
-        params = list(inspect.signature(DETECTORS.get(name)).parameters)
+        params = list(inspect.signature(detectors.get(name)).parameters)
     except (TypeError, ValueError):
         params = []
     kwargs: dict = {}
@@ -79,7 +73,7 @@ def build_detector(detector, device: str = "auto") -> Detector:
         from .embed import onnx_providers
 
         kwargs["providers"] = onnx_providers(device)[0]
-    return DETECTORS.create(name, **kwargs)
+    return detectors.create(name, **kwargs)
 
 
 class FaceAnalyzer:

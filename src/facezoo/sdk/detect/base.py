@@ -57,8 +57,13 @@ class Detector:
         return [self.detect(im, max_faces) for im in images]
 
 
-def create_detector(name: str, **kwargs) -> Detector:
-    """Build a registered detector, e.g. create_detector("scrfd", model="det_10g.onnx")."""
+def registered() -> Registry:
+    """DETECTORS with every built-in detector module imported (so registered)."""
     for module in _MODULES:
         importlib.import_module(f"{__package__}.{module}")
-    return DETECTORS.create(name, **kwargs)
+    return DETECTORS
+
+
+def create_detector(name: str, **kwargs) -> Detector:
+    """Build a registered detector, e.g. create_detector("scrfd", model="det_10g.onnx")."""
+    return registered().create(name, **kwargs)
