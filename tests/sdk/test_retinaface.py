@@ -4,9 +4,7 @@ The fake graph puts chosen loc / conf / landms values at chosen priors (level, r
 ([1, 0]) everywhere else; an image whose pixels are all dark (x = pixel - 104/117/123 < 0) gets background only.
 """
 
-import io
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +14,9 @@ import torch.nn.functional as F
 from facezoo.errors import ModelError
 from facezoo.sdk.detect import create_detector
 from facezoo.sdk.detect.retinaface import RetinaFace, priors
+
+from .onnx_fakes import assert_faces as check_faces
+from .onnx_fakes import export_graph
 
 pytest.importorskip("onnxruntime")
 
@@ -64,15 +65,7 @@ class FakeRetinaFace(torch.nn.Module):
 
 
 def export(module, path, size=(60, 90), dynamic=False):
-    x = torch.zeros(2, 3, *size)
-    axes = {0: "batch", 2: "h", 3: "w"} if dynamic else {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        buf = io.BytesIO()
-        torch.onnx.export(module, (x,), buf, input_names=["input0"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input0": axes})
-    path.write_bytes(buf.getvalue())
-    return path
+    return export_graph(module, path, "input0", size, 2, {0: "batch", 2: "h", 3: "w"} if dynamic else {0: "batch"})
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +97,7 @@ def expected(face, sx, sy):
 
 
 def assert_faces(det, faces, sx, sy):
-    assert len(det) == len(faces)
-    for i, face in enumerate(faces):
-        box, score, kps = expected(face, sx, sy)
-        np.testing.assert_allclose(det.boxes[i], box, rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(det.scores[i], score, rtol=1e-5)
-        np.testing.assert_allclose(det.kps[i], kps, rtol=1e-5, atol=1e-4)
+    check_faces(det, faces, expected, sx, sy, score_rtol=1e-5)
 
 
 def test_priors_order_and_count():

@@ -5,8 +5,6 @@ and keypoint offsets (in stride units), all other anchors score 0. A per-image g
 whose pixels are all dark, so batching mistakes show up.
 """
 
-import io
-import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +15,9 @@ from facezoo.errors import ConfigError, DataError, ModelError
 from facezoo.sdk.detect import create_detector
 from facezoo.sdk.detect.onnx_common import anchor_centres, letterbox
 from facezoo.sdk.detect.scrfd import SCRFD
+
+from .onnx_fakes import assert_faces as check_faces
+from .onnx_fakes import export_graph
 
 pytest.importorskip("onnxruntime")
 
@@ -56,15 +57,8 @@ class FakeSCRFD(torch.nn.Module):
 
 
 def export(module, path, size=(64, 96), dynamic_size=True, dynamic_batch=True):
-    x = torch.zeros(2 if dynamic_batch else 1, 3, *size)
     axes = ({0: "batch"} if dynamic_batch else {}) | ({2: "h", 3: "w"} if dynamic_size else {})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        buf = io.BytesIO()
-        torch.onnx.export(module, (x,), buf, input_names=["input.1"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input.1": axes} if axes else None)
-    path.write_bytes(buf.getvalue())
-    return path
+    return export_graph(module, path, "input.1", size, 2 if dynamic_batch else 1, axes)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +87,7 @@ def expected(face, sx, sy):
 
 
 def assert_faces(det, faces, sx, sy):
-    assert len(det) == len(faces)
-    for i, face in enumerate(faces):
-        box, score, kps = expected(face, sx, sy)
-        np.testing.assert_allclose(det.boxes[i], box, rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(det.scores[i], score, rtol=1e-6)
-        np.testing.assert_allclose(det.kps[i], kps, rtol=1e-5, atol=1e-4)
+    check_faces(det, faces, expected, sx, sy)
 
 
 # ---------------------------------------------------------------- pieces
