@@ -10,15 +10,17 @@ import torch
 def load_embedder(path, device: torch.device):
     """uint8 (B, H, W, 3) RGB -> (B, D) embedder for `path`, preprocessing from its metadata.
 
-    .onnx files run in onnxruntime on the matching provider (CUDA when `device` is a GPU, else CPU); files
-    without facezoo metadata are refused with the fix (OnnxEmbedder explains it). Anything else is loaded as a
-    facezoo checkpoint and moved to `device` in eval mode.
+    .onnx files run in onnxruntime on the matching provider (the SDK's onnx_providers: a GPU device without
+    onnxruntime's CUDA provider is an error, not a silent CPU run); files without facezoo metadata are refused
+    with the fix (OnnxEmbedder explains it). Anything else is loaded as a facezoo checkpoint and moved to
+    `device` in eval mode.
     """
     if Path(path).suffix.lower() == ".onnx":
         from ..export.onnx import OnnxEmbedder
+        from ..sdk.embed import onnx_providers
 
-        cpu = ["CPUExecutionProvider"]
-        return OnnxEmbedder(path, providers=["CUDAExecutionProvider", *cpu] if device.type == "cuda" else cpu)
+        providers, _ = onnx_providers(str(device))
+        return OnnxEmbedder(path, providers=providers)
     from .. import load_model
 
     return load_model(path).to(device).eval()

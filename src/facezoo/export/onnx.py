@@ -125,9 +125,24 @@ def _add_metadata(proto, meta: ModelMeta, layout: str) -> None:
     proto.doc_string = f"facezoo embedder; input: {INPUT_LAYOUTS[layout]}; metadata key {META_KEY}"
 
 
-def _providers(providers):
+def open_session(model, providers=None, kind: str = "ONNX", hint: str = ""):
+    """An onnxruntime InferenceSession for `model` (a path, or the serialised bytes of a ModelProto).
+
+    providers: execution providers in order of preference (default: all available). A missing file or one
+    onnxruntime cannot load is a ModelError naming it ("<path>: <kind> file not found<hint>").
+    """
     ort = _require("onnxruntime")
-    return list(providers) if providers else ort.get_available_providers()
+    if isinstance(model, (bytes, bytearray)):
+        source, where = bytes(model), "<ONNX bytes>"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"{path}: {kind} file not found{hint}.")
+        source, where = str(path), str(path)
+    try:
+        return ort.InferenceSession(source, providers=list(providers) if providers else ort.get_available_providers())
+    except Exception as e:  # noqa: BLE001  (onnxruntime raises its own exception types)
+        raise ModelError(f"{where}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]}).") from None
 
 
 def _ort_run(model_bytes: bytes, feeds: list[np.ndarray]) -> list[np.ndarray]:
@@ -288,14 +303,8 @@ class OnnxEmbedder:
 
     def __init__(self, path, providers=None, *, mean: float | None = None, std: float | None = None,
                  channel_order: str | None = None):
-        ort = _require("onnxruntime")
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: ONNX file not found.")
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=_providers(providers))
-        except Exception as e:  # noqa: BLE001  (onnxruntime raises its own exception types)
-            raise ModelError(f"{self.path}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]}).") from None
+        self.session = open_session(self.path, providers)
         info = _parse_props(dict(self.session.get_modelmeta().custom_metadata_map), self.path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

@@ -8,10 +8,8 @@ onnxruntime is optional: pip install "facezoo[onnx]".
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -22,32 +20,11 @@ from .nms import nms
 DEFAULT_INPUT_SIZE = (640, 640)
 
 
-def _ort():
-    try:
-        return importlib.import_module("onnxruntime")
-    except ImportError:
-        raise ConfigError("ONNX detectors need the 'onnxruntime' package: pip install \"facezoo[onnx]\"") from None
-
-
 def create_session(model, providers=None):
-    """An onnxruntime InferenceSession for `model` (a path, or the serialised bytes of a ModelProto).
+    """export.onnx.open_session for a detector graph (path or bytes); ModelError naming a missing or bad file."""
+    from ...export.onnx import open_session
 
-    providers: onnxruntime execution providers in order of preference; default: all available ones.
-    A missing file or one onnxruntime cannot load is a ModelError naming it.
-    """
-    ort = _ort()
-    if isinstance(model, (bytes, bytearray)):
-        source, where = bytes(model), "<ONNX bytes>"
-    else:
-        path = Path(model)
-        if not path.is_file():
-            raise ModelError(f"{path}: ONNX detector file not found; pass the path of e.g. det_10g.onnx.")
-        source, where = str(path), str(path)
-    providers = list(providers) if providers else ort.get_available_providers()
-    try:
-        return ort.InferenceSession(source, providers=providers)
-    except Exception as e:  # noqa: BLE001  (onnxruntime raises its own exception types)
-        raise ModelError(f"{where}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]}).") from None
+    return open_session(model, providers, kind="ONNX detector", hint="; pass the path of e.g. det_10g.onnx")
 
 
 def model_name(model) -> str:
