@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.facezoo-installed
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo_out
 
-.PHONY: setup test demo clean
+.PHONY: setup test lint format demo clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix
+	$(BIN)/ruff format
+
+test: $(STAMP) lint
 	$(BIN)/facezoo models fetch mtcnn  # MTCNN weights from the facenet-pytorch wheel (sha256-checked; once)
 	$(BIN)/python -m pytest -n 2 -q
 

@@ -37,8 +37,14 @@ def make_rec(folder: Path, images: int, size: int) -> Path:
     from facezoo.data.synthetic import synthesize
 
     per_id = 16
-    synthesize(folder, identities=max(1, images // per_id), images_per_identity=per_id, image_size=size,
-               val_pairs=0, workers=available_cores())
+    synthesize(
+        folder,
+        identities=max(1, images // per_id),
+        images_per_identity=per_id,
+        image_size=size,
+        val_pairs=0,
+        workers=available_cores(),
+    )
     return folder / "train"
 
 
@@ -57,8 +63,16 @@ def timed(batches, warmup: int, sync=lambda: None) -> float:
 
 def loader(ds, collate, workers: int, batch_size: int, batches: int, pin: bool):
     sampler = RandomSampler(ds, num_samples=batch_size * batches, generator=torch.Generator().manual_seed(0))
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
-                      pin_memory=pin, drop_last=True, prefetch_factor=4 if workers else None)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=True,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 def main(argv=None) -> None:
@@ -80,8 +94,10 @@ def main(argv=None) -> None:
         data = Path(args.data) if args.data else make_rec(Path(tmp) / "synth", args.images, args.size)
         ds = RecordDataset(data)
         size = ds.image_size or ds[0][0].shape[:2]
-        print(f"data {data}: {len(ds)} images, {size[0]}x{size[1]}; device {device}; "
-              f"{available_cores()} cores available; batch {args.batch_size}")
+        print(
+            f"data {data}: {len(ds)} images, {size[0]}x{size[1]}; device {device}; "
+            f"{available_cores()} cores available; batch {args.batch_size}"
+        )
 
         rows = []
         n = min(len(ds), 512)

@@ -4,7 +4,8 @@
 
 Prints one markdown row per index kind: entries, build time, recall@k against exact search, ms per query
 (approximate and exact, batches of queries). Vectors: identity centres on the unit sphere plus per-image noise, so
-neighbourhoods look like a face gallery's; each query is a new image of an enrolled identity. The gallery file is written to a temporary folder and removed.
+neighbourhoods look like a face gallery's; each query is a new image of an enrolled identity. The gallery file is
+written to a temporary folder and removed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def main() -> None:
     ap.add_argument("--identities", type=int, default=100_000)
     ap.add_argument("--per-identity", type=int, default=10)
     ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--noise", type=float, default=0.025, help="per-image noise per dimension (default 0.025: same-identity cosine about 0.8)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.025,
+        help="per-image noise per dimension (default 0.025: same-identity cosine about 0.8)",
+    )
     ap.add_argument("--kinds", nargs="+", default=["ivf"], choices=["ivf", "hnsw"])
     ap.add_argument("--ef-construction", type=int, default=40, help="hnsw build candidates (default 40, faiss's)")
     ap.add_argument("--queries", type=int, default=1000)
@@ -52,7 +58,7 @@ def main() -> None:
         for start in range(0, args.identities, args.chunk):
             stop = min(start + args.chunk, args.identities)
             x = noisy(rng, centres[start:stop], per, args.noise)
-            g.add_many([(f"id{i:07d}", x[j * per:(j + 1) * per]) for j, i in enumerate(range(start, stop))])
+            g.add_many([(f"id{i:07d}", x[j * per : (j + 1) * per]) for j, i in enumerate(range(start, stop))])
         write_s = time.perf_counter() - t0
         # queries: a new image of an enrolled identity each
         q = noisy(rng, centres[rng.choice(args.identities, args.queries, replace=False)], 1, args.noise)

@@ -89,10 +89,17 @@ def main(argv=None):
     p.add_argument("--gallery", type=int, nargs=2, default=(1772, 1759), metavar=("G1", "G2"))
     p.add_argument("--probes", type=int, default=19_593)
     p.add_argument("--repeat", type=int, default=1, help="best of N runs")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="template feature dtype (float64: what template_features returns, so what eval-ijb scores)")
-    p.add_argument("--torch-cpu", action="store_true",
-                   help="also time torch's gather-and-dot on the CPU (slow: it moves every pair's two rows)")
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="template feature dtype (float64: what template_features returns, so what eval-ijb scores)",
+    )
+    p.add_argument(
+        "--torch-cpu",
+        action="store_true",
+        help="also time torch's gather-and-dot on the CPU (slow: it moves every pair's two rows)",
+    )
     args = p.parse_args(argv)
 
     from facezoo.eval.ijb import tar_at_far, verify_scores
@@ -115,7 +122,7 @@ def main(argv=None):
         for dev in devices:
             if dev == "cuda":
                 torch_scores(feats, tids, t1[:1000], t2[:1000], dev)  # warm-up: context, kernels
-            t, s = timed(lambda: torch_scores(feats, tids, t1, t2, dev), args.repeat)
+            t, s = timed(lambda dev=dev: torch_scores(feats, tids, t1, t2, dev), args.repeat)
             assert np.allclose(s, scores, atol=1e-5), "torch and numpy scores differ"
             name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
             rows.append((f"1:1 scores, torch gather-and-dot on {name} ({args.dtype})", size_11, t))
@@ -125,8 +132,10 @@ def main(argv=None):
     rows.append(("1:N evaluate_1n (both galleries, CMC + TPIR@FPIR; float64)", size_1n, t_1n))
 
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
-          f"OMP_NUM_THREADS={threads}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+        f"OMP_NUM_THREADS={threads}"
+    )
     print("| step | size | seconds |")
     print("|---|---|---|")
     for name, size, t in rows:

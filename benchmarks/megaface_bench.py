@@ -65,11 +65,20 @@ def score(folder: Path, backend: str, sizes: list[int]) -> dict:
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     n = sizes[-1]
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"backend": backend, "wall_s": wall, "peak_gib": peak / 2**30, "peak_kind": "GPU" if device == "cuda"
-            else "RSS", "rank1": r["identification"][n]["rank1"], "tar": r["verification"][n]["tar"],
-            "threads": torch.get_num_threads()}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "backend": backend,
+        "wall_s": wall,
+        "peak_gib": peak / 2**30,
+        "peak_kind": "GPU" if device == "cuda" else "RSS",
+        "rank1": r["identification"][n]["rank1"],
+        "tar": r["verification"][n]["tar"],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv=None) -> int:
@@ -92,20 +101,32 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         t0 = time.perf_counter()
         generate(Path(tmp), args.probes, args.ids, args.distractors, args.dim)
-        print(f"generated {args.probes:,} probes ({args.ids} ids) and {args.distractors:,} distractors, "
-              f"{args.dim}-d float32, in {time.perf_counter() - t0:.1f} s; sizes {sizes}", file=sys.stderr)
-        print(f"| backend | distractors | wall time (s), Id + Ver at {len(sizes)} sizes | peak memory (GiB) | "
-              "rank-1 | TAR@FAR=1e-6 | threads |")
+        print(
+            f"generated {args.probes:,} probes ({args.ids} ids) and {args.distractors:,} distractors, "
+            f"{args.dim}-d float32, in {time.perf_counter() - t0:.1f} s; sizes {sizes}",
+            file=sys.stderr,
+        )
+        print(
+            f"| backend | distractors | wall time (s), Id + Ver at {len(sizes)} sizes | peak memory (GiB) | "
+            "rank-1 | TAR@FAR=1e-6 | threads |"
+        )
         print("|---|---|---|---|---|---|---|")
         for b in backends:
-            out = subprocess.run([sys.executable, __file__, "--_child", tmp, b, "--distractors", str(args.distractors)],
-                                 capture_output=True, text=True, env=os.environ.copy())
+            out = subprocess.run(
+                [sys.executable, __file__, "--_child", tmp, b, "--distractors", str(args.distractors)],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+            )
             if out.returncode != 0:
                 print(f"| {b} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {b} | {args.distractors:,} | {r['wall_s']:.1f} | {r['peak_gib']:.2f} ({r['peak_kind']}) | "
-                  f"{100 * r['rank1']:.2f} | {100 * r['tar']:.2f} | {r['threads']} |", flush=True)
+            print(
+                f"| {b} | {args.distractors:,} | {r['wall_s']:.1f} | {r['peak_gib']:.2f} ({r['peak_kind']}) | "
+                f"{100 * r['rank1']:.2f} | {100 * r['tar']:.2f} | {r['threads']} |",
+                flush=True,
+            )
     return 0
 
 

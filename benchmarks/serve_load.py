@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                         ok = status == 200
                     with lock:
                         results.append((endpoint, status, ms, ok))
-            except Exception as e:  # noqa: BLE001  (reported, not raised, so the other clients finish)
+            except Exception as e:
                 failures.append(f"client {cid}: {type(e).__name__}: {e}")
             finally:
                 conn.close()
@@ -185,17 +185,21 @@ def main(argv=None) -> int:
         thread.join(10)
         gallery.close()
 
-    print(f"{args.clients} clients, {len(results)} requests in {wall:.1f} s (cap {args.requests} requests / "
-          f"{args.time_cap:.0f} s); recognizer {args.model or args.backbone + ' (random weights)'}, detector "
-          f"{args.detector or 'none (whole 112x112 image)'}, torch threads {args.threads}, gallery "
-          f"{args.gallery_size}+ identities, mix {args.mix}")
+    print(
+        f"{args.clients} clients, {len(results)} requests in {wall:.1f} s (cap {args.requests} requests / "
+        f"{args.time_cap:.0f} s); recognizer {args.model or args.backbone + ' (random weights)'}, detector "
+        f"{args.detector or 'none (whole 112x112 image)'}, torch threads {args.threads}, gallery "
+        f"{args.gallery_size}+ identities, mix {args.mix}"
+    )
     print("| endpoint | requests | non-200 | wrong answers | req/s | p50 ms | p95 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for endpoint in [*dict.fromkeys(mix), "all"]:
         rows = [r for r in results if endpoint in ("all", r[0])]
         p50, p95, p99 = percentiles([r[2] for r in rows])
-        print(f"| {endpoint} | {len(rows)} | {sum(r[1] != 200 for r in rows)} | {sum(not r[3] for r in rows)} | "
-              f"{len(rows) / wall:.1f} | {p50:.0f} | {p95:.0f} | {p99:.0f} |")
+        print(
+            f"| {endpoint} | {len(rows)} | {sum(r[1] != 200 for r in rows)} | {sum(not r[3] for r in rows)} | "
+            f"{len(rows) / wall:.1f} | {p50:.0f} | {p95:.0f} | {p99:.0f} |"
+        )
     for f in failures:
         print(f, file=sys.stderr)
     bad = failures or any(not r[3] for r in results)

@@ -10,15 +10,43 @@ from facezoo.cli import main
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    assert main(["data", "synth", str(out), "--identities", "12", "--images-per-identity", "8",
-                 "--val-identities", "6", "--image-size", "32", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                str(out),
+                "--identities",
+                "12",
+                "--images-per-identity",
+                "8",
+                "--val-identities",
+                "6",
+                "--image-size",
+                "32",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def train_args(data, run, *extra):
-    return ["train", "configs/synthetic_demo.yaml", f"output={run}", f"data.train={data}/train",
-            f"data.val=[{data}/synth_ver.bin]", "model.input_size=32", "batch_size=16", "epochs=2",
-            "log_every=2", "data.num_workers=0", *extra]
+    return [
+        "train",
+        "configs/synthetic_demo.yaml",
+        f"output={run}",
+        f"data.train={data}/train",
+        f"data.val=[{data}/synth_ver.bin]",
+        "model.input_size=32",
+        "batch_size=16",
+        "epochs=2",
+        "log_every=2",
+        "data.num_workers=0",
+        *extra,
+    ]
 
 
 def test_synth_train_resume_eval(tiny_data, tmp_path, capsys, monkeypatch):
@@ -30,7 +58,10 @@ def test_synth_train_resume_eval(tiny_data, tmp_path, capsys, monkeypatch):
     assert "resumed from" in out and "at step 3" in out and "verification at step 12" in out
     assert (run / "config.yaml").exists() and (run / "metrics.jsonl").exists() and (run / "tb").is_dir()
 
-    assert main(["eval", str(run / "model.pt"), "--bin", str(tiny_data / "synth_ver.bin"), "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(["eval", str(run / "model.pt"), "--bin", str(tiny_data / "synth_ver.bin"), "--out", str(tmp_path / "ev")])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "synth_ver" in table.lower().replace("-", "_") or "synth" in table.lower()
     results = json.loads((tmp_path / "ev" / "results.json").read_text())

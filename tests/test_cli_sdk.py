@@ -3,6 +3,7 @@ calibrate, with a fixed-answer detector registered for the test (spec "fixedtest
 facezoo model; error lines for a missing file, an undecodable image and no face."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +28,10 @@ class FixedTest(Detector):
     """The faces listed in a JSON file, for every image that is not all black."""
 
     def __init__(self, answers):
-        d = json.loads(open(answers).read())
-        self.det = Detections(np.asarray(d["boxes"], np.float32), np.asarray(d["scores"], np.float32),
-                              np.asarray(d["kps"], np.float32))
+        d = json.loads(Path(answers).read_text())
+        self.det = Detections(
+            np.asarray(d["boxes"], np.float32), np.asarray(d["scores"], np.float32), np.asarray(d["kps"], np.float32)
+        )
 
     def detect(self, image, max_faces=None):
         return self.det if np.asarray(image).any() else Detections.empty()
@@ -50,8 +52,9 @@ def env(tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(root / "tiny.pt", META, META.build_backbone().state_dict())
     kps = [(KPS + 20).tolist(), (KPS * 0.5 + 5).tolist()]
-    (root / "answers.json").write_text(json.dumps(
-        {"boxes": [[20, 20, 132, 132], [5, 5, 61, 61]], "scores": [0.95, 0.7], "kps": kps}))
+    (root / "answers.json").write_text(
+        json.dumps({"boxes": [[20, 20, 132, 132], [5, 5, 61, 61]], "scores": [0.95, 0.7], "kps": kps})
+    )
     for i in range(3):
         Image.fromarray(face_like(i)).save(root / f"p{i}.png")
     Image.fromarray(np.zeros((90, 90, 3), np.uint8)).save(root / "black.png")
@@ -110,23 +113,25 @@ def test_embed_npy_rows_are_normalised_model_embeddings(env, capsys, tmp_path):
 
 
 def test_verify_same_and_different_exit_0(env, capsys):
-    code, (r,), _ = _run(capsys, "verify", env / "p0.png", env / "p0.png", *_model(env), "--threshold", 0.5,
-                         *_det(env))
+    code, (r,), _ = _run(capsys, "verify", env / "p0.png", env / "p0.png", *_model(env), "--threshold", 0.5, *_det(env))
     assert code == 0 and r["same"] is True and r["similarity"] == pytest.approx(1, abs=1e-5)
     assert r["face1"]["det_score"] == pytest.approx(0.95) and "embedding" not in r["face1"]
-    code, (r,), _ = _run(capsys, "verify", env / "p0.png", env / "p1.png", *_model(env), "--threshold", 0.999,
-                         *_det(env))
+    code, (r,), _ = _run(
+        capsys, "verify", env / "p0.png", env / "p1.png", *_model(env), "--threshold", 0.999, *_det(env)
+    )
     assert code == 0 and r["same"] is False and r["similarity"] < 0.999
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("missing.png", "missing.png: no such file"),
-    ("broken.jpg", "broken.jpg: cannot decode image"),
-    ("black.png", "black.png: no face found"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("missing.png", "missing.png: no such file"),
+        ("broken.jpg", "broken.jpg: cannot decode image"),
+        ("black.png", "black.png: no face found"),
+    ],
+)
 def test_error_lines(env, capsys, bad, message):
-    code, recs, err = _run(capsys, "verify", env / "p0.png", env / bad, *_model(env), "--threshold", 0.5,
-                           *_det(env))
+    code, recs, err = _run(capsys, "verify", env / "p0.png", env / bad, *_model(env), "--threshold", 0.5, *_det(env))
     lines = [ln for ln in err.splitlines() if ln.startswith("facezoo: error:")]
     assert code == 2 and recs == [] and len(lines) == 1 and message in lines[0] and "Traceback" not in err
 
@@ -169,8 +174,19 @@ def test_calibrate_writes_thresholds_that_verify_uses(env, capsys, tmp_path):
     issame = [False] * 20
     write_bin(tmp_path / "set.bin", [encode_image(im, "png") for im in imgs], issame)
     out = tmp_path / "cal.pt"
-    code, (r,), _ = _run(capsys, "calibrate", env / "tiny.pt", "--bin", tmp_path / "set.bin", "--far", 0.1,
-                         "--out", out, "--device", "cpu")
+    code, (r,), _ = _run(
+        capsys,
+        "calibrate",
+        env / "tiny.pt",
+        "--bin",
+        tmp_path / "set.bin",
+        "--far",
+        0.1,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
     e = rec(imgs).astype(np.float64)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     want = calibrate_thresholds(np.sum(e[0::2] * e[1::2], 1), [0.1])
@@ -178,6 +194,17 @@ def test_calibrate_writes_thresholds_that_verify_uses(env, capsys, tmp_path):
     assert load_checkpoint(out)["meta"]["thresholds"] == pytest.approx(want)
     code, (v,), _ = _run(capsys, "verify", env / "p0.png", env / "p0.png", "--model", out, "--far", 0.1, *_det(env))
     assert code == 0 and v["threshold"] == pytest.approx(want["1e-01"]) and v["same"] is True
-    code, _, err = _run(capsys, "calibrate", env / "tiny.pt", "--bin", tmp_path / "set.bin", "--far", 1e-3,
-                        "--out", out, "--device", "cpu")
+    code, _, err = _run(
+        capsys,
+        "calibrate",
+        env / "tiny.pt",
+        "--bin",
+        tmp_path / "set.bin",
+        "--far",
+        1e-3,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "needs at least 1000 impostor pairs" in err

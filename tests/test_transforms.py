@@ -10,7 +10,9 @@ def test_normalize_layout_flip_and_bgr():
     assert x.shape == (2, 3, 2, 3) and x.is_contiguous(memory_format=torch.channels_last)
     assert x[1, 2, 1, 0] == (imgs[1, 1, 0, 2].float() - 1) / 2
     f = normalize(imgs, mean=0.0, std=1.0, flip=torch.tensor([True, False]))
-    assert torch.equal(f[0], imgs[0].permute(2, 0, 1).float().flip(2)) and torch.equal(f[1], imgs[1].permute(2, 0, 1).float())
+    assert torch.equal(f[0], imgs[0].permute(2, 0, 1).float().flip(2)) and torch.equal(
+        f[1], imgs[1].permute(2, 0, 1).float()
+    )
     bgr = normalize(imgs, mean=0.0, std=1.0, channel_order="BGR")
     assert torch.equal(bgr[:, 0], imgs[..., 2].float())
 

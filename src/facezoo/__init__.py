@@ -39,4 +39,4 @@ def load_model(path, map_location="cpu"):
     return _load(path, map_location=map_location)
 
 
-__all__ = ["__version__", "create_backbone", "list_backbones", "create_head", "list_heads", "load_model"]
+__all__ = ["__version__", "create_backbone", "create_head", "list_backbones", "list_heads", "load_model"]

@@ -29,7 +29,9 @@ class DataConfig:
     # where JPEGs are decoded: "cpu" (DataLoader workers) or "gpu" (nvJPEG via torchvision; CUDA devices only:
     # workers then return the encoded bytes and whole batches are decoded on the device)
     decode: Literal["cpu", "gpu"] = "cpu"
-    prefetch: bool = True  # CUDA: copy the next batch to the device on a side stream while this one trains; CPU: no effect
+    prefetch: bool = (
+        True  # CUDA: copy the next batch to the device on a side stream while this one trains; CPU: no effect
+    )
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Config:
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
     compile_backend: str = "inductor"
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
         from .models.backbones import BACKBONES
         from .models.heads import HEADS
@@ -114,8 +116,10 @@ class Config:
             if _get(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {_get(self, key)}")
         if self.head.chunk_size != "auto" and self.head.chunk_size < 0:
-            raise ConfigError(f"head.chunk_size must be 'auto', 0 (no chunking) or a positive column count, got "
-                              f"{self.head.chunk_size}")
+            raise ConfigError(
+                f"head.chunk_size must be 'auto', 0 (no chunking) or a positive column count, got "
+                f"{self.head.chunk_size}"
+            )
         if not self.compile_backend:
             raise ConfigError("compile_backend must name a torch.compile backend, e.g. inductor or aot_eager")
         if not 0.0 < self.head.sample_rate <= 1.0:
@@ -156,8 +160,11 @@ def _check_type(value, tp, key: str):
                 return _check_type(value, arg, key)
             except ConfigError:
                 pass
-        accepted = [repr(c) for a in typing.get_args(tp) for c in (typing.get_args(a) if typing.get_origin(a) is Literal
-                                                                     else [])]
+        accepted = [
+            repr(c)
+            for a in typing.get_args(tp)
+            for c in (typing.get_args(a) if typing.get_origin(a) is Literal else [])
+        ]
         accepted += [a.__name__ for a in typing.get_args(tp) if isinstance(a, type) and a is not type(None)]
         accepted += ["null"] if type(None) in typing.get_args(tp) else []
         raise ConfigError(f"{key}: {value!r} is not accepted; use one of: {', '.join(accepted)}")
@@ -178,7 +185,8 @@ def _check_type(value, tp, key: str):
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp is bool and not isinstance(value, bool) or not isinstance(value, tp) or tp is int and isinstance(value, bool):
+    wrong_bool = (tp is bool) != isinstance(value, bool)
+    if wrong_bool or not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
 
@@ -230,7 +238,9 @@ def load_config(path=None, overrides: list[str] = ()) -> Config:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
-            raise ConfigError(f"{path}: recipe not found. Recipes ship in configs/ (e.g. configs/synthetic_demo.yaml).") from None
+            raise ConfigError(
+                f"{path}: recipe not found. Recipes ship in configs/ (e.g. configs/synthetic_demo.yaml)."
+            ) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
     for item in overrides:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
@@ -47,8 +48,7 @@ class Registry(Generic[T]):
             return self._table[name]
         except KeyError:
             raise ConfigError(
-                f"unknown {self.kind} '{name}'.{did_you_mean(name, self._table)} "
-                f"Available: {', '.join(self.names())}."
+                f"unknown {self.kind} '{name}'.{did_you_mean(name, self._table)} Available: {', '.join(self.names())}."
             ) from None
 
     def create(self, name: str, **kwargs) -> T:

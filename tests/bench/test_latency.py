@@ -12,10 +12,35 @@ from facezoo.bench import latency
 from facezoo.cli import main
 from facezoo.errors import ConfigError, ModelError
 
-TINY = ["--backbones", "ir18", "--backbone-kwargs", '{"width": 0.25}', "--input-size", "32", "--embedding-size",
-        "16", "--batch-sizes", "1", "2", "--iters", "1", "--warmup", "1", "--threads", "1"]
-TINY_KW = dict(backbones=["ir18"], backbone_kwargs={"width": 0.25}, input_size=32, embedding_size=16,
-               batch_sizes=[1, 2], iters=1, warmup=0, threads=1)
+TINY = [
+    "--backbones",
+    "ir18",
+    "--backbone-kwargs",
+    '{"width": 0.25}',
+    "--input-size",
+    "32",
+    "--embedding-size",
+    "16",
+    "--batch-sizes",
+    "1",
+    "2",
+    "--iters",
+    "1",
+    "--warmup",
+    "1",
+    "--threads",
+    "1",
+]
+TINY_KW = {
+    "backbones": ["ir18"],
+    "backbone_kwargs": {"width": 0.25},
+    "input_size": 32,
+    "embedding_size": 16,
+    "batch_sizes": [1, 2],
+    "iters": 1,
+    "warmup": 0,
+    "threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +72,8 @@ def test_table_has_a_row_per_setting(tiny_rows):
     body = [line.split("|")[1:-1] for line in table[2:]]
     assert len(body) == 4
     assert {(c[0].strip(), c[3].strip(), int(c[4])) for c in body} == {
-        ("ir18", rt, b) for rt in ("PyTorch eager", "ONNX Runtime") for b in (1, 2)}
+        ("ir18", rt, b) for rt in ("PyTorch eager", "ONNX Runtime") for b in (1, 2)
+    }
     assert all(float(c[5]) > 0 and float(c[7]) > 0 for c in body)
 
 
@@ -99,8 +125,10 @@ def test_cli_torch_only_table_threads_restored_and_errors(capsys):
     assert torch.get_num_threads() == before
     assert main(["bench", "latency", *TINY, "--runtimes", "torch", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["batch"], r["runtime"], r["parity_max_abs_diff"]) for r in rows] == [(1, "torch", None),
-                                                                                   (2, "torch", None)]
+    assert [(r["batch"], r["runtime"], r["parity_max_abs_diff"]) for r in rows] == [
+        (1, "torch", None),
+        (2, "torch", None),
+    ]
     assert main(["bench", "latency", *TINY, "--backbone-kwargs", "{bad"]) == 2
     assert "--backbone-kwargs" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="batch sizes"):

@@ -28,8 +28,16 @@ from facezoo.errors import ConfigError, DataError
 
 SIZE = (40, 36)
 # (label, (h, w), format): target-size images, smaller, larger, both formats, interleaved.
-SPECS = [(0, SIZE, "jpeg"), (0, (30, 28), "png"), (1, (52, 44), "jpeg"), (1, SIZE, "png"), (2, (25, 50), "jpeg"),
-         (2, (64, 64), "png"), (3, SIZE, "jpeg"), (3, (41, 35), "jpeg")]
+SPECS = [
+    (0, SIZE, "jpeg"),
+    (0, (30, 28), "png"),
+    (1, (52, 44), "jpeg"),
+    (1, SIZE, "png"),
+    (2, (25, 50), "jpeg"),
+    (2, (64, 64), "png"),
+    (3, SIZE, "jpeg"),
+    (3, (41, 35), "jpeg"),
+]
 
 
 def picture(h: int, w: int, seed: int) -> np.ndarray:
@@ -170,8 +178,11 @@ class NvjpegLike:
 def corrupt_batch():
     good = [encode_image(picture(40, 36, k)) for k in range(4)]
     bad = b"\xff\xd8\xff\xe0" + b"\x00" * 50  # a JPEG signature, then nothing decodable
-    return {"encoded": [good[0], good[1], bad, good[2], good[3]], "labels": torch.tensor([5, 6, 7, 8, 9]),
-            "skipped": 1}, good
+    return {
+        "encoded": [good[0], good[1], bad, good[2], good[3]],
+        "labels": torch.tensor([5, 6, 7, 8, 9]),
+        "skipped": 1,
+    }, good
 
 
 def test_corrupt_jpeg_raises_data_error_naming_position():
@@ -196,8 +207,9 @@ def test_gpu_rejected_jpeg_falls_back_to_pillow():
     cmyk = io.BytesIO()
     Image.new("CMYK", (36, 40), (10, 200, 30, 5)).save(cmyk, format="JPEG", quality=95)
     rgb = encode_image(picture(40, 36, 1))
-    out = GpuJpegDecoder(SIZE, "cpu", decode_fn=NvjpegLike())({"encoded": [rgb, cmyk.getvalue()],
-                                                               "labels": torch.tensor([1, 2])})
+    out = GpuJpegDecoder(SIZE, "cpu", decode_fn=NvjpegLike())(
+        {"encoded": [rgb, cmyk.getvalue()], "labels": torch.tensor([1, 2])}
+    )
     expected = np.asarray(Image.open(io.BytesIO(cmyk.getvalue())).convert("RGB"))
     assert np.array_equal(out["images"][1].numpy(), expected)
     assert out["labels"].tolist() == [1, 2] and out["skipped"] == 0
@@ -208,7 +220,8 @@ def test_corrupt_png_skipped():
     out = None
     with pytest.warns(UserWarning):
         out = GpuJpegDecoder(SIZE, "cpu", decode_fn=pillow_decode, skip_corrupt=True)(
-            {"encoded": [png, b"\x89PNG\r\n\x1a\nbroken"], "labels": torch.tensor([3, 4]), "skipped": 0})
+            {"encoded": [png, b"\x89PNG\r\n\x1a\nbroken"], "labels": torch.tensor([3, 4]), "skipped": 0}
+        )
     assert out["labels"].tolist() == [3] and out["skipped"] == 1
 
 
@@ -236,8 +249,11 @@ def test_resize_to_empty():
 def test_missing_torchvision_is_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)
     monkeypatch.setitem(sys.modules, "torchvision.io", None)
-    with pytest.raises(ConfigError, match="data.decode=gpu needs torchvision with CUDA; install torchvision "
-                                          "matching your torch, or use data.decode=cpu"):
+    with pytest.raises(
+        ConfigError,
+        match="data.decode=gpu needs torchvision with CUDA; install torchvision "
+        "matching your torch, or use data.decode=cpu",
+    ):
         GpuJpegDecoder((112, 112), "cuda")
 
 
@@ -269,7 +285,7 @@ def _torchvision_cuda() -> bool:
 
 @pytest.mark.skipif(not _torchvision_cuda(), reason="needs torchvision and CUDA")
 def test_nvjpeg_close_to_cpu_pipeline(rec):  # runs only on a GPU machine with torchvision
-    cpu, encoded, gpu = cpu_and_gpu_batches(rec, GpuJpegDecoder(SIZE, "cuda"))
+    cpu, _encoded, gpu = cpu_and_gpu_batches(rec, GpuJpegDecoder(SIZE, "cuda"))
     assert gpu["images"].is_cuda and torch.equal(gpu["labels"].cpu(), cpu["labels"])
     diff = (gpu["images"].cpu().int() - cpu["images"].int()).abs().float()
     assert diff.mean() < 2 and diff.max() <= 40  # nvJPEG's IDCT/upsampling differ from libjpeg-turbo's slightly

@@ -68,15 +68,18 @@ def test_cgroup_quota_limits_cores(machine):
     assert default_workers() == 3
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("150000 100000\n", 2),  # 1.5 CPUs -> 2
-    ("400000 100000\n", 4),
-    ("50000 100000\n", 1),
-    ("max 100000\n", None),
-    ("", None),
-    ("garbage\n", None),
-    ("100000 0\n", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("150000 100000\n", 2),  # 1.5 CPUs -> 2
+        ("400000 100000\n", 4),
+        ("50000 100000\n", 1),
+        ("max 100000\n", None),
+        ("", None),
+        ("garbage\n", None),
+        ("100000 0\n", None),
+    ],
+)
 def test_cgroup_cpu_max_parsing(tmp_path, text, expected):
     path = tmp_path / "cpu.max"
     path.write_text(text)

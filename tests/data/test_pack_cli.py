@@ -12,9 +12,9 @@ from PIL import Image
 
 import facezoo.cli as cli
 import facezoo.data.pack as pack_module
+from facezoo.data.image import decode_image
 from facezoo.data.pack import pack, pack_encoded, unpack
 from facezoo.data.recordio import RecordDataset, RecordIOFile, unpack_record
-from facezoo.data.image import decode_image
 
 
 def png(color, size=(5, 4)) -> bytes:
@@ -156,7 +156,7 @@ def test_cli_unpack_bin(tmp_path, run):
 
 
 def test_cli_errors_exit_2_naming_the_file(tmp_path, run):
-    rc, out, err = run("inspect", tmp_path / "nowhere")
+    rc, _out, err = run("inspect", tmp_path / "nowhere")
     assert rc == 2 and "nowhere: not found" in err and "Traceback" not in err
     (tmp_path / "bad.bin").write_bytes(b"\x80\x04not a pickle at all")
     rc, _, err = run("unpack-bin", tmp_path / "bad.bin", tmp_path / "o")
@@ -170,6 +170,18 @@ def test_cli_errors_exit_2_naming_the_file(tmp_path, run):
 
 def test_cli_synth(tmp_path, run):
     pytest.importorskip("facezoo.data.synthetic")
-    rc, out, _ = run("synth", tmp_path / "s", "--identities", 3, "--images-per-identity", 2, "--seed", 0,
-                     "--image-size", 32, "--val-identities", 2)
+    rc, _out, _ = run(
+        "synth",
+        tmp_path / "s",
+        "--identities",
+        3,
+        "--images-per-identity",
+        2,
+        "--seed",
+        0,
+        "--image-size",
+        32,
+        "--val-identities",
+        2,
+    )
     assert rc == 0 and any((tmp_path / "s").iterdir())

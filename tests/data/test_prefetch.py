@@ -112,10 +112,18 @@ def test_one_ahead_order():
     log, out, error = _recorded(3)
     assert out == [0, 1, 2] and error is None
     assert log == [
-        "fetch 0", "stage 0",
-        "hand 0", "fetch 1", "stage 1", "yield 0",  # main waits for batch 0, then batch 1 is put in flight
-        "hand 1", "fetch 2", "stage 2", "yield 1",
-        "hand 2", "yield 2",
+        "fetch 0",
+        "stage 0",
+        "hand 0",
+        "fetch 1",
+        "stage 1",
+        "yield 0",  # main waits for batch 0, then batch 1 is put in flight
+        "hand 1",
+        "fetch 2",
+        "stage 2",
+        "yield 1",
+        "hand 2",
+        "yield 2",
     ]
 
 
@@ -140,8 +148,9 @@ def test_one_ahead_error_on_first_batch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batches_on_device_equal():  # runs only where a GPU is present
     base = list(loader())
-    got = list(DevicePrefetcher(DataLoader(Faces(10), batch_size=3, collate_fn=Collate((4, 3)), pin_memory=True),
-                                "cuda"))
+    got = list(
+        DevicePrefetcher(DataLoader(Faces(10), batch_size=3, collate_fn=Collate((4, 3)), pin_memory=True), "cuda")
+    )
     for a, b in zip(got, base):
         assert a["images"].is_cuda and a["labels"].is_cuda
         assert torch.equal(a["images"].cpu(), b["images"]) and torch.equal(a["labels"].cpu(), b["labels"])

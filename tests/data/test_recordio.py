@@ -172,10 +172,9 @@ def test_writer_round_trip_and_scan_without_idx(tmp_path):
 
 
 def test_writer_discards_files_on_error(tmp_path):
-    with pytest.raises(RuntimeError):
-        with RecordIOWriter(tmp_path / "t.rec", tmp_path / "t.idx") as w:
-            w.write(0, b"data")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), RecordIOWriter(tmp_path / "t.rec", tmp_path / "t.idx") as w:
+        w.write(0, b"data")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -136,8 +136,9 @@ def test_pairs_are_balanced_per_fold_and_held_out():
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    summary = syn.synthesize(out, identities=5, images_per_identity=3, seed=4, val_identities=4, image_size=64,
-                             val_pairs=49, workers=1)
+    summary = syn.synthesize(
+        out, identities=5, images_per_identity=3, seed=4, val_identities=4, image_size=64, val_pairs=49, workers=1
+    )
     return out, summary
 
 
@@ -178,22 +179,25 @@ def test_synthesize_writes_verification_sets_of_held_out_identities(synth_dir):
 
 def test_worker_count_does_not_change_bytes(tmp_path, synth_dir):
     out1, _ = synth_dir
-    syn.synthesize(tmp_path, identities=5, images_per_identity=3, seed=4, val_identities=4, image_size=64,
-                   val_pairs=49, workers=2)
+    syn.synthesize(
+        tmp_path, identities=5, images_per_identity=3, seed=4, val_identities=4, image_size=64, val_pairs=49, workers=2
+    )
     for name in ("train/train.rec", "train/train.idx", "synth_ver.bin", "synth_hard.bin"):
         assert (tmp_path / name).read_bytes() == (out1 / name).read_bytes(), name
 
 
 def test_different_seed_gives_different_data(tmp_path, synth_dir):
     out1, _ = synth_dir
-    syn.synthesize(tmp_path, identities=5, images_per_identity=3, seed=5, val_identities=4, image_size=64,
-                   val_pairs=0, workers=1)
+    syn.synthesize(
+        tmp_path, identities=5, images_per_identity=3, seed=5, val_identities=4, image_size=64, val_pairs=0, workers=1
+    )
     assert (tmp_path / "train/train.rec").read_bytes() != (out1 / "train/train.rec").read_bytes()
     assert not (tmp_path / "synth_ver.bin").exists()
 
 
-@pytest.mark.parametrize("kw", [{"identities": 0}, {"images_per_identity": -1}, {"val_pairs": 10},
-                                {"val_identities": 1}])
+@pytest.mark.parametrize(
+    "kw", [{"identities": 0}, {"images_per_identity": -1}, {"val_pairs": 10}, {"val_identities": 1}]
+)
 def test_bad_arguments_are_config_errors(tmp_path, kw):
     args = {"identities": 3, "images_per_identity": 2, "val_pairs": 20, "workers": 1} | kw
     with pytest.raises(ConfigError):

@@ -2,7 +2,6 @@
 
 import csv
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,15 @@ from facezoo.models.embedder import ARCFACE_TEMPLATE_112
 
 COLOURS = {"A": ((255, 0, 0), (0, 0, 255)), "B": ((0, 255, 0), (0, 255, 0)), "C": ((0, 0, 0), (255, 255, 255))}
 # flip-summed features: A (255, 0, 255), B (0, 510, 0), C (255, 255, 255): impostor cosines 0, 0.82, 0.58 < 1
-IMAGES = {"1.jpg": ("A", 1, 10), "2.jpg": ("A", 1, 11), "3.jpg": ("A", 2, 12), "4.jpg": ("B", 3, 13),
-          "5.jpg": ("B", 4, 14), "6.jpg": ("B", 4, 14), "7.jpg": ("C", 5, 15)}
+IMAGES = {
+    "1.jpg": ("A", 1, 10),
+    "2.jpg": ("A", 1, 11),
+    "3.jpg": ("A", 2, 12),
+    "4.jpg": ("B", 3, 13),
+    "5.jpg": ("B", 4, 14),
+    "6.jpg": ("B", 4, 14),
+    "7.jpg": ("C", 5, 15),
+}
 PAIRS = [(1, 2, 1), (3, 4, 1), (1, 3, 0), (2, 5, 0), (4, 5, 0), (1, 5, 0)]
 SUBJECT = {"A": 11, "B": 12, "C": 13}
 # 1:N: gallery G1 = template 1 (A), G2 = template 3 (B); probes 2 (A), 4 (B), 5 (C, in neither gallery).
@@ -71,8 +77,25 @@ class Constant(torch.nn.Module):
 def test_eval_ijb_end_to_end(tmp_path, monkeypatch, capsys):
     make_release(tmp_path / "IJBC")
     monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": HalfMeans())
-    assert main(["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--target", "IJBC", "--device", "cpu",
-                 "--protocol", "1:1", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "eval-ijb",
+                str(tmp_path / "m.pt"),
+                "--root",
+                str(tmp_path),
+                "--target",
+                "IJBC",
+                "--device",
+                "cpu",
+                "--protocol",
+                "1:1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "IJB-C 1e-06" in out and "6 pairs" in out and "TPIR" not in out
     r = json.loads((tmp_path / "out" / "results.json").read_text())["m"]["IJBC 1:1"]
@@ -84,7 +107,9 @@ def test_eval_ijb_end_to_end(tmp_path, monkeypatch, capsys):
 
 def table_rows(text, first_cell):
     """The cells of the markdown rows whose first cell is first_cell."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")
+    ]
     return [r for r in rows if r[0] == first_cell]
 
 
@@ -93,8 +118,23 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
     models = {"good": HalfMeans, "flat": Constant}
     monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": models[Path(path).stem]())
     out_dir = tmp_path / "out"
-    assert main(["eval-ijb", str(tmp_path / "good.pt"), str(tmp_path / "flat.pt"), "--root", str(tmp_path),
-                 "--device", "cpu", "--per-gallery", "--out", str(out_dir)]) == 0
+    assert (
+        main(
+            [
+                "eval-ijb",
+                str(tmp_path / "good.pt"),
+                str(tmp_path / "flat.pt"),
+                "--root",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--per-gallery",
+                "--out",
+                str(out_dir),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # 1:1 table then 1:N table (mean, G1, G2): one row per checkpoint in each.
     good, flat = table_rows(out, "good"), table_rows(out, "flat")
@@ -114,12 +154,19 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
     assert set(r) == {"good", "flat"} and set(r["good"]) == {"IJBC 1:1", "IJBC 1:N"}
     one_n = r["good"]["IJBC 1:N"]
     assert one_n["num_probe_templates"] == 3
-    assert {g: (v["num_mated"], v["num_nonmated"]) for g, v in one_n["galleries"].items()} == {"G1": (1, 2), "G2": (1, 2)}
+    assert {g: (v["num_mated"], v["num_nonmated"]) for g, v in one_n["galleries"].items()} == {
+        "G1": (1, 2),
+        "G2": (1, 2),
+    }
     assert one_n["galleries"]["G1"]["tpir_at_fpir"]["1e-02"]["threshold"] == pytest.approx(2 / 6**0.5)  # C.A
     with open(out_dir / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["model"], row["benchmark"]) for row in rows] == [
-        ("good", "IJBC 1:1"), ("good", "IJBC 1:N"), ("flat", "IJBC 1:1"), ("flat", "IJBC 1:N")]
+        ("good", "IJBC 1:1"),
+        ("good", "IJBC 1:N"),
+        ("flat", "IJBC 1:1"),
+        ("flat", "IJBC 1:N"),
+    ]
     assert float(rows[1]["galleries.G2.cmc.1"]) == 1.0 and float(rows[3]["tpir_at_fpir.1e-01.tpir"]) == 0.0
     for png in ("roc.png", "cmc.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -35,8 +35,18 @@ def test_eval_onnx_equals_checkpoint(tmp_path, capsys):
         issame.append(same)
     write_bin(tmp_path / "toy.bin", images, issame)
 
-    argv = ["eval", str(ckpt), str(tmp_path / "tiny_onnx.onnx"), "--bin", str(tmp_path / "toy.bin"),
-            "--device", "cpu", "--no-cache", "--out", str(tmp_path / "out")]
+    argv = [
+        "eval",
+        str(ckpt),
+        str(tmp_path / "tiny_onnx.onnx"),
+        "--bin",
+        str(tmp_path / "toy.bin"),
+        "--device",
+        "cpu",
+        "--no-cache",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "tiny " in out and "tiny_onnx" in out  # one table, a row per model

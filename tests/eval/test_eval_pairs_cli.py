@@ -38,8 +38,17 @@ def test_pairs_and_rfw_summary(tmp_path, monkeypatch, capsys):
     make_rfw(tmp_path, "Asian", 20)
     make_rfw(tmp_path, "Indian", 20)
     monkeypatch.setattr(facezoo, "load_model", lambda path, map_location="cpu": MeanColour())
-    argv = ["eval", str(tmp_path / "m.pt"), "--pairs", f"rfw_asian:{tmp_path}", f"RFW_Indian:{tmp_path}",
-            "--device", "cpu", "--out", str(tmp_path / "out")]
+    argv = [
+        "eval",
+        str(tmp_path / "m.pt"),
+        "--pairs",
+        f"rfw_asian:{tmp_path}",
+        f"RFW_Indian:{tmp_path}",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "rfw_asian" in table.lower().replace("-", "_") and "rfw" in table.lower()

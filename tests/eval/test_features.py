@@ -71,8 +71,10 @@ def test_resume_after_interruption_computes_only_missing_chunks(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         ft.extract_features(model, "k", 10, Loader(imgs, fail={6}), chunk=3, cache_dir=tmp_path)
     folder = ft.entry_dir(tmp_path, model, "k", 10, True)
-    assert sorted(p.name for p in folder.glob("rows_*.npy")) == ["rows_0000000000_0000000003.npy",
-                                                                  "rows_0000000003_0000000006.npy"]
+    assert sorted(p.name for p in folder.glob("rows_*.npy")) == [
+        "rows_0000000000_0000000003.npy",
+        "rows_0000000003_0000000006.npy",
+    ]
     assert not list(folder.glob(".*tmp"))  # no half-written chunk left
     again = Loader(imgs)
     e, ef = ft.extract_features(model, "k", 10, again, chunk=3, cache_dir=tmp_path)
@@ -180,8 +182,9 @@ def _free_port() -> int:
 
 
 def _rank(rank, world_size, port, cache, report):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     loader = Loader(images(11))
     e, ef = ft.extract_features(Halves(), "dist", 11, loader, chunk=3, cache_dir=cache)
     np.savez(f"{report}{rank}.npz", e=e, ef=ef, calls=np.asarray(loader.calls))

@@ -116,7 +116,10 @@ def make_release(root, with_pairs=False):
     for name, gallery in (("G1", GALLERY_G1), ("G2", GALLERY_G2)):
         rows = [f"{t},{s},{n},1,,0,0,1,1\n" for n, t, *_ in images for tt, s in gallery.items() if t == tt]
         write(meta / f"ijbc_1N_gallery_{name}.csv", HEADER + "".join(rows))
-    write(meta / "ijbc_1N_probe_mixed.csv", HEADER + "".join(f"{t},{s},p{t}.jpg,1,,0,0,1,1\n" for t, (s, _) in PROBES.items()))
+    write(
+        meta / "ijbc_1N_probe_mixed.csv",
+        HEADER + "".join(f"{t},{s},p{t}.jpg,1,,0,0,1,1\n" for t, (s, _) in PROBES.items()),
+    )
     if with_pairs:
         write(meta / "ijbc_template_pair_label.txt", "201 101 1\n202 101 0\n206 105 1\n204 105 0\n")
     return np.array([f for *_, f in images])

@@ -14,9 +14,7 @@ from facezoo.eval import megaface as mf
 def test_read_feature_hand_built(tmp_path):
     p = tmp_path / "a.jpg_x.bin"
     p.write_bytes(struct.pack("<4i", 3, 1, 4, 5) + struct.pack("<3f", 0.5, -2.0, 0.25))
-    np.testing.assert_array_equal(
-        mf.read_feature(p), np.array([0.5, -2.0, 0.25], np.float32)
-    )
+    np.testing.assert_array_equal(mf.read_feature(p), np.array([0.5, -2.0, 0.25], np.float32))
     q = tmp_path / "row.bin"  # a 1 x 2 row vector is the same data
     q.write_bytes(struct.pack("<4i", 1, 2, 4, 5) + struct.pack("<2f", 1.0, 3.0))
     np.testing.assert_array_equal(mf.read_feature(q), [1.0, 3.0])
@@ -25,9 +23,7 @@ def test_read_feature_hand_built(tmp_path):
 def test_write_feature_bytes(tmp_path):
     p = tmp_path / "sub" / "f.bin"
     mf.write_feature(p, [1.5, 0.0, -1.0, 2.0])
-    assert p.read_bytes() == struct.pack("<4i", 4, 1, 4, 5) + struct.pack(
-        "<4f", 1.5, 0.0, -1.0, 2.0
-    )
+    assert p.read_bytes() == struct.pack("<4i", 4, 1, 4, 5) + struct.pack("<4f", 1.5, 0.0, -1.0, 2.0)
     assert [q.name for q in p.parent.iterdir()] == ["f.bin"]  # no temp file left
 
 
@@ -112,9 +108,7 @@ def test_identification_scale_invariant_cosine_but_not_l2():
     scaled = DISTRACTORS * 3.0  # cosine ignores norms
     out = mf.identification(PROBES, IDS, scaled, ranks=(1,))
     assert out[5]["rank1"] == pytest.approx(1 / 12)
-    far = mf.identification(
-        PROBES, IDS, scaled, ranks=(1,), metric="l2"
-    )  # 2 units away from every probe
+    far = mf.identification(PROBES, IDS, scaled, ranks=(1,), metric="l2")  # 2 units away from every probe
     assert far[5]["rank1"] == 1.0
 
 
@@ -150,9 +144,7 @@ def test_verification_hand_case():
 
 
 def test_verification_far_zero_uses_max_impostor():
-    out = mf.verification(PROBES, IDS, DISTRACTORS, far=0.0)[
-        5
-    ]  # t = cos 5: no genuine pair is nearer
+    out = mf.verification(PROBES, IDS, DISTRACTORS, far=0.0)[5]  # t = cos 5: no genuine pair is nearer
     assert out["tar"] == 0.0 and out["far"] == 0.0
     with pytest.raises(ConfigError, match="far"):
         mf.verification(PROBES, IDS, DISTRACTORS, far=2.0)
@@ -173,15 +165,11 @@ def test_add_noise_dimension():
     centre = probes[0] + probes[2]
     centre = centre / np.linalg.norm(centre)
     assert np.linalg.norm(p[1]) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(
-        p[1, :4], centre, atol=2e-3 / np.linalg.norm(probes[0] + probes[2]) + 1e-6
-    )
+    np.testing.assert_allclose(p[1, :4], centre, atol=2e-3 / np.linalg.norm(probes[0] + probes[2]) + 1e-6)
     np.testing.assert_array_equal(d[:, :4], dist)
     np.testing.assert_array_equal(d[:, 4], [0.0, 100.0, 0.0])
     with pytest.raises(DataError, match="no clean image"):
-        mf.add_noise_dimension(
-            probes, ids, [False, False, False, True, True], dist, d_noise
-        )
+        mf.add_noise_dimension(probes, ids, [False, False, False, True, True], dist, d_noise)
 
 
 def test_noise_distractor_is_pushed_out():
@@ -190,13 +178,9 @@ def test_noise_distractor_is_pushed_out():
     ids = np.array([0, 0, 0, 1, 1])
     dist = _unit([1, 1, 91, 200])
     before = mf.identification(probes, ids, dist, ranks=(1,), metric="l2")[4]["rank1"]
-    p, d = mf.add_noise_dimension(
-        probes, ids, np.zeros(5, bool), dist, np.array([True, True, True, False])
-    )
+    p, d = mf.add_noise_dimension(probes, ids, np.zeros(5, bool), dist, np.array([True, True, True, False]))
     for metric in ("l2", "cosine"):
-        assert (
-            mf.identification(p, ids, d, ranks=(1,), metric=metric)[4]["rank1"] == 1.0
-        )
+        assert mf.identification(p, ids, d, ranks=(1,), metric=metric)[4]["rank1"] == 1.0
     assert before < 1.0
 
 
@@ -219,32 +203,20 @@ def test_scale_matches_brute_force():
     n_id, per, dim, n_d = 40, 5, 64, 200_000
     centres = rng.normal(size=(n_id, dim))
     ids = np.repeat(np.arange(n_id), per)
-    probes = centres[ids] + rng.normal(size=(n_id * per, dim)) * rng.uniform(
-        0.6, 1.6, (n_id * per, 1)
-    )
+    probes = centres[ids] + rng.normal(size=(n_id * per, dim)) * rng.uniform(0.6, 1.6, (n_id * per, 1))
     dist = rng.normal(size=(n_d, dim)).astype(np.float32)
     probes = probes.astype(np.float32)
 
-    out = mf.identification(
-        probes, ids, dist, ranks=(1, 5, 10), sizes=(1000, n_d), block=30_000
-    )
+    out = mf.identification(probes, ids, dist, ranks=(1, 5, 10), sizes=(1000, n_d), block=30_000)
     sub = 20  # identities in the full-size brute-force subset
     keep = ids < sub
-    ranks_1k, _, _ = _brute_ranks(
-        probes.astype(np.float64), ids, dist[:1000].astype(np.float64)
-    )
+    ranks_1k, _, _ = _brute_ranks(probes.astype(np.float64), ids, dist[:1000].astype(np.float64))
     for r in (1, 5, 10):
-        assert out[1000][f"rank{r}"] == pytest.approx(
-            np.mean(ranks_1k <= r), abs=1.5 / len(ranks_1k)
-        )
-    ranks, pn, dn = _brute_ranks(
-        probes[keep].astype(np.float64), ids[keep], dist.astype(np.float64)
-    )
+        assert out[1000][f"rank{r}"] == pytest.approx(np.mean(ranks_1k <= r), abs=1.5 / len(ranks_1k))
+    ranks, pn, dn = _brute_ranks(probes[keep].astype(np.float64), ids[keep], dist.astype(np.float64))
     sub_out = mf.identification(probes[keep], ids[keep], dist, ranks=(1, 5, 10))
     for r in (1, 5, 10):
-        assert sub_out[n_d][f"rank{r}"] == pytest.approx(
-            np.mean(ranks <= r), abs=1.5 / len(ranks)
-        )
+        assert sub_out[n_d][f"rank{r}"] == pytest.approx(np.mean(ranks <= r), abs=1.5 / len(ranks))
     assert 0.05 < out[n_d]["rank1"] < 0.95  # a non-trivial case
     assert out[n_d]["rank1"] <= out[1000]["rank1"]
 
@@ -254,10 +226,7 @@ def test_scale_matches_brute_force():
     imp = (pn @ dn.T).ravel()
     k = math.floor(far * imp.size)
     thr = -np.partition(-imp, k)[k]
-    ii, jj = np.nonzero(
-        (ids[keep][:, None] == ids[keep][None, :])
-        & np.triu(np.ones((sub * per,) * 2, bool), 1)
-    )
+    ii, jj = np.nonzero((ids[keep][:, None] == ids[keep][None, :]) & np.triu(np.ones((sub * per,) * 2, bool), 1))
     gen = np.einsum("ij,ij->i", pn[ii], pn[jj])
     assert v["threshold"] == pytest.approx(thr, abs=1e-5)
     assert v["tar"] == pytest.approx(np.mean(gen > thr), abs=1.5 / gen.size)
@@ -277,6 +246,7 @@ def _random_case(seed=0, ids=12, per=4, n_dist=3000, dim=16):
 
 def _brute_force(probes, labels, dist, gallery, metric, size, r):
     """Rank of g and the impostor threshold straight from full score matrices (float64 numpy)."""
+
     def score(a, b):
         a, b = a.astype(np.float64), b.astype(np.float64)
         if metric == "cosine":
@@ -300,7 +270,7 @@ def _brute_force(probes, labels, dist, gallery, metric, size, r):
 def test_torch_and_faiss_agree_with_brute_force(metric):
     probes, labels, dist = _random_case()
     sizes = (10, 300, 3000)
-    kw = dict(ranks=(1, 5), far=1e-3, sizes=sizes, metric=metric)
+    kw = {"ranks": (1, 5), "far": 1e-3, "sizes": sizes, "metric": metric}
     t = mf.evaluate(probes, labels, dist, block=257, search="torch", **kw)
     f = mf.evaluate(probes, labels, dist, search="faiss", **kw)
     for s in sizes:
@@ -309,8 +279,7 @@ def test_torch_and_faiss_agree_with_brute_force(metric):
             assert t["identification"][s][f"rank{r}"] == pytest.approx(want)
             assert f["identification"][s][f"rank{r}"] == pytest.approx(want)
         assert f["verification"][s]["tar"] == pytest.approx(t["verification"][s]["tar"])
-        assert f["verification"][s]["threshold"] == pytest.approx(t["verification"][s]["threshold"], rel=1e-4,
-                                                                  abs=1e-4)
+        assert f["verification"][s]["threshold"] == pytest.approx(t["verification"][s]["threshold"], rel=1e-4, abs=1e-4)
     # at 3000 distractors 48 probes give 144,000 impostors: k = 144 -> the 145th largest impostor score
     p = probes / np.linalg.norm(probes, axis=1, keepdims=True)
     d = dist / np.linalg.norm(dist, axis=1, keepdims=True)

@@ -86,7 +86,8 @@ def make_devkit(root, lists):
     write_images(root / "facescrub", PROBES)
     write_images(root / "megaface", DISTRACTORS)
     (tl / "facescrub_features_list.json").write_text(
-        json.dumps({"path": list(PROBES), "id": [p.split("/")[0] for p in PROBES]}))
+        json.dumps({"path": list(PROBES), "id": [p.split("/")[0] for p in PROBES]})
+    )
     for size, paths in lists.items():
         (tl / f"megaface_features_list.json_{size}_1").write_text(json.dumps({"path": paths}))
     return root
@@ -96,16 +97,35 @@ def make_devkit(root, lists):
 def models(monkeypatch, tmp_path):
     monkeypatch.setenv("FACEZOO_HOME", str(tmp_path / "home"))
     scales = {"m1.pt": 1.0, "m2.pt": 3.0}
-    monkeypatch.setattr(facezoo, "load_model",
-                        lambda path, map_location="cpu": MeanColour(scales[str(path).rsplit("/", 1)[-1]]))
+    monkeypatch.setattr(
+        facezoo, "load_model", lambda path, map_location="cpu": MeanColour(scales[str(path).rsplit("/", 1)[-1]])
+    )
     return [str(tmp_path / n) for n in scales]
 
 
 def test_testpack_two_checkpoints_raw_and_cleaned(tmp_path, models, capsys):
     root = make_testpack(tmp_path / "pack")
     out = tmp_path / "out"
-    assert main(["eval-megaface", *models, "--root", str(root), "--sizes", "1", "2", "--far", "0.3",
-                 "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                *models,
+                "--root",
+                str(root),
+                "--sizes",
+                "1",
+                "2",
+                "--far",
+                "0.3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     rows = [ln for ln in text.splitlines() if ln.startswith("| m") and not ln.startswith("| model")]
     assert [r.split("|")[1].strip() for r in rows] == ["m1", "m2"]  # one table, a row per checkpoint
@@ -130,8 +150,24 @@ def test_testpack_two_checkpoints_raw_and_cleaned(tmp_path, models, capsys):
     orig = MeanColour.forward
     MeanColour.forward = lambda self, x: calls.append(1) or orig(self, x)
     try:
-        assert main(["eval-megaface", models[0], "--root", str(root), "--sizes", "1", "2", "--far", "0.3",
-                     "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "eval-megaface",
+                    models[0],
+                    "--root",
+                    str(root),
+                    "--sizes",
+                    "1",
+                    "2",
+                    "--far",
+                    "0.3",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     finally:
         MeanColour.forward = orig
     assert calls == []
@@ -143,8 +179,26 @@ def test_devkit_lists_nested_and_not(tmp_path, models, search):
     lists = md.read_lists(nested)
     assert lists.layout == "devkit" and lists.size_index == {1: None, 2: None} and not lists.has_noise
     out = tmp_path / "out_a"
-    assert main(["eval-megaface", models[0], "--root", str(nested), "--far", "0.3", "--device", "cpu",
-                 "--search", search, "--no-cache", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                models[0],
+                "--root",
+                str(nested),
+                "--far",
+                "0.3",
+                "--device",
+                "cpu",
+                "--search",
+                search,
+                "--no-cache",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())["m1"]
     assert "clean" not in r  # no noise lists, so raw only
     assert r["raw"]["identification"]["1"]["rank1"] == pytest.approx(RANK1_D1)
@@ -156,8 +210,26 @@ def test_devkit_lists_nested_and_not(tmp_path, models, search):
     assert lists.distractor_paths == [D3, D1] and lists.size_index[1] is None
     assert lists.size_index[2].tolist() == [1, 0]
     out = tmp_path / "out_b"
-    assert main(["eval-megaface", models[0], "--root", str(apart), "--far", "0.3", "--device", "cpu",
-                 "--search", search, "--no-cache", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                models[0],
+                "--root",
+                str(apart),
+                "--far",
+                "0.3",
+                "--device",
+                "cpu",
+                "--search",
+                search,
+                "--no-cache",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())["m1"]["raw"]
     assert r["identification"]["1"]["rank1"] == pytest.approx(7 / 8)  # d3 alone beats only (b2, b1)
     assert r["identification"]["2"]["rank1"] == pytest.approx(RANK1_BOTH)
@@ -167,8 +239,25 @@ def test_masked_probes(tmp_path, models):
     root = make_testpack(tmp_path / "pack", noises=False)
     write_images(tmp_path / "masked", MASKED)
     out = tmp_path / "out"
-    assert main(["eval-megaface", models[0], "--root", str(root), "--masked", str(tmp_path / "masked"),
-                 "--far", "0.3", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                models[0],
+                "--root",
+                str(root),
+                "--masked",
+                str(tmp_path / "masked"),
+                "--far",
+                "0.3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "results.json").read_text())["m1"]
     assert r["raw"]["identification"]["2"]["rank1"] == pytest.approx(RANK1_MASKED)
     assert r["raw"]["verification"]["2"]["tar"] == pytest.approx(TAR_MASKED)
@@ -179,14 +268,45 @@ def test_masked_probes(tmp_path, models):
 def test_write_features_then_evaluate_feature_files(tmp_path, models, capsys):
     root = make_testpack(tmp_path / "pack")
     feats = tmp_path / "feats"
-    assert main(["eval-megaface", models[0], "--root", str(root), "--far", "0.3", "--device", "cpu",
-                 "--write-features", str(feats), "--out", str(tmp_path / "o1")]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                models[0],
+                "--root",
+                str(root),
+                "--far",
+                "0.3",
+                "--device",
+                "cpu",
+                "--write-features",
+                str(feats),
+                "--out",
+                str(tmp_path / "o1"),
+            ]
+        )
+        == 0
+    )
     f = feats / "megaface" / "001" / "y@N00" / "d3_0.png_facezoo.bin"
     vec = md.mf.read_feature(f)  # devkit layout, unit vector at 85 degrees
     np.testing.assert_allclose(vec, [math.cos(math.radians(85)), math.sin(math.radians(85)), 0], atol=3e-3)
     assert (feats / "facescrub" / "A" / "A_3.png_facezoo.bin").is_file()
-    assert main(["eval-megaface", "--features", str(feats), "--root", str(root), "--far", "0.3",
-                 "--out", str(tmp_path / "o2")]) == 0
+    assert (
+        main(
+            [
+                "eval-megaface",
+                "--features",
+                str(feats),
+                "--root",
+                str(root),
+                "--far",
+                "0.3",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 0
+    )
     a = json.loads((tmp_path / "o1" / "results.json").read_text())["m1"]
     b = json.loads((tmp_path / "o2" / "results.json").read_text())["feats"]
     assert a["raw"] == b["raw"] and a["clean"] == b["clean"]

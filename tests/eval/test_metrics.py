@@ -311,7 +311,7 @@ def test_cosine_variant_matches_plain_reference():
     accs, thrs = [], []
     for test in ref_folds(n, 5):  # "same" iff sim > t; among equally good thresholds the highest
         train = [i for i in range(n) if i not in test]
-        ok = lambda idx, t: sum(1 for i in idx if (sim[i] > t) == bool(same[i]))  # noqa: E731
+        ok = lambda idx, t: sum(1 for i in idx if (sim[i] > t) == bool(same[i]))
         best = max(grid[::-1], key=lambda t: ok(train, t))  # max returns the first maximum, scanning downwards
         accs.append(ok(test, best) / len(test))
         thrs.append(best)

@@ -17,8 +17,7 @@ RESULTS = {
         "lfw": {"accuracy": 0.998333, "tar_at_far": {"1e-04": {"tar": 0.9912, "far": 1e-4}}},
         "cfp_fp": {"accuracy": 0.98574},
     },
-    "r100": {"lfw": {"accuracy": 0.9986666}, "agedb_30": {"accuracy": 0.98},
-             "my_set": {"accuracy": 0.5}},
+    "r100": {"lfw": {"accuracy": 0.9986666}, "agedb_30": {"accuracy": 0.98}, "my_set": {"accuracy": 0.5}},
 }
 
 
@@ -41,9 +40,17 @@ def test_tar_table():
 def full_results():
     rng = np.random.default_rng(0)
     return {
-        "m": {"lfw": {"accuracy": 0.1 + 0.2, "accuracy_std": 1 / 3, "pairs": 6000, "tpr": rng.random(4),
-                      "fpr": np.array([0.0, 1e-4, 0.5, 1.0]), "metric": "euclidean",
-                      "tar_at_far": {"1e-03": {"tar": np.float64(0.7), "far": 9e-4}}}},
+        "m": {
+            "lfw": {
+                "accuracy": 0.1 + 0.2,
+                "accuracy_std": 1 / 3,
+                "pairs": 6000,
+                "tpr": rng.random(4),
+                "fpr": np.array([0.0, 1e-4, 0.5, 1.0]),
+                "metric": "euclidean",
+                "tar_at_far": {"1e-03": {"tar": np.float64(0.7), "far": 9e-4}},
+            }
+        },
     }
 
 

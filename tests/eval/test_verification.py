@@ -55,8 +55,9 @@ def pair_images(n_pairs, hw=(4, 4), seed=0):
     rng = np.random.default_rng(seed)
     issame = np.arange(n_pairs) % 2 == 0
     a = rng.integers(0, 256, (n_pairs, *hw, 3))
-    b = np.where(issame[:, None, None, None], np.clip(a + rng.integers(-3, 4, a.shape), 0, 255),
-                 rng.integers(0, 256, a.shape))
+    b = np.where(
+        issame[:, None, None, None], np.clip(a + rng.integers(-3, 4, a.shape), 0, 255), rng.integers(0, 256, a.shape)
+    )
     images = np.stack([a, b], 1).reshape(2 * n_pairs, *hw, 3).astype(np.uint8)
     return images, issame
 

@@ -22,8 +22,15 @@ from facezoo.models.embedder import ModelMeta
 MODELS = {
     "ir18": ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=16, input_size=(32, 32)),
     # FaceX-Zoo convention: BGR, (x - 127.5) / 128
-    "mbf": ModelMeta(backbone="mobilefacenet", backbone_kwargs={"scale": 1}, embedding_size=16, input_size=(64, 64),
-                     channel_order="BGR", mean=127.5, std=128.0),
+    "mbf": ModelMeta(
+        backbone="mobilefacenet",
+        backbone_kwargs={"scale": 1},
+        embedding_size=16,
+        input_size=(64, 64),
+        channel_order="BGR",
+        mean=127.5,
+        std=128.0,
+    ),
 }
 
 
@@ -194,7 +201,7 @@ def test_broken_parity_raises_and_writes_nothing(ckpts, exported, tmp_path, monk
 
 def test_missing_onnxruntime_names_the_extra(ckpts, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
-    with pytest.raises(ConfigError, match=r'facezoo\[onnx\]'):
+    with pytest.raises(ConfigError, match=r"facezoo\[onnx\]"):
         fonnx.export_onnx(ckpts["ir18"], tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="input 'rgb' is unknown"):
         fonnx.export_onnx(ckpts["ir18"], tmp_path / "m.onnx", input="rgb", check=False)

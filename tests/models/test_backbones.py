@@ -13,7 +13,15 @@ import facezoo
 from facezoo.errors import ConfigError, ModelError
 
 ALL_NAMES = {
-    "ir18", "ir34", "ir50", "ir100", "ir200", "ir_se50", "ir_se100", "mobilefacenet", "mobilefacenet_original",
+    "ir18",
+    "ir34",
+    "ir50",
+    "ir100",
+    "ir200",
+    "ir_se50",
+    "ir_se100",
+    "mobilefacenet",
+    "mobilefacenet_original",
 }
 EMBED = {"mobilefacenet_original": 128}
 
@@ -114,8 +122,13 @@ def test_forward_flops(name, gflops):
 
 # ---------------------------------------------------------------------------------------------- arcface_torch layout
 def _bn(prefix: str, c: int) -> dict[str, tuple]:
-    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
-            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+    return {
+        f"{prefix}.weight": (c,),
+        f"{prefix}.bias": (c,),
+        f"{prefix}.running_mean": (c,),
+        f"{prefix}.running_var": (c,),
+        f"{prefix}.num_batches_tracked": (),
+    }
 
 
 def arcface_torch_iresnet_table(layers=(3, 4, 14, 3), emb=512) -> dict[str, tuple]:
@@ -223,8 +236,13 @@ def test_strict_load_names_missing_and_misshaped_keys():
 
 
 def test_ir_blocks_follow_arcface_depths():
-    expected = {"ir18": (2, 2, 2, 2), "ir34": (3, 4, 6, 3), "ir50": (3, 4, 14, 3),
-                "ir100": (3, 13, 30, 3), "ir200": (6, 26, 60, 6)}
+    expected = {
+        "ir18": (2, 2, 2, 2),
+        "ir34": (3, 4, 6, 3),
+        "ir50": (3, 4, 14, 3),
+        "ir100": (3, 13, 30, 3),
+        "ir200": (6, 26, 60, 6),
+    }
     for name, depths in expected.items():
         model = facezoo.create_backbone(name, width=0.125)
         got = tuple(len(getattr(model, f"layer{s}")) for s in range(1, 5))
@@ -330,8 +348,13 @@ def test_dropout_active_only_in_training(name):
 
 @pytest.mark.parametrize(
     "name, kw",
-    [("ir18", {"width": 0}), ("ir18", {"layers": (2, 2, 2)}), ("ir18", {"embedding_size": 0}),
-     ("mobilefacenet", {"blocks": (1, 0, 6, 2)}), ("mobilefacenet", {"scale": -1})],
+    [
+        ("ir18", {"width": 0}),
+        ("ir18", {"layers": (2, 2, 2)}),
+        ("ir18", {"embedding_size": 0}),
+        ("mobilefacenet", {"blocks": (1, 0, 6, 2)}),
+        ("mobilefacenet", {"scale": -1}),
+    ],
 )
 def test_bad_keywords_are_config_errors(name, kw):
     with pytest.raises(ConfigError, match=next(iter(kw))):

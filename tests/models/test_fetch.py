@@ -25,9 +25,13 @@ def home(tmp_path, monkeypatch):
 def fake(monkeypatch):
     """A fetchable model 'fake' whose sha256s are those of BYTES (hashlib, not the code under test)."""
     model = FetchableModel(
-        name="fake", package="fake-pkg", version="1.0",
+        name="fake",
+        package="fake-pkg",
+        version="1.0",
         files=tuple(ModelFile(n, MEMBERS[n], hashlib.sha256(b).hexdigest()) for n, b in BYTES.items()),
-        license="MIT", about="test model")
+        license="MIT",
+        about="test model",
+    )
     monkeypatch.setitem(FETCHABLE, "fake", model)
     return model
 
@@ -109,8 +113,11 @@ def test_pip_download_command_and_install(home, fake, tmp_path, monkeypatch):
 
 
 def test_pip_failure_explains_offline_route(home, fake, monkeypatch):
-    monkeypatch.setattr(fetch_mod.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable"))
+    monkeypatch.setattr(
+        fetch_mod.subprocess,
+        "run",
+        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable"),
+    )
     with pytest.raises(ModelError, match="network is unreachable") as e:
         fetch("fake")
     assert "facezoo models fetch fake --from-wheel" in str(e.value)
@@ -147,8 +154,10 @@ def test_cli_fetch_list_and_refusal(home, fake, tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("fake"))
     assert "present" in line and str(home / "models" / "fake") in line
     # The real mtcnn entry refuses a wheel whose files do not match its pinned sha256s; exit 2, no traceback.
-    fakewheel = make_wheel(tmp_path / "facenet_pytorch-2.6.0-py3-none-any.whl",
-                           {f"facenet_pytorch/data/{n}.pt": b"x" for n in ("pnet", "rnet", "onet")})
+    fakewheel = make_wheel(
+        tmp_path / "facenet_pytorch-2.6.0-py3-none-any.whl",
+        {f"facenet_pytorch/data/{n}.pt": b"x" for n in ("pnet", "rnet", "onet")},
+    )
     assert main(["models", "fetch", "mtcnn", "--from-wheel", str(fakewheel)]) == 2
     err = capsys.readouterr().err
     assert "sha256" in err and "Traceback" not in err

@@ -13,8 +13,15 @@ def export_graph(module, path, input_name: str, size, batch: int, axes: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         buf = io.BytesIO()
-        torch.onnx.export(module, (x,), buf, input_names=[input_name], opset_version=17, dynamo=False,
-                          dynamic_axes={input_name: axes} if axes else None)
+        torch.onnx.export(
+            module,
+            (x,),
+            buf,
+            input_names=[input_name],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={input_name: axes} if axes else None,
+        )
     path.write_bytes(buf.getvalue())
     return path
 

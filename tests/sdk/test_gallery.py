@@ -53,18 +53,14 @@ def test_search_scores_by_hand(small):
     # query (1, 1, 0)/sqrt2: alice entries 1/sqrt2 and 1.4/sqrt2, bob 0, carol -1/sqrt2
     (per_id,) = small.search(np.array([[1.0, 1.0, 0.0]]), top_k=5)
     assert [m.identity for m in per_id] == ["alice", "bob", "carol"]
-    np.testing.assert_allclose(
-        [m.score for m in per_id], [1.4 / S2, 0.0, -1 / S2], atol=1e-6
-    )
+    np.testing.assert_allclose([m.score for m in per_id], [1.4 / S2, 0.0, -1 / S2], atol=1e-6)
     assert per_id[0].source == "a2.jpg" and per_id[2].source is None
     (entries,) = small.search([1.0, 1.0, 0.0], top_k=2, per_identity=False)
     assert [(m.identity, m.source) for m in entries] == [
         ("alice", "a2.jpg"),
         ("alice", "a1.jpg"),
     ]
-    np.testing.assert_allclose(
-        [m.score for m in entries], [1.4 / S2, 1 / S2], atol=1e-6
-    )
+    np.testing.assert_allclose([m.score for m in entries], [1.4 / S2, 1 / S2], atol=1e-6)
     # several queries, top_k=1: (0,0,-5) is nearest to alice/carol at 0, but bob is -1; e3 -> bob
     res = small.search(np.array([[0, 0, 5.0], [0, -3.0, 0]]), top_k=1)
     assert [r[0].identity for r in res] == ["bob", "carol"]
@@ -121,13 +117,9 @@ def test_bad_inputs(small, tmp_path):
         small.search(np.ones((1, 3)), top_k=0)
     with pytest.raises(ConfigError, match="unknown index"):
         small.search(np.ones((1, 3)), index="lsh")
-    with pytest.raises(
-        DataError, match="'y' are 2-d"
-    ):  # the 2nd item fails inside the transaction
+    with pytest.raises(DataError, match="'y' are 2-d"):  # the 2nd item fails inside the transaction
         small.add_many([("x", np.ones((1, 3))), ("y", np.ones((1, 2)))])
-    assert (
-        "x" not in small and len(small) == 4
-    )  # nothing was written by the failed adds
+    assert "x" not in small and len(small) == 4  # nothing was written by the failed adds
 
 
 def test_open_errors(tmp_path):
@@ -156,9 +148,7 @@ def test_model_key_and_size_mismatch(tmp_path):
     path = tmp_path / "g.db"
     with Gallery.open(path, embedding_size=3, model_key="sha256:aaaa") as g:
         g.add("alice", np.eye(3)[:1])
-    with pytest.raises(
-        ConfigError, match="built with model 'sha256:aaaa'.*'sha256:bbbb'"
-    ):
+    with pytest.raises(ConfigError, match="built with model 'sha256:aaaa'.*'sha256:bbbb'"):
         Gallery.open(path, model_key="sha256:bbbb")
     with pytest.raises(ConfigError, match="holds 3-d embeddings but embedding_size=5"):
         Gallery.open(path, embedding_size=5)
@@ -228,9 +218,7 @@ def test_exception_inside_transaction_keeps_previous_state(small, monkeypatch):
     monkeypatch.setattr(gallery_mod, "_blob", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
         small.add("eve", np.random.default_rng(0).normal(size=(100, 3)))
-    with pytest.raises(
-        RuntimeError
-    ):  # replace=True: the delete of bob's entries is rolled back too
+    with pytest.raises(RuntimeError):  # replace=True: the delete of bob's entries is rolled back too
         calls["n"] = 0
         small.add("bob", np.ones((60, 3)), replace=True)
     assert calls["n"] == 50
@@ -261,9 +249,7 @@ def test_killed_process_mid_add_leaves_previous_state(tmp_path):
         print("survived")
     """)
     assert out.strip() == "adding"
-    assert (
-        tmp_path / "g.db-journal"
-    ).exists()  # the crash really was mid-transaction (hot journal left behind)
+    assert (tmp_path / "g.db-journal").exists()  # the crash really was mid-transaction (hot journal left behind)
     with Gallery.open(path, create=False) as g:
         assert g.identities() == ["alice"] and len(g) == 3
         (res,) = g.search(np.eye(64)[1:2], top_k=1, per_identity=False)
@@ -283,17 +269,9 @@ def big(tmp_path_factory):
     path = tmp_path_factory.mktemp("big") / "g.db"
     g = Gallery.open(path)
     groups = [np.flatnonzero(labels == ident) for ident in range(n_ids)]
-    assert (
-        g.add_many(
-            (f"id{i:03d}", x[rows], [str(r) for r in rows])
-            for i, rows in enumerate(groups)
-        )
-        == n
-    )
+    assert g.add_many((f"id{i:03d}", x[rows], [str(r) for r in rows]) for i, rows in enumerate(groups)) == n
     q = rng.normal(size=(40, d))
-    q[:10] = x[:10] + 0.1 * rng.normal(
-        size=(10, d)
-    )  # some queries with a clear nearest entry
+    q[:10] = x[:10] + 0.1 * rng.normal(size=(10, d))  # some queries with a clear nearest entry
     xn = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
     qn = q / np.linalg.norm(q, axis=1, keepdims=True)
     yield g, xn, qn, labels, q
@@ -309,9 +287,7 @@ def test_entry_search_matches_numpy(big, block_elements):
         want = np.sort(sims[i])[::-1][:7]
         np.testing.assert_allclose([m.score for m in hits], want, atol=1e-5)
         rows = [int(m.source) for m in hits]
-        np.testing.assert_allclose(
-            sims[i, rows], want, atol=1e-5
-        )  # the named entries really have those scores
+        np.testing.assert_allclose(sims[i, rows], want, atol=1e-5)  # the named entries really have those scores
         assert [m.identity for m in hits] == [f"id{labels[r]:03d}" for r in rows]
     assert [int(r[0].source) for r in res[:10]] == list(range(10))
 
@@ -332,9 +308,7 @@ def test_identity_search_matches_numpy(big, block_elements):
             ident = int(m.identity[2:])
             assert best[i, ident] == pytest.approx(m.score, abs=1e-5)
             r = int(m.source)
-            assert labels[r] == ident and sims[i, r] == pytest.approx(
-                best[i, ident], abs=1e-5
-            )  # best entry's source
+            assert labels[r] == ident and sims[i, r] == pytest.approx(best[i, ident], abs=1e-5)  # best entry's source
         assert len({m.identity for m in hits}) == 5
 
 
@@ -364,9 +338,7 @@ def test_enroll_folder_collects_errors(tmp_path):
             text = Path(p).read_text()
             if text == "BROKEN":
                 raise DataError(f"{p}: cannot decode image")
-            out.append(
-                [np.nan] * 3 if text == "NOFACE" else [float(v) for v in text.split()]
-            )
+            out.append([np.nan] * 3 if text == "NOFACE" else [float(v) for v in text.split()])
         return np.array(out)
 
     with Gallery.open(tmp_path / "g.db") as g:
@@ -376,9 +348,7 @@ def test_enroll_folder_collects_errors(tmp_path):
         assert failed == ["bob/broken.jpg", "bob/noface.jpg", "carol", "carol/x.jpg"]
         assert g.identities() == ["alice", "bob"]
         assert [os.path.basename(e.source) for e in g.entries("bob")] == ["1.jpg"]
-        np.testing.assert_allclose(
-            g.entries("alice")[1].embedding, [1 / S2, 1 / S2, 0], atol=1e-6
-        )
+        np.testing.assert_allclose(g.entries("alice")[1].embedding, [1 / S2, 1 / S2, 0], atol=1e-6)
         # re-enrolling with replace=True does not duplicate entries
         enroll_folder(g, root, embed_fn, replace=True)
         assert len(g) == 3
@@ -390,9 +360,7 @@ def test_enroll_folder_collects_errors(tmp_path):
 
 
 def test_ann_without_faiss_is_a_config_error(small, monkeypatch):
-    monkeypatch.setitem(
-        sys.modules, "faiss", None
-    )  # makes `import faiss` raise ImportError
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     with pytest.raises(ConfigError, match="pip install faiss-cpu"):
         small.build_index("ivf")
     with pytest.raises(ConfigError, match="index='exact'"):
@@ -407,10 +375,7 @@ def clustered(tmp_path_factory):
     centres = rng.normal(size=(50, 32))
     x = centres[rng.integers(0, 50, size=4000)] + 0.3 * rng.normal(size=(4000, 32))
     g = Gallery.open(tmp_path_factory.mktemp("ann") / "g.db")
-    g.add_many(
-        (f"p{i // 40}", x[i : i + 40], [str(j) for j in range(i, i + 40)])
-        for i in range(0, 4000, 40)
-    )
+    g.add_many((f"p{i // 40}", x[i : i + 40], [str(j) for j in range(i, i + 40)]) for i in range(0, 4000, 40))
     q = x[rng.choice(4000, 50, replace=False)] + 0.1 * rng.normal(size=(50, 32))
     yield g, q
     g.close()
@@ -422,9 +387,7 @@ def test_ivf_exhaustive_probe_equals_exact(clustered):
     assert g.recall_at_k(q, k=10) == pytest.approx(1.0)
     exact = g.search(q, top_k=5, index="exact")
     approx = g.search(q, top_k=5)  # 'auto' uses the built index
-    assert [[m.identity for m in r] for r in approx] == [
-        [m.identity for m in r] for r in exact
-    ]
+    assert [[m.identity for m in r] for r in approx] == [[m.identity for m in r] for r in exact]
     g.build_index("ivf", nlist=16, nprobe=1)
     assert 0.0 < g.recall_at_k(q, k=10) <= 1.0
     g.build_index("exact")
@@ -434,9 +397,7 @@ def test_hnsw_recall_and_rebuild_after_change(clustered):
     g, q = clustered
     g.build_index("hnsw", hnsw_m=16, ef_search=200)
     assert g.recall_at_k(q, k=10) >= 0.95
-    g.add(
-        "zz-new", q[:1] * 3.0
-    )  # a change invalidates the index; the next search rebuilds it
+    g.add("zz-new", q[:1] * 3.0)  # a change invalidates the index; the next search rebuilds it
     assert g.search(q[:1], top_k=1)[0][0].identity == "zz-new"
     g.remove("zz-new")
     g.build_index("exact")

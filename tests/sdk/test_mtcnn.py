@@ -58,7 +58,7 @@ def astro_det(det, astronaut):
 def test_pyramid_scales_by_hand():
     # min side 100, min face 20: 100 * 0.6 * 0.709^k = 60, 42.5, 30.2, 21.4, 15.2, (10.7 < 12 stops)
     scales = pyramid_scales(100, 200, 20, 0.709)
-    assert np.allclose(scales, [0.6 * 0.709 ** k for k in range(5)])
+    assert np.allclose(scales, [0.6 * 0.709**k for k in range(5)])
     assert pyramid_scales(11, 500, 12, 0.709) == []  # smaller than one 12x12 window
 
 
@@ -151,7 +151,7 @@ def test_composite_known_offsets_and_scales(det, astronaut, astro_det):
     places = [(0.5, 40, 60), (1.0, 300, 400), (2.0, 560, 200)]  # scale, x offset, y offset
     for s, ox, oy in places:
         c = np.asarray(region.resize((round((x1 - x0) * s), round((y1 - y0) * s)), Image.BILINEAR))
-        canvas[oy:oy + c.shape[0], ox:ox + c.shape[1]] = c
+        canvas[oy : oy + c.shape[0], ox : ox + c.shape[1]] = c
     d = det.detect(canvas)
     assert len(d) == 3
     matched = set()
@@ -174,7 +174,7 @@ def _contrast_canvas(astronaut):
     rng = np.random.default_rng(0)
     for k, (a, noise) in enumerate([(1, 0), (0.35, 0), (0.25, 0), (0.6, 40), (0.15, 0)]):
         y, x = 10 + (k // 4) * 190, 10 + (k % 4) * 195
-        canvas[y:y + 180, x:x + 170] = 120 + a * (crop - 120) + rng.normal(0, noise, crop.shape)
+        canvas[y : y + 180, x : x + 170] = 120 + a * (crop - 120) + rng.normal(0, noise, crop.shape)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -206,8 +206,11 @@ def test_batch_equals_single(det, astronaut, astro_det, flipped, contrast):
 
 
 def test_blank_and_tiny_images_give_no_face(det):
-    for im in (np.full((240, 320, 3), 120, np.uint8), np.zeros((200, 200, 3), np.uint8),
-               np.full((8, 8, 3), 200, np.uint8)):
+    for im in (
+        np.full((240, 320, 3), 120, np.uint8),
+        np.zeros((200, 200, 3), np.uint8),
+        np.full((8, 8, 3), 200, np.uint8),
+    ):
         d = det.detect(im)
         assert len(d) == 0 and d.boxes.shape == (0, 4) and d.kps.shape == (0, 5, 2)
 

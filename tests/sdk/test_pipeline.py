@@ -132,7 +132,7 @@ def test_identify_returns_the_enrolled_identity_first(fa, tmp_path):
     results = fa.identify(noisy.astype(np.uint8), g, top_k=3)
     assert len(results) == 2  # both detected faces are searched, best first
     top = results[0]["matches"]
-    assert [m["identity"] for m in top][0] == "bob" and len(top) == 3
+    assert next(m["identity"] for m in top) == "bob" and len(top) == 3
     assert top[0]["score"] > 0.9 and top[0]["score"] > top[1]["score"]
     filtered = fa.identify(noisy.astype(np.uint8), g, top_k=3, threshold=top[0]["score"] - 1e-6)
     assert [m["identity"] for m in filtered[0]["matches"]] == ["bob"]
@@ -172,7 +172,10 @@ def test_enroll_folder_counts_images_and_errors(fa, tmp_path):
     r = fa.enroll_folder(g, root)
     assert (r.identities, r.images) == (2, 5)
     assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p, _ in r.errors) == [
-        "ann/broken.jpg", "ben/black.png", "people/empty"]
+        "ann/broken.jpg",
+        "ben/black.png",
+        "people/empty",
+    ]
     assert g.identities() == ["ann", "ben"] and g.count("ben") == 3
 
 
@@ -219,6 +222,6 @@ def test_mtcnn_end_to_end_on_astronaut(model):
     imp = (e / np.linalg.norm(e, axis=1, keepdims=True)) @ faces[0].normed_embedding
     from facezoo.sdk.thresholds import calibrate_thresholds
 
-    fa.thresholds = {k: v for k, v in calibrate_thresholds(imp, [1e-2]).items()}
+    fa.thresholds = dict(calibrate_thresholds(imp, [1e-2]).items())
     r = fa.verify(astronaut, moved, far=1e-2)
     assert r["same"] is True and r["similarity"] > 0.9, r

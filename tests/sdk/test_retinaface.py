@@ -102,8 +102,16 @@ def assert_faces(det, faces, sx, sy):
 
 def test_priors_order_and_count():
     p = priors(20, 30, ((4, 6),), (16,))  # a 2 x 2 grid (ceil), two sizes per location
-    want = [[8, 8, 4, 4], [8, 8, 6, 6], [24, 8, 4, 4], [24, 8, 6, 6], [8, 24, 4, 4], [8, 24, 6, 6],
-            [24, 24, 4, 4], [24, 24, 6, 6]]
+    want = [
+        [8, 8, 4, 4],
+        [8, 8, 6, 6],
+        [24, 8, 4, 4],
+        [24, 8, 6, 6],
+        [8, 24, 4, 4],
+        [8, 24, 6, 6],
+        [24, 24, 4, 4],
+        [24, 24, 6, 6],
+    ]
     np.testing.assert_array_equal(p, want)
     assert len(priors(60, 90, MIN_SIZES, STEPS)) == 2 * (8 * 12 + 4 * 6 + 2 * 3)
 
@@ -114,8 +122,9 @@ def test_decoded_boxes_and_points_after_letterbox(models):
     out = det.detect(bright(40, 100))  # r = min(60/40, 90/100) = 0.9: (nh, nw) = (36, 90)
     # A: prior centre (28, 20), m = 32: centre (29.6, 18.4), w = 32 e^0.2, h = 32 e^0.1; canvas -> image: / 0.9
     w, h = 32 * math.exp(0.2), 32 * math.exp(0.1)
-    np.testing.assert_allclose(out.boxes[0], np.array([29.6 - w / 2, 18.4 - h / 2, 29.6 + w / 2, 18.4 + h / 2]) / 0.9,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out.boxes[0], np.array([29.6 - w / 2, 18.4 - h / 2, 29.6 + w / 2, 18.4 + h / 2]) / 0.9, rtol=1e-5
+    )
     np.testing.assert_allclose(out.kps[0, 0], [(28 - 6.4) / 0.9, (20 - 3.2) / 0.9], rtol=1e-5)
     assert_faces(out, [A, C], 0.9, 0.9)  # B overlaps A (IoU > 0.4, lower score); D scores 0.3
 
@@ -139,7 +148,7 @@ def test_dynamic_input_size_and_batch_equals_single(models):
         singles = [det.detect(im) for im in images]
         batch = det.detect_batch(images)
         assert len(batch[1]) == 0
-        for im, b, s in zip(images, batch, singles):
+        for _im, b, s in zip(images, batch, singles):
             np.testing.assert_array_equal(b.boxes, s.boxes)
             np.testing.assert_array_equal(b.kps, s.kps)
         r = min(size[0] / 40, size[1] / 100)
@@ -177,8 +186,11 @@ def test_registry(models):
 def test_layout_errors(models, tmp_path):
     with pytest.raises(ModelError, match="nope.onnx: ONNX detector file not found"):
         RetinaFace(tmp_path / "nope.onnx")
-    with pytest.raises(ModelError, match=r"per-image outputs have shapes .* expected \(N, 4\), \(N, 2\), \(N, 10\) "
-                                         r"with N = 348 priors"):
+    with pytest.raises(
+        ModelError,
+        match=r"per-image outputs have shapes .* expected \(N, 4\), \(N, 2\), \(N, 10\) "
+        r"with N = 348 priors",
+    ):
         # three sizes at stride 8: 3 * 96 + 2 * 24 + 2 * 6 priors, the graph has 2 * (96 + 24 + 6) = 252
         RetinaFace(models["fixed"], min_sizes=((16, 32, 48), (64, 128), (256, 512))).detect(bright(60, 90))
 

@@ -5,7 +5,6 @@ and keypoint offsets (in stride units), all other anchors score 0. A per-image g
 whose pixels are all dark, so batching mistakes show up.
 """
 
-
 import numpy as np
 import pytest
 import torch
@@ -95,8 +94,20 @@ def assert_faces(det, faces, sx, sy):
 
 def test_anchor_centres_order():
     c = anchor_centres(2, 3, 16, 2)
-    want = [[0, 0], [0, 0], [16, 0], [16, 0], [32, 0], [32, 0], [0, 16], [0, 16], [16, 16], [16, 16], [32, 16],
-            [32, 16]]
+    want = [
+        [0, 0],
+        [0, 0],
+        [16, 0],
+        [16, 0],
+        [32, 0],
+        [32, 0],
+        [0, 16],
+        [0, 16],
+        [16, 16],
+        [16, 16],
+        [32, 16],
+        [32, 16],
+    ]
     np.testing.assert_array_equal(c, want)
 
 
@@ -227,8 +238,11 @@ def test_wrong_number_of_outputs(tmp_path):
 def test_outputs_in_the_wrong_order(tmp_path):
     # static output shapes: caught when loading
     path = export(FakeSCRFD(order=(1, 0, 2)), tmp_path / "static.onnx", dynamic_size=False, dynamic_batch=False)
-    with pytest.raises(ModelError, match=r"static.onnx: output 0 '\w+' has shape \[1, 192, 4\], but SCRFD's output 0 "
-                                         r"holds scores \(last dim 1\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"static.onnx: output 0 '\w+' has shape \[1, 192, 4\], but SCRFD's output 0 "
+        r"holds scores \(last dim 1\)",
+    ):
         SCRFD(path)
     # symbolic output shapes: caught on the first run
     path = export(FakeSCRFD(order=(1, 0, 2)), tmp_path / "boxes_first.onnx")

@@ -50,8 +50,14 @@ class ColourAnalyzer:
         sim = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
         t = 0.9 if threshold is None else threshold
         face = {"bbox": np.zeros(4, np.float32), "det_score": np.float32(1.0), "embedding": a}
-        return {"same": sim >= t, "similarity": np.float32(sim), "threshold": t, "far": far, "face1": face,
-                "face2": dict(face)}
+        return {
+            "same": sim >= t,
+            "similarity": np.float32(sim),
+            "threshold": t,
+            "far": far,
+            "face1": face,
+            "face2": dict(face),
+        }
 
     def identify(self, image, gallery, top_k=5, threshold=None):
         e = self._embed(image)
@@ -78,8 +84,10 @@ def b64(data: bytes) -> str:
 
 def huge_png_header(width=100_000, height=100_000) -> bytes:
     """A PNG signature and IHDR claiming width x height RGB, then IEND: tiny file, enormous canvas."""
+
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
@@ -107,8 +115,15 @@ def serving(tmp_path):
 
     def start(analyzer=None, limits=None, api_key=KEY, insecure=False):
         gallery = Gallery.open(tmp_path / f"g{len(started)}.db")
-        server = make_server(analyzer or ColourAnalyzer(), gallery, host="127.0.0.1", port=0, api_key=api_key,
-                             insecure_no_auth=insecure, limits=limits or Limits(timeout_s=10))
+        server = make_server(
+            analyzer or ColourAnalyzer(),
+            gallery,
+            host="127.0.0.1",
+            port=0,
+            api_key=api_key,
+            insecure_no_auth=insecure,
+            limits=limits or Limits(timeout_s=10),
+        )
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         started.append((server, thread, gallery))
@@ -210,15 +225,24 @@ def test_bad_base64_bad_image_and_no_face(serving):
 def test_oversize_body_refused_from_content_length_before_reading(serving):
     port, _ = serving(limits=Limits(max_request_bytes=1000, timeout_s=10))
     # headers only: the server must answer without waiting for the 10 MB it was promised
-    status, body, elapsed = raw_request(port, b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                              + KEY.encode() + b"\r\nContent-Length: 10000000\r\n\r\n")
+    status, body, elapsed = raw_request(
+        port,
+        b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\r\nContent-Length: 10000000\r\n\r\n",
+    )
     assert status == 413 and body["error"]["code"] == "request_too_large" and "1,000" in body["error"]["message"]
     assert elapsed < 3
-    status, body, _ = raw_request(port, b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nX-API-Key: " + KEY.encode()
-                                  + b"\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+    status, body, _ = raw_request(
+        port,
+        b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+        + KEY.encode()
+        + b"\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+    )
     assert status == 413  # the first status line is the refusal, not "100 Continue"
-    status, body, _ = raw_request(port, b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                        + KEY.encode() + b"\r\n\r\n")
+    status, body, _ = raw_request(
+        port, b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n"
+    )
     assert status == 411 and body["error"]["code"] == "length_required"
     # just under the limit is read and parsed (400 for the bad JSON, not 413)
     assert Client(port).request("POST", "/v1/verify", raw=b"x" * 1000)[0] == 400
@@ -244,16 +268,22 @@ def test_image_pixel_limit_from_header_and_images_per_request(serving):
 def test_enroll_identify_verify_remove_round_trip(serving):
     port, gallery = serving()
     c = Client(port)
-    assert c.request("POST", "/v1/enroll", {"identity": "red", "images": [b64(png(RED)), b64(png((240, 20, 0)))]}) \
-        == (200, {"identity": "red", "enrolled": 2})
+    assert c.request("POST", "/v1/enroll", {"identity": "red", "images": [b64(png(RED)), b64(png((240, 20, 0)))]}) == (
+        200,
+        {"identity": "red", "enrolled": 2},
+    )
     assert c.request("POST", "/v1/enroll", {"identity": "blue", "images": [b64(png(BLUE))]})[0] == 200
     assert c.request("GET", "/v1/identities") == (200, {"identities": ["blue", "red"], "count": 2})
     status, body = c.request("POST", "/v1/identify", {"image": b64(png((230, 30, 30))), "top_k": 2})
     assert status == 200 and len(body["faces"]) == 1
     matches = body["faces"][0]["matches"]
     assert [m["identity"] for m in matches] == ["red", "blue"] and matches[0]["score"] > 0.99
-    assert c.request("POST", "/v1/identify", {"image": b64(png(BLUE)), "top_k": 1})[1]["faces"][0]["matches"][0][
-        "identity"] == "blue"
+    assert (
+        c.request("POST", "/v1/identify", {"image": b64(png(BLUE)), "top_k": 1})[1]["faces"][0]["matches"][0][
+            "identity"
+        ]
+        == "blue"
+    )
     status, body = c.request("POST", "/v1/verify", {"image1": b64(png(RED)), "image2": b64(png(RED))})
     assert status == 200 and body["same"] is True and body["similarity"] == pytest.approx(1.0)
     assert "embedding" not in body["face1"] and body["face1"]["bbox"] == [0, 0, 0, 0]
@@ -288,7 +318,7 @@ def test_concurrent_clients_get_their_own_answers(serving):
                 got = body["faces"][0]["matches"][0]["identity"] if status == 200 else status
                 if got != name:
                     wrong.append((name, got))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(repr(e))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
@@ -397,15 +427,21 @@ def test_end_to_end_with_real_face_analyzer(serving, tmp_path):
         return b64(buf.getvalue())
 
     for name, img in faces.items():
-        assert c.request("POST", "/v1/enroll", {"identity": name, "images": [enc(img)]}) == \
-            (200, {"identity": name, "enrolled": 1})
+        assert c.request("POST", "/v1/enroll", {"identity": name, "images": [enc(img)]}) == (
+            200,
+            {"identity": name, "enrolled": 1},
+        )
     status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "top_k": 2})
     assert status == 200 and body["faces"][0]["matches"][0]["identity"] == "bob"
-    status, body = c.request("POST", "/v1/verify", {"image1": enc(faces["ann"]), "image2": enc(faces["ann"]),
-                                                    "threshold": 0.5})
+    status, body = c.request(
+        "POST", "/v1/verify", {"image1": enc(faces["ann"]), "image2": enc(faces["ann"]), "threshold": 0.5}
+    )
     assert status == 200 and body["same"] is True and body["similarity"] == pytest.approx(1.0, abs=1e-4)
-    status, body = c.request("POST", "/v1/verify", {"image1": enc(faces["ann"]), "threshold": 0.5,
-                                                    "image2": enc(np.zeros((112, 112, 3), np.uint8))})
+    status, body = c.request(
+        "POST",
+        "/v1/verify",
+        {"image1": enc(faces["ann"]), "threshold": 0.5, "image2": enc(np.zeros((112, 112, 3), np.uint8))},
+    )
     assert status == 422 and body["error"]["code"] == "no_face" and "image2" in body["error"]["message"]
     # an uncalibrated model has no threshold for a FAR: a 400 that says how to fix it
     status, body = c.request("POST", "/v1/verify", {"image1": enc(faces["ann"]), "image2": enc(faces["bob"])})
@@ -437,8 +473,22 @@ def test_cli_serve_with_key_file_stops_cleanly_on_sigterm(tmp_path):
     import sys
 
     (tmp_path / "key").write_text("file-key\n")
-    cmd = [sys.executable, "-c", SERVE_SCRIPT, "serve", "--model", "m.pt", "--detector", "scrfd:x.onnx", "--gallery",
-           str(tmp_path / "g.db"), "--port", "0", "--api-key-file", str(tmp_path / "key")]
+    cmd = [
+        sys.executable,
+        "-c",
+        SERVE_SCRIPT,
+        "serve",
+        "--model",
+        "m.pt",
+        "--detector",
+        "scrfd:x.onnx",
+        "--gallery",
+        str(tmp_path / "g.db"),
+        "--port",
+        "0",
+        "--api-key-file",
+        str(tmp_path / "key"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(50):
@@ -448,11 +498,13 @@ def test_cli_serve_with_key_file_stops_cleanly_on_sigterm(tmp_path):
                 break
         assert found, line
         c = Client(int(found.group(1)), key="file-key")
-        assert c.request("POST", "/v1/identify", {"image": b64(png(RED))}) == \
-            (200, {"faces": [{"face": {"detector": "scrfd:x.onnx"}, "matches": []}]})
+        assert c.request("POST", "/v1/identify", {"image": b64(png(RED))}) == (
+            200,
+            {"faces": [{"face": {"detector": "scrfd:x.onnx"}, "matches": []}]},
+        )
         assert Client(int(found.group(1)), key="other").request("GET", "/v1/identities")[0] == 401
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -21,8 +21,17 @@ PFC_CLASSES, RATE = 61, 0.25  # Partial FC keeps k = max(int(rate * shard), glob
 
 
 def test_every_registered_head_is_covered():
-    assert {"softmax", "normface", "cosface", "arcface", "combined", "sphereface", "curricularface", "magface",
-            "adaface"} <= set(NAMES)
+    assert {
+        "softmax",
+        "normface",
+        "cosface",
+        "arcface",
+        "combined",
+        "sphereface",
+        "curricularface",
+        "magface",
+        "adaface",
+    } <= set(NAMES)
 
 
 def test_auto_chunking_follows_the_element_budget():
@@ -57,8 +66,15 @@ def _run(name, chunk, steps=2, sample_rate=1.0, classes=CLASSES):
         loss = clf(emb, labels)
         loss.backward()
         weight_grad = head.weight.grad if sample_rate == 1.0 else clf.sampled.grad
-        out.append({"loss": loss.detach(), "emb": emb.grad, "weight": weight_grad.clone(),
-                    "backbone": backbone.weight.grad.clone(), "buffers": {k: v.clone() for k, v in head.named_buffers()}})
+        out.append(
+            {
+                "loss": loss.detach(),
+                "emb": emb.grad,
+                "weight": weight_grad.clone(),
+                "backbone": backbone.weight.grad.clone(),
+                "buffers": {k: v.clone() for k, v in head.named_buffers()},
+            }
+        )
     return out
 
 
@@ -152,7 +168,8 @@ def _worker(rank, world_size, tmp):
                 loss = clf(ddp(x), y)
                 loss.backward()
                 results[name, chunk, rate] = {
-                    "loss": loss.detach(), "backbone_grad": backbone.weight.grad,
+                    "loss": loss.detach(),
+                    "backbone_grad": backbone.weight.grad,
                     "head_grad": head.weight.grad if rate == 1.0 else clf.sampled.grad,
                     "rows": None if rate == 1.0 else clf.rows + start,
                     "buffers": {k: v.clone() for k, v in head.named_buffers()},
@@ -214,6 +231,9 @@ def test_sharded_chunked_and_partial_fc_equal_single_process(tmp_path, world_siz
                     assert torch.allclose(out[case]["loss"], loss, rtol=0, atol=1e-10), case
                     assert torch.allclose(out[case]["backbone_grad"], backbone_grad, rtol=1e-12, atol=1e-10), case
                     for key, value in buffers.items():  # CurricularFace t, AdaFace stats, SphereFace iteration
-                        assert torch.allclose(out[case]["buffers"][key].double(), value.double(), atol=1e-10), (case, key)
+                        assert torch.allclose(out[case]["buffers"][key].double(), value.double(), atol=1e-10), (
+                            case,
+                            key,
+                        )
                 got = torch.cat([o[case]["head_grad"] for o in outs])
                 assert torch.allclose(got, head_grad, rtol=1e-12, atol=1e-10), case

@@ -1,6 +1,7 @@
 """Sharded classifier: one process equals plain cross-entropy; W gloo ranks equal single-process full-FC training."""
 
 import copy
+import itertools
 import os
 
 import pytest
@@ -19,7 +20,7 @@ def test_shard_ranges_cover_the_classes_once():
     for c, w in [(7, 2), (7, 3), (10, 4), (3, 3)]:
         ranges = [shard_range(c, r, w) for r in range(w)]
         assert ranges[0][0] == 0 and ranges[-1][1] == c
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert max(e - s for s, e in ranges) - min(e - s for s, e in ranges) <= 1
     assert [shard_range(7, r, 2) for r in range(2)] == [(0, 4), (4, 7)]
 
@@ -82,8 +83,15 @@ def _worker(rank, world_size, tmp, name):
     x, y = s["x"][rank * b : (rank + 1) * b], s["labels"][rank * b : (rank + 1) * b]
     loss = clf(backbone(x), y)
     loss.backward()
-    torch.save({"loss": loss.detach(), "backbone_grad": backbone.module.weight.grad,
-                "head_grad": head.weight.grad, "buffers": dict(head.named_buffers())}, f"{tmp}/rank{rank}.pt")
+    torch.save(
+        {
+            "loss": loss.detach(),
+            "backbone_grad": backbone.module.weight.grad,
+            "head_grad": head.weight.grad,
+            "buffers": dict(head.named_buffers()),
+        },
+        f"{tmp}/rank{rank}.pt",
+    )
     dist.barrier()  # results of every rank are on disk
     dist.destroy_process_group()
     # gloo's worker threads occasionally abort during interpreter teardown ("terminate called without an
@@ -92,14 +100,18 @@ def _worker(rank, world_size, tmp, name):
     os._exit(0)
 
 
-@pytest.mark.parametrize("world_size,name", [(2, "arcface"), (2, "cosface"), (2, "magface"), (3, "adaface"), (3, "softmax")])
+@pytest.mark.parametrize(
+    "world_size,name", [(2, "arcface"), (2, "cosface"), (2, "magface"), (3, "adaface"), (3, "softmax")]
+)
 def test_sharded_training_equals_single_process(tmp_path, world_size, name):
     torch.manual_seed(0)
     backbone = torch.nn.Linear(5, DIM).double()
     head = facezoo.create_head(name, DIM, CLASSES).double()
     x = torch.randn(BATCH, 5, dtype=torch.float64) * 3
     labels = torch.randint(0, CLASSES, (BATCH,))
-    torch.save({"backbone": backbone.state_dict(), "head": head.state_dict(), "x": x, "labels": labels}, tmp_path / "setup.pt")
+    torch.save(
+        {"backbone": backbone.state_dict(), "head": head.state_dict(), "x": x, "labels": labels}, tmp_path / "setup.pt"
+    )
     ref_head = copy.deepcopy(head)
     emb = backbone(x)
     expected = F.cross_entropy(ref_head(emb, labels), labels) + ref_head.regularizer(emb)

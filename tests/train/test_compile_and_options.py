@@ -18,8 +18,9 @@ def _losses(history):
 def test_compiled_backbone_trains_like_eager_and_saves_plain_keys(tiny_cfg, tmp_path):
     opts = ("epochs=1", "save_every=2")
     eager = _losses(Trainer(tiny_cfg(f"output={tmp_path}/e", *opts), dataset=TinyFaces()).fit(max_steps=2))
-    t = Trainer(tiny_cfg(f"output={tmp_path}/c", *opts, "compile=true", "compile_backend=aot_eager"),
-                dataset=TinyFaces())
+    t = Trainer(
+        tiny_cfg(f"output={tmp_path}/c", *opts, "compile=true", "compile_backend=aot_eager"), dataset=TinyFaces()
+    )
     compiled = _losses(t.fit(max_steps=2))
     assert len(eager) == len(compiled) == 2
     # step 1: the forward; step 2: after a backward and an update through the compiled graph

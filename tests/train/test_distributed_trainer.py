@@ -13,9 +13,21 @@ from .conftest import TinyFaces
 
 
 def overrides(out):
-    return [f"output={out}", "model.backbone=ir18", "model.input_size=32", "model.embedding_size=32",
-            "model.kwargs={width: 0.25}", "head.name=arcface", "head.kwargs={s: 16, m: 0.2}", "batch_size=8",
-            "epochs=2", "optim.lr=0.05", "log_every=1", "data.num_workers=0", "tensorboard=false"]
+    return [
+        f"output={out}",
+        "model.backbone=ir18",
+        "model.input_size=32",
+        "model.embedding_size=32",
+        "model.kwargs={width: 0.25}",
+        "head.name=arcface",
+        "head.kwargs={s: 16, m: 0.2}",
+        "batch_size=8",
+        "epochs=2",
+        "optim.lr=0.05",
+        "log_every=1",
+        "data.num_workers=0",
+        "tensorboard=false",
+    ]
 
 
 def _free_port() -> int:
@@ -25,13 +37,20 @@ def _free_port() -> int:
 
 
 def _rank(rank, world_size, port, out, max_steps, resume, report):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     t = Trainer(load_config(None, overrides(out)), dataset=TinyFaces(classes=7))
     if resume:
         t.resume(resume)
-        torch.save({"weight": t.head.weight.detach().clone(), "start": t.classifier.start,
-                    "momentum": t.optimizer.state[t.head.weight]["momentum_buffer"].clone()}, f"{report}{rank}.pt")
+        torch.save(
+            {
+                "weight": t.head.weight.detach().clone(),
+                "start": t.classifier.start,
+                "momentum": t.optimizer.state[t.head.weight]["momentum_buffer"].clone(),
+            },
+            f"{report}{rank}.pt",
+        )
     history = t.fit(max_steps=max_steps)
     if rank == 0:
         torch.save([row["train/loss"] for row in history if "train/loss" in row], f"{report}losses.pt")
@@ -42,8 +61,9 @@ def _rank(rank, world_size, port, out, max_steps, resume, report):
 
 def run(world_size, out, max_steps=None, resume=None, report=None):
     report = report or f"{out}/report"
-    torch.multiprocessing.spawn(_rank, args=(world_size, _free_port(), str(out), max_steps, resume, report),
-                                nprocs=world_size)
+    torch.multiprocessing.spawn(
+        _rank, args=(world_size, _free_port(), str(out), max_steps, resume, report), nprocs=world_size
+    )
     return torch.load(f"{report}losses.pt")
 
 
@@ -61,8 +81,8 @@ def test_train_on_two_ranks_resume_on_one_and_three(tmp_path):
     for rank, rows in enumerate([(0, 3), (3, 5), (5, 7)]):
         got = torch.load(f"{tmp_path}/r3_{rank}.pt")
         assert got["start"] == rows[0]
-        assert torch.equal(got["weight"], full[rows[0]:rows[1]])
-        assert torch.equal(got["momentum"], momentum[rows[0]:rows[1]])
+        assert torch.equal(got["weight"], full[rows[0] : rows[1]])
+        assert torch.equal(got["momentum"], momentum[rows[0] : rows[1]])
 
     # and on one process (no process group): the full head, then training goes on to the end
     os.environ.pop("WORLD_SIZE", None)

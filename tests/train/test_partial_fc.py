@@ -41,7 +41,9 @@ def _setup(optim: OptimConfig, rate=0.25, classes=CLASSES):
 
 def _batch(seed, classes=CLASSES):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(BATCH, DIM, dtype=torch.float64, generator=g) * 4, torch.randint(0, classes, (BATCH,), generator=g)
+    return torch.randn(BATCH, DIM, dtype=torch.float64, generator=g) * 4, torch.randint(
+        0, classes, (BATCH,), generator=g
+    )
 
 
 def test_sgd_touches_only_sampled_rows_and_matches_sgd_on_the_sub_matrix():
@@ -89,8 +91,11 @@ def test_adamw_touches_only_sampled_rows_with_a_shared_step_count():
         assert torch.equal(state[key][out], state0[key][out])
     p = torch.nn.Parameter(w0[rows].clone())
     ref = torch.optim.AdamW([p], lr=0.01, weight_decay=0.1)
-    ref.state[p] = {"step": state0["step"].clone(), "exp_avg": state0["exp_avg"][rows].clone(),
-                    "exp_avg_sq": state0["exp_avg_sq"][rows].clone()}
+    ref.state[p] = {
+        "step": state0["step"].clone(),
+        "exp_avg": state0["exp_avg"][rows].clone(),
+        "exp_avg_sq": state0["exp_avg_sq"][rows].clone(),
+    }
     p.grad = grad.clone()
     ref.step()
     torch.testing.assert_close(head.weight.detach()[rows], p.detach(), rtol=0, atol=1e-15)
@@ -114,8 +119,12 @@ def test_sampling_every_row_equals_full_fc():
         torch.testing.assert_close(loss, full_loss.detach(), rtol=0, atol=1e-12)
         torch.testing.assert_close(loss, expected.detach(), rtol=0, atol=1e-12)
         torch.testing.assert_close(head.weight, full_head.weight, rtol=0, atol=1e-14)
-        torch.testing.assert_close(opt.state[head.weight]["momentum_buffer"],
-                                   full_opt.state[full_head.weight]["momentum_buffer"], rtol=0, atol=1e-14)
+        torch.testing.assert_close(
+            opt.state[head.weight]["momentum_buffer"],
+            full_opt.state[full_head.weight]["momentum_buffer"],
+            rtol=0,
+            atol=1e-14,
+        )
 
 
 def test_sample_size_is_host_known_and_keeps_every_positive():
@@ -176,6 +185,9 @@ def test_trainer_partial_fc_with_accumulation_resumes_exactly(tiny_cfg, tmp_path
     # steps 3 and 4 after the resume: the 4th loss shows the 3rd update (lr from the schedule, restored state)
     assert len(full_losses) == 4 and head_part + _losses(resumed.fit(max_steps=4)) == full_losses
     # fp16 (GradScaler over both optimisers) with gradient clipping runs
-    ls = _losses(Trainer(tiny_cfg(f"output={tmp_path}/c", *opts, "precision=fp16", "optim.grad_clip=1.0"),
-                         dataset=data).fit(max_steps=2))
+    ls = _losses(
+        Trainer(tiny_cfg(f"output={tmp_path}/c", *opts, "precision=fp16", "optim.grad_clip=1.0"), dataset=data).fit(
+            max_steps=2
+        )
+    )
     assert len(ls) == 2 and np.isfinite(ls).all()

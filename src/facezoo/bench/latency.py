@@ -67,13 +67,14 @@ def check_parity(reference: np.ndarray, other: np.ndarray, atol: float, what: st
     diff = float(np.abs(reference - other).max())
     tol = atol * max(1.0, float(np.abs(reference).max()))
     if not diff <= tol:
-        raise ModelError(f"{what}: ONNX Runtime output differs from PyTorch by {diff:.3g} (> {tol:.3g}); the "
-                         "latency comparison would time different computations. Check the export (facezoo export).")
+        raise ModelError(
+            f"{what}: ONNX Runtime output differs from PyTorch by {diff:.3g} (> {tol:.3g}); the "
+            "latency comparison would time different computations. Check the export (facezoo export)."
+        )
     return diff
 
 
-def calibrate_batchnorm(net: torch.nn.Module, input_size: int, batches: int = 2, batch: int = 8,
-                        seed: int = 0) -> None:
+def calibrate_batchnorm(net: torch.nn.Module, input_size: int, batches: int = 2, batch: int = 8, seed: int = 0) -> None:
     """Set every BatchNorm's running mean/var to the statistics of random N(0, 1) inputs (cumulative average over
     `batches` forward passes in train mode, no gradients), then eval mode.
 
@@ -121,8 +122,10 @@ def _ort_session(path: Path, device: torch.device, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
-        raise ConfigError(f"onnxruntime has no {provider} here (available: {ort.get_available_providers()}); "
-                          "install onnxruntime-gpu for --device cuda.")
+        raise ConfigError(
+            f"onnxruntime has no {provider} here (available: {ort.get_available_providers()}); "
+            "install onnxruntime-gpu for --device cuda."
+        )
     options = [{"device_id": device.index or 0}] if device.type == "cuda" else [{}]
     return ort.InferenceSession(str(path), opts, providers=[provider], provider_options=options)
 
@@ -147,10 +150,21 @@ def _ort_call(sess, x: np.ndarray, device: torch.device):
     return call
 
 
-def bench_latency(backbones=("mobilefacenet", "ir18", "ir50"), batch_sizes=(1, 32), threads: int | None = None,
-                  warmup: int = 5, iters: int = 20, device: str = "cpu", input_size: int = 112,
-                  embedding_size: int = 512, backbone_kwargs: dict | None = None, runtimes=RUNTIMES,
-                  atol: float = 1e-3, seed: int = 0, log=None) -> list[dict]:
+def bench_latency(
+    backbones=("mobilefacenet", "ir18", "ir50"),
+    batch_sizes=(1, 32),
+    threads: int | None = None,
+    warmup: int = 5,
+    iters: int = 20,
+    device: str = "cpu",
+    input_size: int = 112,
+    embedding_size: int = 512,
+    backbone_kwargs: dict | None = None,
+    runtimes=RUNTIMES,
+    atol: float = 1e-3,
+    seed: int = 0,
+    log=None,
+) -> list[dict]:
     """One row per (backbone, batch size, runtime): {backbone, params_m, gflops (per image), runtime, device,
     batch, threads, warmup, iters, median_ms, p90_ms (per batch), ms_per_image, images_per_s, parity_max_abs_diff}.
     """
@@ -178,19 +192,51 @@ def bench_latency(backbones=("mobilefacenet", "ir18", "ir50"), batch_sizes=(1, 3
     try:
         with tempfile.TemporaryDirectory(prefix="facezoo-latency-") as tmp:
             for name in backbones:
-                rows += _bench_backbone(name, batch_sizes, threads, warmup, iters, dev, input_size, embedding_size,
-                                        backbone_kwargs or {}, runtimes, atol, seed, Path(tmp), sync, log,
-                                        export_onnx)
+                rows += _bench_backbone(
+                    name,
+                    batch_sizes,
+                    threads,
+                    warmup,
+                    iters,
+                    dev,
+                    input_size,
+                    embedding_size,
+                    backbone_kwargs or {},
+                    runtimes,
+                    atol,
+                    seed,
+                    Path(tmp),
+                    sync,
+                    log,
+                    export_onnx,
+                )
     finally:
         torch.set_num_threads(previous_threads)
     return rows
 
 
-def _bench_backbone(name, batch_sizes, threads, warmup, iters, dev, input_size, embedding_size, kwargs, runtimes,
-                    atol, seed, tmp, sync, log, export_onnx) -> list[dict]:
+def _bench_backbone(
+    name,
+    batch_sizes,
+    threads,
+    warmup,
+    iters,
+    dev,
+    input_size,
+    embedding_size,
+    kwargs,
+    runtimes,
+    atol,
+    seed,
+    tmp,
+    sync,
+    log,
+    export_onnx,
+) -> list[dict]:
     torch.manual_seed(seed)
-    meta = ModelMeta(backbone=name, backbone_kwargs=dict(kwargs), embedding_size=embedding_size,
-                     input_size=(input_size, input_size))
+    meta = ModelMeta(
+        backbone=name, backbone_kwargs=dict(kwargs), embedding_size=embedding_size, input_size=(input_size, input_size)
+    )
     embedder = Embedder(meta.build_backbone(), meta).eval()
     net = embedder.backbone
     calibrate_batchnorm(net, input_size, seed=seed)
@@ -213,13 +259,17 @@ def _bench_backbone(name, batch_sizes, threads, warmup, iters, dev, input_size, 
         with torch.inference_mode():
             reference = net(xd).float().cpu().numpy()
         if not np.isfinite(reference).all():
-            raise ModelError(f"{name} batch {batch}: PyTorch output has NaN/inf with random weights; timings of "
-                             "non-finite arithmetic are not representative.")
+            raise ModelError(
+                f"{name} batch {batch}: PyTorch output has NaN/inf with random weights; timings of "
+                "non-finite arithmetic are not representative."
+            )
         calls, parity = {}, None
         if "torch" in runtimes:
+
             def eager(xd=xd):
                 with torch.inference_mode():
                     return net(xd)
+
             calls["torch"] = eager
         if sessions:
             ort_call = _ort_call(sessions["session"], x.numpy(), dev)
@@ -231,24 +281,40 @@ def _bench_backbone(name, batch_sizes, threads, warmup, iters, dev, input_size, 
             log(f"{name} batch {batch}: timing {RUNTIME_LABELS[runtime]} ({warmup} warm-up, {iters} timed)")
             times = _time(calls[runtime], sync, warmup, iters)
             median = statistics.median(times)
-            rows.append({
-                "backbone": name, "params_m": params, "gflops": gflops, "runtime": runtime, "device": str(dev),
-                "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                "batch": batch, "threads": threads, "warmup": warmup, "iters": iters, "median_ms": median,
-                "p90_ms": percentile(times, 90), "ms_per_image": median / batch,
-                "images_per_s": 1000.0 * batch / median, "parity_max_abs_diff": parity,
-            })
+            rows.append(
+                {
+                    "backbone": name,
+                    "params_m": params,
+                    "gflops": gflops,
+                    "runtime": runtime,
+                    "device": str(dev),
+                    "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                    "batch": batch,
+                    "threads": threads,
+                    "warmup": warmup,
+                    "iters": iters,
+                    "median_ms": median,
+                    "p90_ms": percentile(times, 90),
+                    "ms_per_image": median / batch,
+                    "images_per_s": 1000.0 * batch / median,
+                    "parity_max_abs_diff": parity,
+                }
+            )
     return rows
 
 
 def format_latency_table(rows: list[dict]) -> str:
     """A markdown table: one row per (backbone, batch, runtime)."""
-    head = ("| backbone | params (M) | GFLOPs | runtime | batch | median ms | p90 ms | ms / image | images/s |\n"
-            "|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    head = (
+        "| backbone | params (M) | GFLOPs | runtime | batch | median ms | p90 ms | ms / image | images/s |\n"
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
         gflops = "-" if r["gflops"] is None else f"{r['gflops']:.2f}"
-        lines.append(f"| {r['backbone']} | {r['params_m']:.2f} | {gflops} | {RUNTIME_LABELS[r['runtime']]} | "
-                     f"{r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['ms_per_image']:.2f} | "
-                     f"{r['images_per_s']:,.0f} |")
+        lines.append(
+            f"| {r['backbone']} | {r['params_m']:.2f} | {gflops} | {RUNTIME_LABELS[r['runtime']]} | "
+            f"{r['batch']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['ms_per_image']:.2f} | "
+            f"{r['images_per_s']:,.0f} |"
+        )
     return "\n".join(lines)

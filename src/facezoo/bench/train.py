@@ -24,8 +24,18 @@ class _ClassesOnly:
         return self.size
 
 
-def bench_train(backbone="ir50", batch_size=512, classes=93431, sample_rate=1.0, data="synthetic", steps=50,
-                warmup=10, overrides=(), compile=None, chunk_size=None) -> dict:
+def bench_train(
+    backbone="ir50",
+    batch_size=512,
+    classes=93431,
+    sample_rate=1.0,
+    data="synthetic",
+    steps=50,
+    warmup=10,
+    overrides=(),
+    compile=None,
+    chunk_size=None,
+) -> dict:
     """Images/s over `steps` optimiser steps after `warmup`, and peak GPU memory (GiB, CUDA only).
 
     compile: None (the config's, default off), False, True or a torch.compile mode; chunk_size: None (the
@@ -35,21 +45,35 @@ def bench_train(backbone="ir50", batch_size=512, classes=93431, sample_rate=1.0,
 
     from ..train.trainer import Trainer
 
-    extra = [*(() if compile is None else [f"compile={'true' if compile is True else compile}"]),
-             *(() if chunk_size is None else [f"head.chunk_size={chunk_size}"])]
+    extra = [
+        *(() if compile is None else [f"compile={'true' if compile is True else compile}"]),
+        *(() if chunk_size is None else [f"head.chunk_size={chunk_size}"]),
+    ]
     with tempfile.TemporaryDirectory(prefix="facezoo-bench-") as output:
-        return _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup,
-                      [*overrides, *extra], output)
+        return _bench(
+            Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, [*overrides, *extra], output
+        )
 
 
 def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output) -> dict:
 
     synthetic = data == "synthetic"
-    cfg = load_config(None, [
-        "head.kwargs={s: 64.0, m: 0.5}", "precision=bf16", "tensorboard=false", "save_every=1000000000",
-        "log_every=1000000000", *overrides, f"model.backbone={backbone}", f"batch_size={batch_size}",
-        f"head.sample_rate={sample_rate}", f"output={output}", *(() if synthetic else [f"data.train={data}"]),
-    ])
+    cfg = load_config(
+        None,
+        [
+            "head.kwargs={s: 64.0, m: 0.5}",
+            "precision=bf16",
+            "tensorboard=false",
+            "save_every=1000000000",
+            "log_every=1000000000",
+            *overrides,
+            f"model.backbone={backbone}",
+            f"batch_size={batch_size}",
+            f"head.sample_rate={sample_rate}",
+            f"output={output}",
+            *(() if synthetic else [f"data.train={data}"]),
+        ],
+    )
     world = world_from_env().world_size  # under torchrun: the global batch
     dataset = _ClassesOnly(batch_size * world * (steps + warmup), classes) if synthetic else None
     trainer = Trainer(cfg, dataset=dataset, verbose=False)
@@ -83,10 +107,19 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     trainer.close()
     return {
-        "backbone": backbone, "batch_size": batch_size, "classes": trainer.num_classes, "sample_rate": sample_rate,
-        "data": "synthetic" if synthetic else str(data), "precision": cfg.precision, "device": str(device),
-        "compile": cfg.compile, "chunk_size": cfg.head.chunk_size,
+        "backbone": backbone,
+        "batch_size": batch_size,
+        "classes": trainer.num_classes,
+        "sample_rate": sample_rate,
+        "data": "synthetic" if synthetic else str(data),
+        "precision": cfg.precision,
+        "device": str(device),
+        "compile": cfg.compile,
+        "chunk_size": cfg.head.chunk_size,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "world_size": world, "steps": steps, "seconds": seconds,
-        "images_per_s": steps * batch_size * world / seconds, "peak_gib": peak,
+        "world_size": world,
+        "steps": steps,
+        "seconds": seconds,
+        "images_per_s": steps * batch_size * world / seconds,
+        "peak_gib": peak,
     }

@@ -12,8 +12,23 @@ import sys
 from ..errors import FacezooError
 
 COMMANDS = (
-    "data", "train", "eval", "eval-ijb", "eval-megaface", "export", "bench", "models",
-    "detect", "align", "embed", "verify", "identify", "gallery", "calibrate", "serve", "list",
+    "data",
+    "train",
+    "eval",
+    "eval-ijb",
+    "eval-megaface",
+    "export",
+    "bench",
+    "models",
+    "detect",
+    "align",
+    "embed",
+    "verify",
+    "identify",
+    "gallery",
+    "calibrate",
+    "serve",
+    "list",
 )
 
 

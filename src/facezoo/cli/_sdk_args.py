@@ -8,27 +8,48 @@ from pathlib import Path
 
 
 def add_detector_args(p) -> None:
-    p.add_argument("--detector", default="mtcnn", metavar="SPEC",
-                   help="mtcnn (default; weights from `facezoo models fetch mtcnn`), scrfd:/path/det_10g.onnx "
-                        "or retinaface:/path/model.onnx")
+    p.add_argument(
+        "--detector",
+        default="mtcnn",
+        metavar="SPEC",
+        help="mtcnn (default; weights from `facezoo models fetch mtcnn`), scrfd:/path/det_10g.onnx "
+        "or retinaface:/path/model.onnx",
+    )
     p.add_argument("--max-faces", type=int, default=None, metavar="N", help="keep at most N faces per image")
-    p.add_argument("--min-score", type=float, default=0.5, metavar="S",
-                   help="drop detections with a score below S (default 0.5)")
+    p.add_argument(
+        "--min-score", type=float, default=0.5, metavar="S", help="drop detections with a score below S (default 0.5)"
+    )
 
 
 def add_device_arg(p) -> None:
-    p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (cuda if available, default), cpu, cuda or cuda:N; cuda without CUDA is an error")
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto (cuda if available, default), cpu, cuda or cuda:N; cuda without CUDA is an error",
+    )
 
 
 def add_model_args(p, required: bool = True) -> None:
-    p.add_argument("--model", required=required, metavar="M",
-                   help="facezoo model.pt / checkpoint.pt, or an .onnx recognition model")
-    p.add_argument("--mean", type=float, default=None, help="pixel mean, for ONNX files without facezoo metadata "
-                   "(127.5 for insightface w600k_r50.onnx)")
+    p.add_argument(
+        "--model",
+        required=required,
+        metavar="M",
+        help="facezoo model.pt / checkpoint.pt, or an .onnx recognition model",
+    )
+    p.add_argument(
+        "--mean",
+        type=float,
+        default=None,
+        help="pixel mean, for ONNX files without facezoo metadata (127.5 for insightface w600k_r50.onnx)",
+    )
     p.add_argument("--std", type=float, default=None, help="pixel std, for ONNX files without facezoo metadata")
-    p.add_argument("--channel-order", choices=("RGB", "BGR"), default=None,
-                   help="channel order, for ONNX files without facezoo metadata")
+    p.add_argument(
+        "--channel-order",
+        choices=("RGB", "BGR"),
+        default=None,
+        help="channel order, for ONNX files without facezoo metadata",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
 
 
@@ -51,9 +72,15 @@ def build_analyzer(args, recognizer: bool = True, crop_size=None):
 
     model = getattr(args, "model", None) if recognizer else None
     fa = FaceAnalyzer(
-        getattr(args, "detector", "mtcnn"), model, device=args.device, max_faces=getattr(args, "max_faces", None),
-        min_det_score=getattr(args, "min_score", 0.5), batch_size=getattr(args, "batch_size", 32),
-        crop_size=crop_size, mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+        getattr(args, "detector", "mtcnn"),
+        model,
+        device=args.device,
+        max_faces=getattr(args, "max_faces", None),
+        min_det_score=getattr(args, "min_score", 0.5),
+        batch_size=getattr(args, "batch_size", 32),
+        crop_size=crop_size,
+        mean=getattr(args, "mean", None),
+        std=getattr(args, "std", None),
         channel_order=getattr(args, "channel_order", None),
     )
     if fa.recognizer is not None:
@@ -84,6 +111,8 @@ def unique_stems(paths) -> None:
     seen: dict[str, Path] = {}
     for p in map(Path, paths):
         if p.stem in seen and seen[p.stem] != p:
-            raise ConfigError(f"{seen[p.stem]} and {p} have the same name '{p.stem}', so their outputs would "
-                              "collide; run them into separate --out folders.")
+            raise ConfigError(
+                f"{seen[p.stem]} and {p} have the same name '{p.stem}', so their outputs would "
+                "collide; run them into separate --out folders."
+            )
         seen[p.stem] = p

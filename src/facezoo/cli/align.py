@@ -5,16 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._sdk_args import add_detector_args, add_device_arg, build_analyzer, check_files, face_dict, print_json, \
-    unique_stems
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    build_analyzer,
+    check_files,
+    face_dict,
+    print_json,
+    unique_stems,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("align", help="detect and write aligned face crops", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the crops")
-    p.add_argument("--size", type=int, nargs="+", default=[112], metavar="N",
-                   help="crop size: N (square) or H W (default 112; 112 96 gives the SphereFace-era crop)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[112],
+        metavar="N",
+        help="crop size: N (square) or H W (default 112; 112 96 gives the SphereFace-era crop)",
+    )
     add_detector_args(p)
     add_device_arg(p)
     p.set_defaults(func=run)

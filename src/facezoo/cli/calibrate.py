@@ -17,20 +17,34 @@ from ._sdk_args import add_device_arg, check_files, log, print_json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("calibrate", help="verification thresholds by target FAR, saved in the model",
-                       description=__doc__)
+    p = sub.add_parser(
+        "calibrate", help="verification thresholds by target FAR, saved in the model", description=__doc__
+    )
     p.add_argument("model", metavar="MODEL", help="facezoo .pt or .onnx recognition model")
     p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE", help="InsightFace .bin pair sets")
-    p.add_argument("--folder", dest="folders", nargs="+", default=[], metavar="DIR",
-                   help="folders of aligned crops, one sub-folder per person (all pairs are used)")
-    p.add_argument("--far", type=float, nargs="+", default=None, metavar="FAR",
-                   help="target FARs (default: those of 1e-2 ... 1e-6 the pairs support)")
+    p.add_argument(
+        "--folder",
+        dest="folders",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders of aligned crops, one sub-folder per person (all pairs are used)",
+    )
+    p.add_argument(
+        "--far",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="FAR",
+        help="target FARs (default: those of 1e-2 ... 1e-6 the pairs support)",
+    )
     p.add_argument("--out", default=None, metavar="FILE", help="calibrated copy (default MODEL_calibrated.<ext>)")
     p.add_argument("--flip", action="store_true", help="score e(x) + e(flip x) instead of single-view embeddings")
     p.add_argument("--mean", type=float, default=None, help="for ONNX files without facezoo metadata")
     p.add_argument("--std", type=float, default=None, help="for ONNX files without facezoo metadata")
-    p.add_argument("--channel-order", choices=("RGB", "BGR"), default=None,
-                   help="for ONNX files without facezoo metadata")
+    p.add_argument(
+        "--channel-order", choices=("RGB", "BGR"), default=None, help="for ONNX files without facezoo metadata"
+    )
     p.add_argument("--batch-size", type=int, default=128, help="faces per forward pass (default 128)")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -46,8 +60,9 @@ def run(args) -> int:
     check_files(args.bins)
     model = Path(args.model)
     out = Path(args.out) if args.out else model.with_name(f"{model.stem}_calibrated{model.suffix}")
-    rec = load_recognizer(model, args.device, mean=args.mean, std=args.std, channel_order=args.channel_order,
-                          batch_size=args.batch_size)
+    rec = load_recognizer(
+        model, args.device, mean=args.mean, std=args.std, channel_order=args.channel_order, batch_size=args.batch_size
+    )
     log(rec.describe())
     result = calibrate(rec, bins=args.bins, folders=args.folders, fars=args.far, flip=args.flip)
     write_thresholds(model, result["thresholds"], out)

@@ -21,8 +21,10 @@ def _pack(args) -> int:
     from ..data.pack import pack
 
     r = pack(args.src, args.out_dir, image_size=args.image_size, quality=args.quality)
-    print(f"packed {r['images']} images of {r['identities']} identities into {r['out_dir']} "
-          f"(train.rec, train.idx, property {r['image_size'][0]}x{r['image_size'][1]})")
+    print(
+        f"packed {r['images']} images of {r['identities']} identities into {r['out_dir']} "
+        f"(train.rec, train.idx, property {r['image_size'][0]}x{r['image_size'][1]})"
+    )
     return 0
 
 
@@ -54,23 +56,35 @@ def _synth(args) -> int:
     from ..data.synthetic import synthesize
 
     extra = {} if args.val_identities is None else {"val_identities": args.val_identities}
-    r = synthesize(args.out_dir, identities=args.identities, images_per_identity=args.images_per_identity,
-                   seed=args.seed, image_size=args.image_size, **extra)
+    r = synthesize(
+        args.out_dir,
+        identities=args.identities,
+        images_per_identity=args.images_per_identity,
+        seed=args.seed,
+        image_size=args.image_size,
+        **extra,
+    )
     print(f"synthesised into {args.out_dir}: " + ", ".join(f"{k}={v}" for k, v in r.items()))
     return 0
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="convert and inspect datasets",
-                                   description="Convert between dataset formats and check datasets.")
+    parser = subparsers.add_parser(
+        "data", help="convert and inspect datasets", description="Convert between dataset formats and check datasets."
+    )
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("pack", help="image folder or list file -> train.rec/train.idx/property")
     p.add_argument("src", help="folder with one sub-folder per identity, or a 'relative/path label' list file")
     p.add_argument("out_dir")
-    p.add_argument("--image-size", type=_size, default=None, metavar="H[xW]",
-                   help="resize (bilinear) and re-encode images of another size; default: store bytes unchanged")
+    p.add_argument(
+        "--image-size",
+        type=_size,
+        default=None,
+        metavar="H[xW]",
+        help="resize (bilinear) and re-encode images of another size; default: store bytes unchanged",
+    )
     p.add_argument("--quality", type=int, default=None, help="JPEG quality when re-encoding (default 95)")
     p.set_defaults(func=_pack)
 
@@ -95,7 +109,11 @@ def register(subparsers) -> None:
     p.add_argument("--identities", type=int, required=True)
     p.add_argument("--images-per-identity", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-identities", type=int, default=None,
-                   help="identities held out for the verification sets (default: the generator's)")
+    p.add_argument(
+        "--val-identities",
+        type=int,
+        default=None,
+        help="identities held out for the verification sets (default: the generator's)",
+    )
     p.add_argument("--image-size", type=int, default=112)
     p.set_defaults(func=_synth)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._sdk_args import add_detector_args, add_device_arg, build_analyzer, check_files, face_dict, print_json, \
-    unique_stems
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    build_analyzer,
+    check_files,
+    face_dict,
+    print_json,
+    unique_stems,
+)
 
 ANNOTATED = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 

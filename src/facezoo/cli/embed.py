@@ -7,8 +7,15 @@ float32 (N, D) .npy; each face's "row" in the JSON is its index there.
 
 from __future__ import annotations
 
-from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, face_dict, \
-    print_json
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    add_model_args,
+    build_analyzer,
+    check_files,
+    face_dict,
+    print_json,
+)
 
 
 def register(sub) -> None:

@@ -12,23 +12,48 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)",
-                       description=__doc__)
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files, or .onnx files from facezoo export")
-    p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE",
-                   help="InsightFace .bin pair sets, e.g. lfw.bin cfp_fp.bin agedb_30.bin")
-    p.add_argument("--pairs", nargs="+", default=[], metavar="NAME:ROOT",
-                   help="official pair lists, e.g. lfw:/data/lfw calfw:/data/calfw rfw_asian:/data/RFW "
-                        "(names: lfw calfw cplfw cfp_fp cfp_ff rfw_african rfw_asian rfw_caucasian rfw_indian)")
+    p = sub.add_parser(
+        "eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)", description=__doc__
+    )
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="facezoo model.pt / checkpoint.pt files, or .onnx files from facezoo export",
+    )
+    p.add_argument(
+        "--bin",
+        dest="bins",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="InsightFace .bin pair sets, e.g. lfw.bin cfp_fp.bin agedb_30.bin",
+    )
+    p.add_argument(
+        "--pairs",
+        nargs="+",
+        default=[],
+        metavar="NAME:ROOT",
+        help="official pair lists, e.g. lfw:/data/lfw calfw:/data/calfw rfw_asian:/data/RFW "
+        "(names: lfw calfw cplfw cfp_fp cfp_ff rfw_african rfw_asian rfw_caucasian rfw_indian)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10, the protocol)")
-    p.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean",
-                   help="euclidean: InsightFace protocol (default); cosine: cosine-threshold variant")
+    p.add_argument(
+        "--metric",
+        choices=("euclidean", "cosine"),
+        default="euclidean",
+        help="euclidean: InsightFace protocol (default); cosine: cosine-threshold variant",
+    )
     p.add_argument("--out", metavar="DIR", default=None, help="write results.json, results.csv and roc.png here")
     cache = p.add_mutually_exclusive_group()
-    cache.add_argument("--cache-dir", metavar="DIR", default=None,
-                       help="feature cache folder (default: $FACEZOO_HOME/features); a rerun embeds nothing new")
+    cache.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="feature cache folder (default: $FACEZOO_HOME/features); a rerun embeds nothing new",
+    )
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.set_defaults(func=run)
 
@@ -65,8 +90,8 @@ def _pairs_key(spec: str, pairset) -> str:
 def run(args) -> int:
 
     from ..device import resolve_device
-    from ..eval.models import load_embedder
     from ..errors import ConfigError
+    from ..eval.models import load_embedder
     from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
     from ..eval.verification import bin_sets, evaluate_sets, keyed
@@ -79,16 +104,18 @@ def run(args) -> int:
     sets = bin_sets(args.bins)
     for spec in args.pairs:
         pairset = read_pairs(spec)  # parses the list and checks every image exists before any model runs
-        sets[spec.partition(":")[0].strip().lower()] = keyed(lambda size, ps=pairset: load_pair_images(ps, size),
-                                                             _pairs_key(spec, pairset))
+        sets[spec.partition(":")[0].strip().lower()] = keyed(
+            lambda size, ps=pairset: load_pair_images(ps, size), _pairs_key(spec, pairset)
+        )
     device = resolve_device(args.device)
     models = {}
     for name, path in zip(model_names(args.checkpoints), args.checkpoints):
         models[name] = load_embedder(path, device)
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else features_dir()
-    results = evaluate_sets(models, sets, args.batch_size, device, args.nfolds, args.metric, log=log,
-                            cache_dir=cache_dir)
+    results = evaluate_sets(
+        models, sets, args.batch_size, device, args.nfolds, args.metric, log=log, cache_dir=cache_dir
+    )
     for per_set in results.values():
         races = {rfw_race(k.removeprefix("rfw_")): v for k, v in per_set.items() if k.startswith("rfw_")}
         if races:

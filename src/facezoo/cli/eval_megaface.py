@@ -15,34 +15,64 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval-megaface", help="MegaFace challenge 1 identification / verification (raw and cleaned)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "eval-megaface",
+        help="MegaFace challenge 1 identification / verification (raw and cleaned)",
+        description=__doc__,
+    )
     p.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt files")
     p.add_argument("--root", required=True, help="MegaFace folder: devkit templatelists/ or the InsightFace test pack")
-    p.add_argument("--features", nargs="+", default=[], metavar="DIR",
-                   help="devkit feature folders (facescrub/ + megaface/ of <image><ending> files) to evaluate")
+    p.add_argument(
+        "--features",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="devkit feature folders (facescrub/ + megaface/ of <image><ending> files) to evaluate",
+    )
     p.add_argument("--feature-ending", default=None, help="feature file ending, e.g. _insightface.bin (default: found)")
-    p.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N",
-                   help="distractor counts (default: every size with a list, e.g. 10 100 ... 1000000)")
-    p.add_argument("--clean", action="store_true", help="require the noise lists and report cleaned results "
-                   "(they are reported anyway when the lists are there)")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="N",
+        help="distractor counts (default: every size with a list, e.g. 10 100 ... 1000000)",
+    )
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="require the noise lists and report cleaned results (they are reported anyway when the lists are there)",
+    )
     p.add_argument("--no-clean", action="store_true", help="report raw results only")
-    p.add_argument("--noise-dir", default=None, help="folder of facescrub_noises.txt / megaface_noises.txt "
-                   "(default: --root)")
+    p.add_argument(
+        "--noise-dir", default=None, help="folder of facescrub_noises.txt / megaface_noises.txt (default: --root)"
+    )
     p.add_argument("--probe-root", default=None, help="FaceScrub image folder (default: <root>/facescrub_images)")
     p.add_argument("--distractor-root", default=None, help="MegaFace image folder (default: <root>/megaface_images)")
-    p.add_argument("--masked", default=None, metavar="DIR",
-                   help="MegaFace-mask: folder of masked FaceScrub probes (same structure as the probe folder)")
+    p.add_argument(
+        "--masked",
+        default=None,
+        metavar="DIR",
+        help="MegaFace-mask: folder of masked FaceScrub probes (same structure as the probe folder)",
+    )
     p.add_argument("--metric", choices=("cosine", "l2"), default="cosine")
     p.add_argument("--far", type=float, default=1e-6, help="verification FAR (default 1e-6)")
     p.add_argument("--no-flip", action="store_true", help="embed the image only (default: image + flip)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--search", choices=("torch", "faiss"), default="torch",
-                   help="exact search: blockwise torch on --device (default) or a faiss flat index (CPU)")
+    p.add_argument(
+        "--search",
+        choices=("torch", "faiss"),
+        default="torch",
+        help="exact search: blockwise torch on --device (default) or a faiss flat index (CPU)",
+    )
     p.add_argument("--out", metavar="DIR", default=None, help="write results.json, results.csv, cmc.png here")
-    p.add_argument("--write-features", metavar="DIR", default=None,
-                   help="also write the extracted features as devkit feature files (one sub-folder per model)")
+    p.add_argument(
+        "--write-features",
+        metavar="DIR",
+        default=None,
+        help="also write the extracted features as devkit feature files (one sub-folder per model)",
+    )
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--cache-dir", default=None, help="feature cache folder (default: $FACEZOO_HOME/features)")
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -52,9 +82,9 @@ def register(sub) -> None:
 def run(args) -> int:
 
     from ..device import resolve_device
-    from ..eval.models import load_embedder
     from ..errors import ConfigError
     from ..eval import megaface_data as md
+    from ..eval.models import load_embedder
     from ..eval.report import format_table, plot_cmc, write_csv, write_json
     from ..paths import features_dir
     from ..train.distributed import world_from_env
@@ -69,7 +99,7 @@ def run(args) -> int:
     world = world_from_env()
     if args.no_cache and world.distributed:
         raise ConfigError("torchrun ranks share features through the cache; drop --no-cache (or use --cache-dir)")
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     lists = md.read_lists(args.root, args.sizes, args.noise_dir)
     clean = False if args.no_clean else (True if args.clean else None)
     if args.checkpoints:  # check every listed image before a model loads
@@ -88,9 +118,18 @@ def run(args) -> int:
     for name, src in zip(names, [*args.checkpoints, *args.features]):
         if src in args.checkpoints:
             model = load_embedder(src, device)
-            feats = md.embed_megaface(model, lists, probe_dir, dist_dir, masked_dir=masked_dir,
-                                      flip=not args.no_flip, batch_size=args.batch_size, device=device,
-                                      cache_dir=cache_dir, log=log)
+            feats = md.embed_megaface(
+                model,
+                lists,
+                probe_dir,
+                dist_dir,
+                masked_dir=masked_dir,
+                flip=not args.no_flip,
+                batch_size=args.batch_size,
+                device=device,
+                cache_dir=cache_dir,
+                log=log,
+            )
             del model
             if not world.is_main:
                 continue
@@ -102,14 +141,17 @@ def run(args) -> int:
             if not world.is_main:
                 continue
             feats = md.read_feature_dir(src, lists, args.feature_ending, masked=bool(args.masked))
-        result = md.evaluate_lists(lists, *feats, clean=clean, metric=args.metric, far=args.far, device=device,
-                                   search=args.search, log=log)
+        result = md.evaluate_lists(
+            lists, *feats, clean=clean, metric=args.metric, far=args.far, device=device, search=args.search, log=log
+        )
         table[name] = md.summary(result, args.far, prefix)
         full[name] = {"benchmarks": table[name], **result}
     if not world.is_main:
         return 0
-    print(f"{prefix}: {len(lists.probe_paths):,} probes, distractor sizes {lists.sizes}, {args.metric}, "
-          f"{lists.layout} lists ({lists.probe_list})")
+    print(
+        f"{prefix}: {len(lists.probe_paths):,} probes, distractor sizes {lists.sizes}, {args.metric}, "
+        f"{lists.layout} lists ({lists.probe_list})"
+    )
     print(format_table(table))
     if args.out:
         out = Path(args.out)
@@ -128,6 +170,8 @@ def run(args) -> int:
                     cmc[f"{name}{tag}"] = (ranks, [top[f"rank{r}"] for r in ranks])
         plot_cmc(out / "cmc.png", cmc, xlabel="rank")
         plot_cmc(out / "rank1_vs_distractors.png", rank1, xlabel="distractors")
-        print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'cmc.png'}, "
-              f"{out / 'rank1_vs_distractors.png'}")
+        print(
+            f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'cmc.png'}, "
+            f"{out / 'rank1_vs_distractors.png'}"
+        )
     return 0

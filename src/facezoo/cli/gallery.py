@@ -1,24 +1,27 @@
 """`facezoo gallery ACTION G.db ...`: a persistent gallery of identities (one SQLite file).
 
-  enroll G.db FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
-  add G.db NAME IMAGES... --model M [--replace]
-  remove G.db NAME
-  list G.db
-  index G.db --kind ivf|hnsw [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
-        [--queries 1000]
-       build an approximate (faiss) index and time it; --recall measures recall@k of its entries against exact
-       search, with stored embeddings as queries. The index lives in memory: `identify` searches exactly.
+enroll G.db FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
+add G.db NAME IMAGES... --model M [--replace]
+remove G.db NAME
+list G.db
+index G.db --kind ivf|hnsw [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
+      [--queries 1000]
+     build an approximate (faiss) index and time it; --recall measures recall@k of its entries against exact
+     search, with stored embeddings as queries. The index lives in memory: `identify` searches exactly.
 """
 
 from __future__ import annotations
 
-from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, \
-    print_json
+from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, print_json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("gallery", help="enroll, add, remove, list identities; approximate index recall",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "gallery",
+        help="enroll, add, remove, list identities; approximate index recall",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     e = actions.add_parser("enroll", help="enroll FOLDER/<name>/<image>")
     e.add_argument("gallery", metavar="G.db")
@@ -42,8 +45,12 @@ def register(sub) -> None:
     ix.add_argument("gallery", metavar="G.db")
     ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
     ix.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched per query (default 16)")
-    ix.add_argument("--ef-construction", type=int, default=40,
-                    help="hnsw: build candidates (default 40; 128 for higher recall on large galleries)")
+    ix.add_argument(
+        "--ef-construction",
+        type=int,
+        default=40,
+        help="hnsw: build candidates (default 40; 128 for higher recall on large galleries)",
+    )
     ix.add_argument("--ef-search", type=int, default=128, help="hnsw: search candidates (default 128)")
     ix.add_argument("--recall", action="store_true", help="measure recall@k against exact search")
     ix.add_argument("--k", type=int, default=10, help="k of recall@k (default 10)")
@@ -72,8 +79,14 @@ def _enroll(args) -> int:
     result = fa.enroll_folder(args.gallery, args.folder, replace=args.replace)
     for path, message in result.errors:
         log(f"skipped {path}: {message}")
-    print_json({"gallery": str(args.gallery), "identities": result.identities, "images": result.images,
-                "errors": [{"path": p, "message": m} for p, m in result.errors]})
+    print_json(
+        {
+            "gallery": str(args.gallery),
+            "identities": result.identities,
+            "images": result.images,
+            "errors": [{"path": p, "message": m} for p, m in result.errors],
+        }
+    )
     return 0
 
 
@@ -95,8 +108,15 @@ def _remove(args) -> int:
 def _list(args) -> int:
     with _open(args.gallery) as g:
         ids = [{"name": name, "entries": g.count(name)} for name in g.identities()]
-        print_json({"gallery": str(args.gallery), "identities": ids, "faces": len(g),
-                    "embedding_size": g.embedding_size, "model_key": g.model_key})
+        print_json(
+            {
+                "gallery": str(args.gallery),
+                "identities": ids,
+                "faces": len(g),
+                "embedding_size": g.embedding_size,
+                "model_key": g.model_key,
+            }
+        )
     return 0
 
 
@@ -114,8 +134,12 @@ def _index(args) -> int:
             raise ConfigError(f"{args.gallery}: the gallery is empty; enroll identities first.")
         t0 = time.perf_counter()
         g.build_index(args.kind, nprobe=args.nprobe, ef_search=args.ef_search, ef_construction=args.ef_construction)
-        record = {"gallery": str(args.gallery), "kind": args.kind, "entries": len(g),
-                  "build_s": round(time.perf_counter() - t0, 4)}
+        record = {
+            "gallery": str(args.gallery),
+            "kind": args.kind,
+            "entries": len(g),
+            "build_s": round(time.perf_counter() - t0, 4),
+        }
         if args.recall:
             vectors = np.concatenate([np.stack([e.embedding for e in g.entries(n)]) for n in g.identities()])
             rng = np.random.default_rng(0)

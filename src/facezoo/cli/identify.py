@@ -4,8 +4,15 @@ threshold when --far or --threshold is given)."""
 
 from __future__ import annotations
 
-from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, face_dict, \
-    print_json
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    add_model_args,
+    build_analyzer,
+    check_files,
+    face_dict,
+    print_json,
+)
 
 
 def register(sub) -> None:

@@ -9,13 +9,18 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="fetch pretrained model files (e.g. mtcnn) and list what is installed",
-                       description=__doc__)
+    p = sub.add_parser(
+        "models", help="fetch pretrained model files (e.g. mtcnn) and list what is installed", description=__doc__
+    )
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     f = msub.add_parser("fetch", help="download a model's files into the model cache")
     f.add_argument("name", metavar="NAME", help="model to fetch (see `facezoo models list`), e.g. mtcnn")
-    f.add_argument("--from-wheel", metavar="WHEEL", default=None,
-                   help="read the files from this local .whl instead of downloading it (offline machines)")
+    f.add_argument(
+        "--from-wheel",
+        metavar="WHEEL",
+        default=None,
+        help="read the files from this local .whl instead of downloading it (offline machines)",
+    )
     f.add_argument("--force", action="store_true", help="fetch again even if the files are present and verified")
     f.set_defaults(func=run)
     lst = msub.add_parser("list", help="each fetchable model, whether it is present, and where")
@@ -26,8 +31,12 @@ def run(args) -> int:
     from ..models.fetch import FETCHABLE, fetch, is_present, model_path
 
     if args.models_command == "fetch":
-        fetch(args.name, from_wheel=args.from_wheel, force=args.force,
-              log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        fetch(
+            args.name,
+            from_wheel=args.from_wheel,
+            force=args.force,
+            log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
         print(model_path(args.name))
         return 0
     for name, model in sorted(FETCHABLE.items()):

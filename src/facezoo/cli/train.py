@@ -10,7 +10,11 @@ def register(sub) -> None:
     p.add_argument("recipe", help="YAML recipe, e.g. configs/synthetic_demo.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=0.05 epochs=4")
     p.add_argument(
-        "--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CHECKPOINT",
         help="continue a run exactly: from CHECKPOINT, or from OUTPUT/checkpoint.pt when no path is given",
     )
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
@@ -37,5 +41,7 @@ def run(args) -> int:
     )
     trainer.fit(max_steps=args.max_steps)
     trainer.close()
-    trainer.logger.print(f"model: {Path(cfg.output) / 'model.pt'}  resumable checkpoint: {Path(cfg.output) / 'checkpoint.pt'}")
+    trainer.logger.print(
+        f"model: {Path(cfg.output) / 'model.pt'}  resumable checkpoint: {Path(cfg.output) / 'checkpoint.pt'}"
+    )
     return 0

@@ -34,7 +34,9 @@ class FileListDataset(EncodedImageDataset):
         try:
             return path.read_bytes()
         except OSError as e:
-            raise DataError(f"{path}: cannot read image: {e.strerror}. Check the file or remove it from the dataset.") from None
+            raise DataError(
+                f"{path}: cannot read image: {e.strerror}. Check the file or remove it from the dataset."
+            ) from None
 
     def where(self, i: int) -> str:
         return str(self.samples[i][0])
@@ -56,8 +58,10 @@ def folder_samples(root) -> list[tuple[Path, int]]:
     for label, folder in enumerate(identities):
         images = sorted(p for p in folder.iterdir() if is_image_file(p))
         if not images:
-            raise DataError(f"{folder}: identity folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}). "
-                            "Add images or remove the folder.")
+            raise DataError(
+                f"{folder}: identity folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}). "
+                "Add images or remove the folder."
+            )
         samples.extend((p, label) for p in images)
     return samples
 
@@ -78,8 +82,10 @@ def list_samples(list_path, root=None) -> list[tuple[Path, int]]:
             continue
         fields = line.rsplit(None, 1)
         if len(fields) != 2 or not fields[1].isdigit():
-            raise DataError(f"{list_path}:{n}: expected 'relative/path label' (label a non-negative integer), "
-                            f"got {line[:80]!r}. Fix the line.")
+            raise DataError(
+                f"{list_path}:{n}: expected 'relative/path label' (label a non-negative integer), "
+                f"got {line[:80]!r}. Fix the line."
+            )
         samples.append((base / fields[0].strip(), int(fields[1])))
     if not samples:
         raise DataError(f"{list_path}: no samples. Expected 'relative/path label' lines.")

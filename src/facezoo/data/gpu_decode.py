@@ -23,7 +23,7 @@ a failed batched decode leaves the CUDA context usable (nvJPEG reports a status;
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,8 +32,7 @@ from ..errors import ConfigError, DataError
 from .image import decode_image
 
 JPEG_MAGIC = b"\xff\xd8\xff"
-NEEDS = ("data.decode=gpu needs torchvision with CUDA; install torchvision matching your torch, "
-         "or use data.decode=cpu")
+NEEDS = "data.decode=gpu needs torchvision with CUDA; install torchvision matching your torch, or use data.decode=cpu"
 
 #: list of 1-D uint8 CPU tensors (encoded JPEGs) -> list of uint8 (3, H, W) tensors on the device.
 DecodeFn = Callable[[list], list]
@@ -89,8 +88,9 @@ def resize_to(images: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Te
     for shape, idx in groups.items():
         x = torch.stack([images[i] for i in idx])  # (n, 3, hi, wi)
         if shape != (h, w):
-            x = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True,
-                                                align_corners=False)
+            x = torch.nn.functional.interpolate(
+                x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False
+            )
             x = x.round_().clamp_(0, 255).to(torch.uint8)
         out[torch.tensor(idx, device=device)] = x.permute(0, 2, 3, 1)
     return out

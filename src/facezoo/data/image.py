@@ -46,7 +46,9 @@ def encode_image(array: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> byt
 
     buf = io.BytesIO()
     kw = {"quality": quality} if fmt.lower() in ("jpeg", "jpg") else {}
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buf, format=fmt.upper().replace("JPG", "JPEG"), **kw)
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(
+        buf, format=fmt.upper().replace("JPG", "JPEG"), **kw
+    )
     return buf.getvalue()
 
 

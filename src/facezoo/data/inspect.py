@@ -33,16 +33,28 @@ def _scan(n: int, read, name, scan: bool, sample: int) -> tuple[dict[str, int], 
 def _stats(counts: np.ndarray) -> dict[str, float]:
     if len(counts) == 0:
         return {"min": 0, "median": 0.0, "mean": 0.0, "max": 0}
-    return {"min": int(counts.min()), "median": float(np.median(counts)), "mean": float(counts.mean()),
-            "max": int(counts.max())}
+    return {
+        "min": int(counts.min()),
+        "median": float(np.median(counts)),
+        "mean": float(counts.mean()),
+        "max": int(counts.max()),
+    }
 
 
 def _inspect_bin(path: Path, scan: bool, sample: int) -> dict:
     images, issame = read_bin(path)
     sizes, corrupt = _scan(len(images), images.__getitem__, lambda i: i, scan, sample)
-    return {"path": str(path), "format": "verification_bin", "images": len(images), "pairs": int(len(issame)),
-            "positive_pairs": int(issame.sum()), "identities": None, "image_sizes": sizes, "corrupt": corrupt,
-            "scanned": scan}
+    return {
+        "path": str(path),
+        "format": "verification_bin",
+        "images": len(images),
+        "pairs": len(issame),
+        "positive_pairs": int(issame.sum()),
+        "identities": None,
+        "image_sizes": sizes,
+        "corrupt": corrupt,
+        "scanned": scan,
+    }
 
 
 def inspect(path, *, scan: bool = True, sample: int = 16) -> dict:
@@ -58,23 +70,37 @@ def inspect(path, *, scan: bool = True, sample: int = 16) -> dict:
     fmt = next(name for cls, name in _FORMATS if isinstance(ds, cls))
     counts = np.bincount(ds.labels, minlength=ds.num_classes)
     sizes, corrupt = _scan(len(ds), ds.read_encoded, ds.sample_id, scan, sample)
-    return {"path": str(path), "format": fmt, "images": len(ds), "identities": int(ds.num_classes),
-            "empty_identities": int((counts == 0).sum()), "images_per_identity": _stats(counts),
-            "image_sizes": sizes, "corrupt": corrupt, "scanned": scan}
+    return {
+        "path": str(path),
+        "format": fmt,
+        "images": len(ds),
+        "identities": int(ds.num_classes),
+        "empty_identities": int((counts == 0).sum()),
+        "images_per_identity": _stats(counts),
+        "image_sizes": sizes,
+        "corrupt": corrupt,
+        "scanned": scan,
+    }
 
 
 def format_report(d: dict) -> str:
     """Human-readable lines for an `inspect` result."""
     lines = [f"{d['path']} ({d['format']})", f"  images:      {d['images']}"]
     if d.get("pairs") is not None:
-        lines.append(f"  pairs:       {d['pairs']} ({d['positive_pairs']} same, {d['pairs'] - d['positive_pairs']} different)")
+        lines.append(
+            f"  pairs:       {d['pairs']} ({d['positive_pairs']} same, {d['pairs'] - d['positive_pairs']} different)"
+        )
     if d.get("identities") is not None:
         s = d["images_per_identity"]
-        lines.append(f"  identities:  {d['identities']}" + (f" ({d['empty_identities']} empty)" if d["empty_identities"] else ""))
+        lines.append(
+            f"  identities:  {d['identities']}" + (f" ({d['empty_identities']} empty)" if d["empty_identities"] else "")
+        )
         lines.append(f"  per identity: min {s['min']}, median {s['median']:g}, mean {s['mean']:.2f}, max {s['max']}")
     sizes = ", ".join(f"{k} ({v})" for k, v in d["image_sizes"].items()) or "none decoded"
     lines.append(f"  image sizes: {sizes}" + ("" if d["scanned"] else " (sample)"))
     bad = d["corrupt"]
     shown = ", ".join(str(c) for c in bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
-    lines.append(f"  corrupt:     {len(bad)}" + (f": {shown}" if bad else "") + ("" if d["scanned"] else " (in the sample)"))
+    lines.append(
+        f"  corrupt:     {len(bad)}" + (f": {shown}" if bad else "") + ("" if d["scanned"] else " (in the sample)")
+    )
     return "\n".join(lines)

@@ -47,7 +47,11 @@ class Collate:
 
     def __call__(self, samples):
         kept = [s for s in samples if s is not None]
-        images = np.stack([resize_image(img, self.size) for img, _ in kept]) if kept else np.zeros((0, *self.size, 3), np.uint8)
+        images = (
+            np.stack([resize_image(img, self.size) for img, _ in kept])
+            if kept
+            else np.zeros((0, *self.size, 3), np.uint8)
+        )
         labels = torch.tensor([int(label) for _, label in kept], dtype=torch.int64)
         return {"images": torch.from_numpy(images), "labels": labels, "skipped": len(samples) - len(kept)}
 

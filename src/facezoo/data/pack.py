@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
-
+from typing import TypeVar
 
 from ..errors import DataError
 from ..io import atomic_dir, staged_dir
@@ -53,8 +53,9 @@ def resize_encoded(data: bytes, size: tuple[int, int], quality: int | None, wher
     return encode_image(resize_image(image, size), "jpeg", quality or 95)
 
 
-def write_insightface(out_dir, groups: Sequence[tuple[int, Sequence[T]]], load: Callable[[T], bytes],
-                      image_size: tuple[int, int]) -> dict:
+def write_insightface(
+    out_dir, groups: Sequence[tuple[int, Sequence[T]]], load: Callable[[T], bytes], image_size: tuple[int, int]
+) -> dict:
     """Write train.rec/train.idx/property atomically from (label, items) groups sorted by label."""
     labels = [label for label, _ in groups]
     if any(not isinstance(c, int) or c < 0 for c in labels):
@@ -65,8 +66,10 @@ def write_insightface(out_dir, groups: Sequence[tuple[int, Sequence[T]]], load: 
     num_classes = max(labels) + 1
     a, b = n + 1, n + 1 + num_classes
     if b > _FLOAT32_EXACT:
-        raise DataError(f"{n} images + {num_classes} classes exceed 2^24 keys, which float32 labels of the "
-                        "InsightFace layout cannot address exactly. Split the dataset.")
+        raise DataError(
+            f"{n} images + {num_classes} classes exceed 2^24 keys, which float32 labels of the "
+            "InsightFace layout cannot address exactly. Split the dataset."
+        )
     out_dir = Path(out_dir)
     ranges: dict[int, tuple[int, int]] = {}
     with atomic_dir(out_dir) as tmp:
@@ -82,8 +85,13 @@ def write_insightface(out_dir, groups: Sequence[tuple[int, Sequence[T]]], load: 
             for c in range(num_classes):
                 w.write(a + c, pack_record(list(ranges.get(c, (a, a))), b""))
         (tmp / "property").write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n")
-    return {"out_dir": str(out_dir), "images": n, "identities": num_classes,
-            "nonempty_identities": sum(1 for _, items in groups if len(items)), "image_size": list(image_size)}
+    return {
+        "out_dir": str(out_dir),
+        "images": n,
+        "identities": num_classes,
+        "nonempty_identities": sum(1 for _, items in groups if len(items)),
+        "image_size": list(image_size),
+    }
 
 
 def pack_encoded(items: Iterable[tuple[int, bytes]], out_dir, image_size=(112, 112)) -> dict:

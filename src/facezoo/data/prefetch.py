@@ -18,7 +18,7 @@ Reasoned, not run (no GPU where this was written): the CUDA stream behaviour abo
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 

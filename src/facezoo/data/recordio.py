@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,9 @@ class IRHeader(NamedTuple):
 def unpack_record(payload: bytes, where: str = "record") -> tuple[IRHeader, bytes]:
     """Split a payload into its IRHeader (label vector when flag > 0) and the remaining (image) bytes."""
     if len(payload) < HEADER.size:
-        raise DataError(f"{where}: payload has {len(payload)} bytes, less than the 24-byte header. The file is corrupt.")
+        raise DataError(
+            f"{where}: payload has {len(payload)} bytes, less than the 24-byte header. The file is corrupt."
+        )
     flag, label, id_, id2 = HEADER.unpack_from(payload)
     start = HEADER.size
     if flag > 0:
@@ -125,12 +128,14 @@ class RecordIOFile:
     def offset(self, key: int) -> int:
         i = int(np.searchsorted(self._sorted_keys, key))
         if i >= len(self._sorted_keys) or self._sorted_keys[i] != key:
-            raise DataError(f"{self.rec_path}: key {key} is not in {self.idx_path}. Check the key or rebuild the index.")
+            raise DataError(
+                f"{self.rec_path}: key {key} is not in {self.idx_path}. Check the key or rebuild the index."
+            )
         return int(self._sorted_offsets[i])
 
     def _file(self):
         if self._fh is None or self._pid != os.getpid():
-            self._fh = open(self.rec_path, "rb")
+            self._fh = open(self.rec_path, "rb")  # noqa: SIM115 (kept open across reads)
             self._pid = os.getpid()
         return self._fh
 
@@ -138,16 +143,22 @@ class RecordIOFile:
         """Read one frame header at `pos`: (cflag, length), checking magic and continuation order."""
         head = f.read(_FRAME.size)
         if len(head) < _FRAME.size:
-            raise DataError(f"{self.rec_path}: key {key}: truncated at offset {pos} (record header cut off). "
-                            "The file is incomplete: copy or download it again.")
+            raise DataError(
+                f"{self.rec_path}: key {key}: truncated at offset {pos} (record header cut off). "
+                "The file is incomplete: copy or download it again."
+            )
         magic, lrec = _FRAME.unpack(head)
         if magic != MAGIC:
-            raise DataError(f"{self.rec_path}: key {key}: bad magic 0x{magic:08X} at offset {pos} "
-                            f"(expected 0x{MAGIC:08X}). The file or its index {self.idx_path.name} is corrupt.")
+            raise DataError(
+                f"{self.rec_path}: key {key}: bad magic 0x{magic:08X} at offset {pos} "
+                f"(expected 0x{MAGIC:08X}). The file or its index {self.idx_path.name} is corrupt."
+            )
         cflag = lrec >> 29
         if cflag > 3 or (first and cflag in (2, 3)) or (not first and cflag in (0, 1)):
-            raise DataError(f"{self.rec_path}: key {key}: unexpected continuation flag {cflag} at offset {pos}. "
-                            f"The file or its index {self.idx_path.name} is corrupt.")
+            raise DataError(
+                f"{self.rec_path}: key {key}: unexpected continuation flag {cflag} at offset {pos}. "
+                f"The file or its index {self.idx_path.name} is corrupt."
+            )
         return cflag, lrec & _LEN_MASK
 
     def read(self, key: int) -> bytes:
@@ -160,8 +171,10 @@ class RecordIOFile:
             cflag, length = self._part(f, key, pos, first=not parts)
             data = f.read(length)
             if len(data) < length:
-                raise DataError(f"{self.rec_path}: key {key}: truncated at offset {pos} (record needs {length} bytes, "
-                                f"{len(data)} left). The file is incomplete: copy or download it again.")
+                raise DataError(
+                    f"{self.rec_path}: key {key}: truncated at offset {pos} (record needs {length} bytes, "
+                    f"{len(data)} left). The file is incomplete: copy or download it again."
+                )
             parts.append(data)
             if cflag in (0, 3):
                 return MAGIC_BYTES.join(parts)
@@ -200,8 +213,10 @@ class RecordIOFile:
                     first = False
                 offsets.append(start)
             if pos > size + 3:
-                raise DataError(f"{self.rec_path}: last record runs past the end of the file (truncated). "
-                                "Copy or download it again.")
+                raise DataError(
+                    f"{self.rec_path}: last record runs past the end of the file (truncated). "
+                    "Copy or download it again."
+                )
         return np.arange(len(offsets), dtype=np.int64), np.asarray(offsets, dtype=np.int64)
 
     def close(self) -> None:
@@ -290,7 +305,9 @@ def _locate(root_or_rec) -> tuple[Path, Path, Path]:
     if p.is_dir():
         rec = p / "train.rec"
         if not rec.is_file():
-            raise DataError(f"{p}: no train.rec in this folder. Point at a folder with train.rec/train.idx or a .rec file.")
+            raise DataError(
+                f"{p}: no train.rec in this folder. Point at a folder with train.rec/train.idx or a .rec file."
+            )
     elif p.is_file():
         rec = p
     else:
@@ -307,8 +324,10 @@ def read_property(path: Path) -> tuple[int, int, int] | None:
         values = tuple(int(v) for v in first[0].split(","))
         return values[0], values[1], values[2]
     except (IndexError, ValueError):
-        raise DataError(f"{path}: expected 'num_classes,height,width', got {first[0][:80] if first else ''!r}. "
-                        "Fix or delete the file.") from None
+        raise DataError(
+            f"{path}: expected 'num_classes,height,width', got {first[0][:80] if first else ''!r}. "
+            "Fix or delete the file."
+        ) from None
 
 
 class RecordDataset(EncodedImageDataset):
@@ -330,14 +349,19 @@ class RecordDataset(EncodedImageDataset):
             self.keys, self.labels = self._insightface_labels(head)
         else:
             self.keys = self.rec.key_array.copy()
-            self.labels = np.fromiter((label_of(self.rec.read_header(k), self._where(k)) for k in self.keys.tolist()),
-                                      dtype=np.int64, count=len(self.keys))
+            self.labels = np.fromiter(
+                (label_of(self.rec.read_header(k), self._where(k)) for k in self.keys.tolist()),
+                dtype=np.int64,
+                count=len(self.keys),
+            )
         self.num_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
         prop = read_property(prop_path)
         self.image_size = prop[1:] if prop else None
         if prop is not None and prop[0] != self.num_classes:
-            raise DataError(f"{prop_path}: says {prop[0]} classes but the labels in {rec_path} give {self.num_classes} "
-                            f"(max label + 1). Fix the first number in {prop_path} or delete that file.")
+            raise DataError(
+                f"{prop_path}: says {prop[0]} classes but the labels in {rec_path} give {self.num_classes} "
+                f"(max label + 1). Fix the first number in {prop_path} or delete that file."
+            )
 
     def _where(self, key: int) -> str:
         return f"{self.rec.rec_path}: key {key}"
@@ -357,8 +381,10 @@ class RecordDataset(EncodedImageDataset):
             labels[int(r[0]) - 1 : int(r[1]) - 1] = k - a
         missing = keys[~np.isin(keys, self.rec.key_array)]
         if len(missing):
-            raise DataError(f"{self.rec.idx_path}: header says images are keys 1..{a - 1} but {len(missing)} are "
-                            f"missing (first: {missing[0]}). Rebuild the index or repack the dataset.")
+            raise DataError(
+                f"{self.rec.idx_path}: header says images are keys 1..{a - 1} but {len(missing)} are "
+                f"missing (first: {missing[0]}). Rebuild the index or repack the dataset."
+            )
         for i in np.flatnonzero(labels < 0).tolist():  # images no identity record covers: read their own header
             labels[i] = label_of(self.rec.read_header(int(keys[i])), self._where(int(keys[i])))
         return keys, labels

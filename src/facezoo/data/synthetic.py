@@ -41,8 +41,18 @@ _TAG_IDENTITY, _TAG_IMAGE, _TAG_FRONTAL, _TAG_HARD, _TAG_PAIRS = 0x1D, 0x1A, 0x1
 
 _SKIN_LIGHT, _SKIN_DARK = np.array([236.0, 201.0, 176.0]), np.array([86.0, 56.0, 40.0])
 _HAIR = np.array(  # black, dark brown, brown, auburn, blond, ginger, grey, white
-    [[22, 18, 18], [55, 38, 28], [105, 72, 45], [120, 55, 35], [205, 170, 110], [170, 85, 40], [140, 138, 135],
-     [225, 222, 215]], dtype=float)
+    [
+        [22, 18, 18],
+        [55, 38, 28],
+        [105, 72, 45],
+        [120, 55, 35],
+        [205, 170, 110],
+        [170, 85, 40],
+        [140, 138, 135],
+        [225, 222, 215],
+    ],
+    dtype=float,
+)
 _HAIR_P = np.array([0.28, 0.24, 0.16, 0.06, 0.1, 0.05, 0.07, 0.04])
 _IRIS = np.array([[85, 52, 28], [40, 26, 16], [70, 110, 165], [80, 120, 78], [118, 128, 140], [120, 95, 50]], float)
 _IRIS_P = np.array([0.35, 0.25, 0.15, 0.1, 0.08, 0.07])
@@ -121,23 +131,58 @@ def sample_identity(rng: np.random.Generator) -> IdentityParams:
     hair = _HAIR[rng.choice(len(_HAIR), p=_HAIR_P)] * u(0.8, 1.2) + rng.normal(0, 8, 3)
     eye_y = u(-14.0, -7.0)
     moles = tuple(
-        (u(-0.7, 0.7) * face_w, u(-0.5, 0.75) * face_h, u(0.7, 1.5)) for _ in range(rng.choice(5, p=[.4, .3, .15, .1, .05]))
+        (u(-0.7, 0.7) * face_w, u(-0.5, 0.75) * face_h, u(0.7, 1.5))
+        for _ in range(rng.choice(5, p=[0.4, 0.3, 0.15, 0.1, 0.05]))
     )
     lip = np.array(skin) * np.array([0.9, 0.62, 0.62]) + np.array([25.0, 0.0, 5.0]) + rng.normal(0, 8, 3)
     return IdentityParams(
-        face_w=face_w, face_h=face_h, jaw=u(0.55, 0.95), chin_p=u(1.2, 4.0), temple=u(0.0, 0.12),
-        depth=u(0.8, 1.05), skin=_rgb(skin),
-        eye_dx=u(15.5, 19.5), eye_y=eye_y, eye_w=u(4.8, 7.2), eye_h=u(2.2, 4.2), eye_low=u(0.35, 0.8),
-        eye_tilt=u(-0.18, 0.22), iris_r=u(2.0, 3.0), iris=_rgb(_IRIS[rng.choice(len(_IRIS), p=_IRIS_P)] + rng.normal(0, 10, 3)),
-        brow_gap=u(6.0, 11.0), brow_len=u(10.0, 17.0), brow_thick=u(1.3, 4.0), brow_angle=u(-0.25, 0.3),
-        brow_arch=u(0.0, 2.5), brow_dx=u(-1.0, 2.5),
-        nose_len=u(15.0, 24.0), nose_w=u(4.5, 9.0), nose_proj=u(5.0, 12.0), nostril=u(0.8, 2.0),
-        mouth_gap=u(7.0, 13.0), mouth_w=u(10.0, 17.0), lip_up=u(1.0, 3.2), lip_low=u(1.5, 4.2), lip_bow=u(0.0, 1.2),
-        lip=_rgb(lip), hair=_rgb(hair), hair_style=int(rng.choice(6, p=[.08, .3, .22, .14, .16, .1])),
-        hairline=u(0.5, 0.8), recede=u(0.0, 1.0) ** 2, peak=u(0.0, 1.0) ** 3, hair_vol=u(1.5, 9.0), part=u(-1.0, 1.0),
-        ear_w=u(3.5, 7.0), ear_h=u(8.0, 13.0), ear_y=u(-2.0, 6.0),
-        beard=int(rng.choice(5, p=[.62, .1, .1, .08, .1])), beard_alpha=u(0.35, 0.95), moles=moles,
-        blush=u(0.0, 0.35), wrinkles=int(rng.choice(4, p=[.6, .2, .12, .08])), cheek=u(0.0, 0.3),
+        face_w=face_w,
+        face_h=face_h,
+        jaw=u(0.55, 0.95),
+        chin_p=u(1.2, 4.0),
+        temple=u(0.0, 0.12),
+        depth=u(0.8, 1.05),
+        skin=_rgb(skin),
+        eye_dx=u(15.5, 19.5),
+        eye_y=eye_y,
+        eye_w=u(4.8, 7.2),
+        eye_h=u(2.2, 4.2),
+        eye_low=u(0.35, 0.8),
+        eye_tilt=u(-0.18, 0.22),
+        iris_r=u(2.0, 3.0),
+        iris=_rgb(_IRIS[rng.choice(len(_IRIS), p=_IRIS_P)] + rng.normal(0, 10, 3)),
+        brow_gap=u(6.0, 11.0),
+        brow_len=u(10.0, 17.0),
+        brow_thick=u(1.3, 4.0),
+        brow_angle=u(-0.25, 0.3),
+        brow_arch=u(0.0, 2.5),
+        brow_dx=u(-1.0, 2.5),
+        nose_len=u(15.0, 24.0),
+        nose_w=u(4.5, 9.0),
+        nose_proj=u(5.0, 12.0),
+        nostril=u(0.8, 2.0),
+        mouth_gap=u(7.0, 13.0),
+        mouth_w=u(10.0, 17.0),
+        lip_up=u(1.0, 3.2),
+        lip_low=u(1.5, 4.2),
+        lip_bow=u(0.0, 1.2),
+        lip=_rgb(lip),
+        hair=_rgb(hair),
+        hair_style=int(rng.choice(6, p=[0.08, 0.3, 0.22, 0.14, 0.16, 0.1])),
+        hairline=u(0.5, 0.8),
+        recede=u(0.0, 1.0) ** 2,
+        peak=u(0.0, 1.0) ** 3,
+        hair_vol=u(1.5, 9.0),
+        part=u(-1.0, 1.0),
+        ear_w=u(3.5, 7.0),
+        ear_h=u(8.0, 13.0),
+        ear_y=u(-2.0, 6.0),
+        beard=int(rng.choice(5, p=[0.62, 0.1, 0.1, 0.08, 0.1])),
+        beard_alpha=u(0.35, 0.95),
+        moles=moles,
+        blush=u(0.0, 0.35),
+        wrinkles=int(rng.choice(4, p=[0.6, 0.2, 0.12, 0.08])),
+        cheek=u(0.0, 0.3),
     )
 
 
@@ -215,19 +260,39 @@ def sample_nuisance(rng: np.random.Generator, scale: float = 1.0, mode: str = "n
         return tuple(float(c + k * (x - c)) for x, c in zip(np.atleast_1d(a), np.atleast_1d(canon)))
 
     return Nuisance(
-        yaw=k * yaw, pitch=k * pitch, roll=k * roll, lm_noise=tuple(map(tuple, k * lm_noise)), scale=1 + k * (sc - 1),
-        shift=mix(shift, (0.0, 0.0)), smile=k * smile, mouth_open=k * mouth_open, eye_open=1 + k * (eye_open - 1),
-        brow_raise=k * brow_raise, gaze=mix(gaze, (0.0, 0.0)), light_angle=light_angle if on else 0.0, light=k * light,
-        brightness=1 + k * (brightness - 1), contrast=1 + k * (contrast - 1), gains=mix(gains, (1.0, 1.0, 1.0)),
-        gray=on and gray, background=mix(background, (128.0,) * 3), clothes=mix(clothes, (70.0, 80.0, 100.0)),
-        clutter=round(k * clutter), blur=k * blur, lowres=1 + k * (lowres - 1), noise=k * noise,
-        occlusion=occlusion if on else "", jpeg_quality=quality if on else 95, seed=seed if on else 0,
+        yaw=k * yaw,
+        pitch=k * pitch,
+        roll=k * roll,
+        lm_noise=tuple(map(tuple, k * lm_noise)),
+        scale=1 + k * (sc - 1),
+        shift=mix(shift, (0.0, 0.0)),
+        smile=k * smile,
+        mouth_open=k * mouth_open,
+        eye_open=1 + k * (eye_open - 1),
+        brow_raise=k * brow_raise,
+        gaze=mix(gaze, (0.0, 0.0)),
+        light_angle=light_angle if on else 0.0,
+        light=k * light,
+        brightness=1 + k * (brightness - 1),
+        contrast=1 + k * (contrast - 1),
+        gains=mix(gains, (1.0, 1.0, 1.0)),
+        gray=on and gray,
+        background=mix(background, (128.0,) * 3),
+        clothes=mix(clothes, (70.0, 80.0, 100.0)),
+        clutter=round(k * clutter),
+        blur=k * blur,
+        lowres=1 + k * (lowres - 1),
+        noise=k * noise,
+        occlusion=occlusion if on else "",
+        jpeg_quality=quality if on else 95,
+        seed=seed if on else 0,
     )
 
 
-def render_face(identity: IdentityParams, rng: np.random.Generator, image_size: int = 112,
-                nuisance: float = 1.0) -> np.ndarray:
-    """Render one uint8 (S, S, 3) RGB aligned face of `identity` with nuisance drawn from `rng` (scaled by `nuisance`)."""
+def render_face(
+    identity: IdentityParams, rng: np.random.Generator, image_size: int = 112, nuisance: float = 1.0
+) -> np.ndarray:
+    """Render one uint8 (S, S, 3) RGB aligned face of `identity`, nuisance drawn from `rng` (scaled by `nuisance`)."""
     return render(identity, sample_nuisance(rng, nuisance), image_size)
 
 
@@ -239,6 +304,7 @@ def render_jpeg(identity: IdentityParams, nz: Nuisance, image_size: int = 112) -
 # --------------------------------------------------------------------------------------------- geometry
 # A shape is (kind, points (n, 2) face frame, mode, z, fill, width): mode 0 = silhouette (scaled like the head
 # outline), 1 = on the head ellipsoid (+ z extra depth), 2 = explicit depth z.  kind: "poly" | "line".
+
 
 def _rgb(c) -> tuple:
     return tuple(int(v) for v in np.clip(np.round(c), 0, 255))
@@ -270,7 +336,9 @@ class _Scene:
 
     def add(self, kind, pts, mode, fill, width=0, z=0.0):
         pts = np.asarray(pts, float)
-        self.shapes.append((kind, pts, np.full(len(pts), mode), np.broadcast_to(np.asarray(z, float), len(pts)), fill, width))
+        self.shapes.append(
+            (kind, pts, np.full(len(pts), mode), np.broadcast_to(np.asarray(z, float), len(pts)), fill, width)
+        )
 
     def project(self, p: IdentityParams, nz: Nuisance, px: float, landmarks: np.ndarray) -> list:
         """3-D rotate (orthographic), then align the noisy projected landmarks to the template (2x canvas units)."""
@@ -321,6 +389,7 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 # --------------------------------------------------------------------------------------------- face parts
 
+
 def _hair_back(sc: _Scene, p: IdentityParams):
     if p.hair_style == 2:  # long: a curtain behind the head down to the shoulders
         t = np.linspace(math.pi * 0.95, math.pi * 2.05, 18)
@@ -329,8 +398,12 @@ def _hair_back(sc: _Scene, p: IdentityParams):
         pts = np.concatenate([top, [[p.face_w + p.hair_vol + 6, low], [-(p.face_w + p.hair_vol + 6), low]]])
         sc.add("poly", pts, 0, _shade(p.hair, 0.85))
     elif p.hair_style == 5:
-        sc.add("poly", _ellipse(0, -p.face_h * 0.35, p.face_w + 3 * p.hair_vol, p.face_h * 0.8 + p.hair_vol, 24), 0,
-               _shade(p.hair, 0.9))
+        sc.add(
+            "poly",
+            _ellipse(0, -p.face_h * 0.35, p.face_w + 3 * p.hair_vol, p.face_h * 0.8 + p.hair_vol, 24),
+            0,
+            _shade(p.hair, 0.9),
+        )
 
 
 def _hair_front(sc: _Scene, p: IdentityParams):
@@ -345,7 +418,7 @@ def _hair_front(sc: _Scene, p: IdentityParams):
     outer[0, 1] = outer[-1, 1] = side_y
     xs = np.linspace(fw * 0.9, -fw * 0.9, 17)
     r = np.abs(xs) / fw
-    line = -p.hairline * fh - p.recede * 0.22 * fh * r**2 + p.peak * 5 * np.exp(-(xs / 5) ** 2)
+    line = -p.hairline * fh - p.recede * 0.22 * fh * r**2 + p.peak * 5 * np.exp(-((xs / 5) ** 2))
     if p.hair_style == 3:  # fringe: low, jagged
         line = np.minimum(p.eye_y - p.brow_gap - 3 + 2.0 * (np.arange(17) % 2), line + 0.35 * fh * (1 - r**2))
     elif p.hair_style == 4:  # side part: swept, higher on one side
@@ -362,16 +435,36 @@ def _ears(sc: _Scene, p: IdentityParams):
     for s in (-1, 1):
         e = _ellipse(s * (p.face_w - 1), p.ear_y, p.ear_w, p.ear_h, 14)
         sc.add("poly", e, 2, _shade(p.skin, 0.93), z=-0.25 * p.depth * p.face_w)
-        sc.add("poly", _ellipse(s * (p.face_w - 0.5), p.ear_y, p.ear_w * 0.45, p.ear_h * 0.6, 10), 2,
-               _shade(p.skin, 0.78), z=-0.25 * p.depth * p.face_w)
+        sc.add(
+            "poly",
+            _ellipse(s * (p.face_w - 0.5), p.ear_y, p.ear_w * 0.45, p.ear_h * 0.6, 10),
+            2,
+            _shade(p.skin, 0.78),
+            z=-0.25 * p.depth * p.face_w,
+        )
 
 
 def _neck(sc: _Scene, p: IdentityParams, nz: Nuisance):
     fw, fh = p.face_w, p.face_h
-    sc.add("poly", [[-fw * 2.6, fh * 3], [-fw * 2.3, fh * 1.55], [-fw * 0.6, fh * 1.2], [fw * 0.6, fh * 1.2],
-                    [fw * 2.3, fh * 1.55], [fw * 2.6, fh * 3]], 0, _rgb(nz.clothes))
-    sc.add("poly", [[-fw * 0.5, fh * 0.5], [fw * 0.5, fh * 0.5], [fw * 0.55, fh * 1.35], [-fw * 0.55, fh * 1.35]], 0,
-           _shade(p.skin, 0.8))
+    sc.add(
+        "poly",
+        [
+            [-fw * 2.6, fh * 3],
+            [-fw * 2.3, fh * 1.55],
+            [-fw * 0.6, fh * 1.2],
+            [fw * 0.6, fh * 1.2],
+            [fw * 2.3, fh * 1.55],
+            [fw * 2.6, fh * 3],
+        ],
+        0,
+        _rgb(nz.clothes),
+    )
+    sc.add(
+        "poly",
+        [[-fw * 0.5, fh * 0.5], [fw * 0.5, fh * 0.5], [fw * 0.55, fh * 1.35], [-fw * 0.55, fh * 1.35]],
+        0,
+        _shade(p.skin, 0.8),
+    )
 
 
 def _eye(sc: _Scene, p: IdentityParams, nz: Nuisance, s: int, px_w: float):
@@ -414,13 +507,23 @@ def _nose(sc: _Scene, p: IdentityParams, nz: Nuisance, px_w: float):
     zb = pr * np.linspace(0.1, 0.9, 6)
     side = -1.0 if math.cos(nz.light_angle) > 0 else 1.0  # shadowed flank faces away from the light
     flank = np.concatenate([np.stack([side * np.linspace(1.5, nw * 0.8, 6), ys], 1), [[0.0, tip + 1]]])
-    sc.add("poly", np.concatenate([[[0.0, p.eye_y + 3]], flank]), 1, _shade(p.skin, 0.8, 60 + 60 * nz.light),
-           z=np.concatenate([[0.0], zb, [pr * 0.6]]))
+    sc.add(
+        "poly",
+        np.concatenate([[[0.0, p.eye_y + 3]], flank]),
+        1,
+        _shade(p.skin, 0.8, 60 + 60 * nz.light),
+        z=np.concatenate([[0.0], zb, [pr * 0.6]]),
+    )
     wings = np.array([[-nw, tip - 1], [-nw * 0.6, tip + 2], [nw * 0.6, tip + 2], [nw, tip - 1], [0.0, tip - 3]])
     sc.add("line", wings, 1, _shade(p.skin, 0.7), width=px_w * 0.7, z=pr * np.array([0.3, 0.5, 0.5, 0.3, 0.9]))
     for s in (-1, 1):
-        sc.add("poly", _ellipse(s * nw * 0.45, tip + 1.2, p.nostril, p.nostril * 0.6, 10), 1, _shade(p.skin, 0.4),
-               z=pr * 0.45)
+        sc.add(
+            "poly",
+            _ellipse(s * nw * 0.45, tip + 1.2, p.nostril, p.nostril * 0.6, 10),
+            1,
+            _shade(p.skin, 0.4),
+            z=pr * 0.45,
+        )
 
 
 def _mouth_geom(p: IdentityParams, nz: Nuisance):
@@ -435,7 +538,7 @@ def _mouth(sc: _Scene, p: IdentityParams, nz: Nuisance, px_w: float):
     f = 1 - (x / mw) ** 2
     mid = my - 2.5 * nz.smile * (1 - f)
     gap = 6.0 * nz.mouth_open * f
-    bow = p.lip_bow * (np.exp(-((x - 2.5) / 2.0) ** 2) + np.exp(-((x + 2.5) / 2.0) ** 2))
+    bow = p.lip_bow * (np.exp(-(((x - 2.5) / 2.0) ** 2)) + np.exp(-(((x + 2.5) / 2.0) ** 2)))
     upper = mid - np.sqrt(f) * p.lip_up - bow
     lower = mid + gap + np.sqrt(f) * p.lip_low * (1 + 0.3 * nz.smile)
     sc.add("poly", np.concatenate([np.stack([x, upper], 1), np.stack([x, lower], 1)[::-1]]), 1, p.lip)
@@ -458,10 +561,21 @@ def _beard(sc: _Scene, p: IdentityParams, nz: Nuisance):
         outer = _outline(p, t)
         inner = [[-p.face_w * 0.75, my - 6], [-mw - 2, nose_y], [mw + 2, nose_y], [p.face_w * 0.75, my - 6]]
         sc.add("poly", np.concatenate([outer, inner]), 0, col)
-        sc.shapes[-1][2][len(outer):] = 1
+        sc.shapes[-1][2][len(outer) :] = 1
     if p.beard == 2:
-        sc.add("poly", [[-mw - 1, my + 1], [-mw * 0.6, nose_y], [mw * 0.6, nose_y], [mw + 1, my + 1],
-                        [mw * 0.5, my - 2], [-mw * 0.5, my - 2]], 1, col)
+        sc.add(
+            "poly",
+            [
+                [-mw - 1, my + 1],
+                [-mw * 0.6, nose_y],
+                [mw * 0.6, nose_y],
+                [mw + 1, my + 1],
+                [mw * 0.5, my - 2],
+                [-mw * 0.5, my - 2],
+            ],
+            1,
+            col,
+        )
     if p.beard == 3:
         chin = p.face_h * (1 - 0.02)
         sc.add("poly", [[-mw * 0.7, my + 3], [mw * 0.7, my + 3], [mw * 0.5, chin], [-mw * 0.5, chin]], 1, col)
@@ -470,15 +584,28 @@ def _beard(sc: _Scene, p: IdentityParams, nz: Nuisance):
 def _marks(sc: _Scene, p: IdentityParams, px_w: float):
     fw = p.face_w
     for s in (-1, 1):
-        sc.add("poly", _ellipse(s * fw * 0.55, p.eye_y + p.nose_len, fw * 0.22, fw * 0.15, 12), 1,
-               (200, 60, 60, int(90 * p.blush)))
-        sc.add("poly", _ellipse(s * fw * 0.7, p.eye_y + p.nose_len + 6, fw * 0.12, fw * 0.3, 12), 1,
-               (0, 0, 0, int(90 * p.cheek)))
+        sc.add(
+            "poly",
+            _ellipse(s * fw * 0.55, p.eye_y + p.nose_len, fw * 0.22, fw * 0.15, 12),
+            1,
+            (200, 60, 60, int(90 * p.blush)),
+        )
+        sc.add(
+            "poly",
+            _ellipse(s * fw * 0.7, p.eye_y + p.nose_len + 6, fw * 0.12, fw * 0.3, 12),
+            1,
+            (0, 0, 0, int(90 * p.cheek)),
+        )
     for i in range(p.wrinkles):
         y = p.eye_y - p.brow_gap - 6 - 3.5 * i
         xs = np.linspace(-fw * 0.35, fw * 0.35, 9)
-        sc.add("line", np.stack([xs, y - 1.5 * (1 - (xs / fw / 0.35) ** 2)], 1), 1, _shade(p.skin, 0.75, 120),
-               width=px_w * 0.5)
+        sc.add(
+            "line",
+            np.stack([xs, y - 1.5 * (1 - (xs / fw / 0.35) ** 2)], 1),
+            1,
+            _shade(p.skin, 0.75, 120),
+            width=px_w * 0.5,
+        )
     for x, y, r in p.moles:
         sc.add("poly", _ellipse(x, y, r, r, 8), 1, (70, 45, 35))
 
@@ -493,7 +620,7 @@ def _side_shadow(sc: _Scene, p: IdentityParams, nz: Nuisance):
         half = _outline(p, t)
         mid = np.stack([np.full(9, side * off * p.face_w), ys if side > 0 else ys[::-1]], 1)
         sc.add("poly", np.concatenate([half, mid]), 0, (0, 0, 0, int(alpha)))
-        sc.shapes[-1][2][len(half):] = 1
+        sc.shapes[-1][2][len(half) :] = 1
 
 
 def _occluder(sc: _Scene, p: IdentityParams, nz: Nuisance, rng: np.random.Generator, px_w: float):
@@ -510,12 +637,20 @@ def _occluder(sc: _Scene, p: IdentityParams, nz: Nuisance, rng: np.random.Genera
     elif kind == "mask":
         fw, top = p.face_w, p.eye_y + p.nose_len * rng.uniform(0.35, 0.6)
         t = np.linspace(0.05, math.pi - 0.05, 16)
-        pts = np.concatenate([[[-fw * 0.97, top + 4], [0.0, top - 1.0], [fw * 0.97, top + 4]], _outline(p, t, grow=1.0)])
-        sc.add("poly", pts, 1, _rgb(rng.choice([[150, 190, 215], [235, 235, 235], [40, 40, 45]]) + rng.normal(0, 10, 3)),
-               z=2.0)
+        pts = np.concatenate(
+            [[[-fw * 0.97, top + 4], [0.0, top - 1.0], [fw * 0.97, top + 4]], _outline(p, t, grow=1.0)]
+        )
+        sc.add(
+            "poly",
+            pts,
+            1,
+            _rgb(rng.choice([[150, 190, 215], [235, 235, 235], [40, 40, 45]]) + rng.normal(0, 10, 3)),
+            z=2.0,
+        )
 
 
 # --------------------------------------------------------------------------------------------- render
+
 
 def render(p: IdentityParams, nz: Nuisance, image_size: int = 112) -> np.ndarray:
     """Deterministic rendering of identity `p` under nuisance `nz` -> uint8 (S, S, 3) RGB."""
@@ -546,8 +681,15 @@ def render(p: IdentityParams, nz: Nuisance, image_size: int = 112) -> np.ndarray
 
     my, mw = _mouth_geom(p, nz)
     corner_y = my - 2.5 * nz.smile
-    landmarks = np.array([[-p.eye_dx, p.eye_y, -2.0], [p.eye_dx, p.eye_y, -2.0], [0.0, p.eye_y + p.nose_len, p.nose_proj],
-                          [-mw, corner_y, 0.0], [mw, corner_y, 0.0]])
+    landmarks = np.array(
+        [
+            [-p.eye_dx, p.eye_y, -2.0],
+            [p.eye_dx, p.eye_y, -2.0],
+            [0.0, p.eye_y + p.nose_len, p.nose_proj],
+            [-mw, corner_y, 0.0],
+            [mw, corner_y, 0.0],
+        ]
+    )
     shapes = sc.project(p, nz, px, landmarks)
     for kind, pts, fill, width in shapes:
         xy = [tuple(q) for q in pts.tolist()]
@@ -582,8 +724,12 @@ def _hand(draw: ImageDraw.ImageDraw, rng: np.random.Generator, canvas: int):
     side = int(rng.integers(4))
     depth, span, pos = rng.uniform(0.25, 0.45) * canvas, rng.uniform(0.35, 0.7) * canvas, rng.uniform(0.1, 0.9) * canvas
     a, b = pos - span / 2, pos + span / 2
-    box = {0: [-canvas, a, depth, b], 1: [canvas - depth, a, 2 * canvas, b],
-           2: [a, canvas - depth, b, 2 * canvas], 3: [a, -canvas, b, depth]}[side]
+    box = {
+        0: [-canvas, a, depth, b],
+        1: [canvas - depth, a, 2 * canvas, b],
+        2: [a, canvas - depth, b, 2 * canvas],
+        3: [a, -canvas, b, depth],
+    }[side]
     draw.rounded_rectangle(box, radius=int(0.1 * canvas), fill=col)
 
 
@@ -618,6 +764,7 @@ def _finish(im: Image.Image, nz: Nuisance, rng: np.random.Generator, size: int) 
 
 # --------------------------------------------------------------------------------------------- data set
 
+
 @functools.lru_cache(maxsize=4096)
 def _identity(seed: int, identity: int) -> IdentityParams:
     return sample_identity(identity_rng(seed, identity))
@@ -646,8 +793,15 @@ def _render_all(jobs: list, workers: int):
         yield from pool.imap(_job, jobs, chunksize=chunk)
 
 
-def _pairs(rng: np.random.Generator, first: int, n_ids: int, per_id: int, n_pairs: int, hard: bool,
-           looks: np.ndarray | None = None):
+def _pairs(
+    rng: np.random.Generator,
+    first: int,
+    n_ids: int,
+    per_id: int,
+    n_pairs: int,
+    hard: bool,
+    looks: np.ndarray | None = None,
+):
     """n_pairs (key_a, key_b, issame), alternating same/different so every contiguous tenth is balanced.
 
     Hard sets pair a frontal image with a hard one, and (given `looks`, one row per identity) take each impostor
@@ -682,8 +836,16 @@ def _write_pairs(path: Path, pairs: list, seed: int, size: int, workers: int) ->
     write_bin(path, images, [s for _, _, s in pairs])
 
 
-def synthesize(out_dir, identities: int, images_per_identity: int, seed: int = 0, val_identities: int | None = None,
-               image_size: int = 112, val_pairs: int = 3000, workers: int | None = None) -> dict:
+def synthesize(
+    out_dir,
+    identities: int,
+    images_per_identity: int,
+    seed: int = 0,
+    val_identities: int | None = None,
+    image_size: int = 112,
+    val_pairs: int = 3000,
+    workers: int | None = None,
+) -> dict:
     """Write a synthetic training set (RecordIO) and two verification sets of held-out identities.
 
     out_dir/train/: identities x images_per_identity images, labels 0..identities-1.
@@ -696,8 +858,12 @@ def synthesize(out_dir, identities: int, images_per_identity: int, seed: int = 0
     from .pack import pack_encoded
 
     val_identities = max(20, identities // 5) if val_identities is None else val_identities
-    _check(identities=identities, images_per_identity=images_per_identity, val_identities=val_identities,
-           image_size=image_size)
+    _check(
+        identities=identities,
+        images_per_identity=images_per_identity,
+        val_identities=val_identities,
+        image_size=image_size,
+    )
     n_pairs = (int(val_pairs) // 20) * 20
     if val_pairs < 0 or 0 < val_pairs < 20:
         raise ConfigError(f"synthesize: val_pairs={val_pairs} must be 0 (no verification sets) or >= 20.")
@@ -712,24 +878,47 @@ def synthesize(out_dir, identities: int, images_per_identity: int, seed: int = 0
     pack_encoded(zip(labels, _render_all(jobs, workers)), out / "train", image_size=(size, size))
     t_train = time.perf_counter() - t0
 
-    result = {"train": str(out / "train"), "identities": identities, "images_per_identity": images_per_identity,
-              "train_images": len(jobs), "val_identities": val_identities, "val_pairs": n_pairs, "image_size": size,
-              "seed": seed}
+    result = {
+        "train": str(out / "train"),
+        "identities": identities,
+        "images_per_identity": images_per_identity,
+        "train_images": len(jobs),
+        "val_identities": val_identities,
+        "val_pairs": n_pairs,
+        "image_size": size,
+        "seed": seed,
+    }
     if n_pairs:
         per_val = max(images_per_identity, 2)
         looks = np.array([_looks(_identity(seed, identities + v)) for v in range(val_identities)])
         for name, hard, tag in (("synth_ver.bin", False, 0), ("synth_hard.bin", True, 1)):
-            pairs = _pairs(np.random.default_rng([seed, _TAG_PAIRS, tag]), identities, val_identities, per_val,
-                           n_pairs, hard, looks)
+            pairs = _pairs(
+                np.random.default_rng([seed, _TAG_PAIRS, tag]),
+                identities,
+                val_identities,
+                per_val,
+                n_pairs,
+                hard,
+                looks,
+            )
             _write_pairs(out / name, pairs, seed, size, workers)
             result["hard" if hard else "ver"] = str(out / name)
-    meta = {"generator": "facezoo.synthetic", "generator_version": GENERATOR_VERSION, "seed": seed,
-            "identities": identities, "images_per_identity": images_per_identity, "val_identities": val_identities,
-            "val_identity_range": [identities, identities + val_identities], "image_size": size, "val_pairs": n_pairs}
+    meta = {
+        "generator": "facezoo.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "identities": identities,
+        "images_per_identity": images_per_identity,
+        "val_identities": val_identities,
+        "val_identity_range": [identities, identities + val_identities],
+        "image_size": size,
+        "val_pairs": n_pairs,
+    }
     with atomic_write(out / "synth.json", "w") as f:
         json.dump(meta, f, indent=2)
-    result.update(meta=str(out / "synth.json"), seconds=round(time.perf_counter() - t0, 3),
-                  train_seconds=round(t_train, 3))
+    result.update(
+        meta=str(out / "synth.json"), seconds=round(time.perf_counter() - t0, 3), train_seconds=round(t_train, 3)
+    )
     return result
 
 

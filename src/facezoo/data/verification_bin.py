@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import codecs
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def _as_bytes(item, path, i: int) -> bytes:
         return item.encode("latin-1")
     if isinstance(item, np.ndarray) and item.dtype == np.uint8:
         return item.tobytes()
-    raise DataError(f"{path}: image {i} is a {type(item).__name__}, expected encoded image bytes. "
-                    "Not a verification .bin file.")
+    raise DataError(
+        f"{path}: image {i} is a {type(item).__name__}, expected encoded image bytes. Not a verification .bin file."
+    )
 
 
 def read_bin(path) -> tuple[list[bytes], np.ndarray]:
@@ -80,11 +81,14 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}. Check the path.") from None
     except Exception as e:  # a malformed pickle raises many kinds
-        raise DataError(f"{path}: not a verification .bin (pickle of (images, issame)): "
-                        f"{type(e).__name__}: {e}.") from None
+        raise DataError(
+            f"{path}: not a verification .bin (pickle of (images, issame)): {type(e).__name__}: {e}."
+        ) from None
     if not isinstance(obj, (tuple, list)) or len(obj) != 2 or not isinstance(obj[0], (list, tuple, np.ndarray)):
-        raise DataError(f"{path}: expected a pickled (images, issame) pair, found {type(obj).__name__}"
-                        f"{f' of length {len(obj)}' if isinstance(obj, (tuple, list)) else ''}.")
+        raise DataError(
+            f"{path}: expected a pickled (images, issame) pair, found {type(obj).__name__}"
+            f"{f' of length {len(obj)}' if isinstance(obj, (tuple, list)) else ''}."
+        )
     images = [_as_bytes(item, path, i) for i, item in enumerate(obj[0])]
     try:
         issame = np.asarray(obj[1]).astype(bool).reshape(-1)

@@ -28,8 +28,8 @@ import contextlib
 import hashlib
 import json
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,14 +38,17 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write
 
 FORMAT = 1
-_FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ----------------------------------------------------------------------------------------------------------
 # model fingerprint
 def _state_versions(module: torch.nn.Module) -> tuple:
-    return tuple((k, t.data_ptr(), t._version) for k, t in module.state_dict(keep_vars=True).items()
-                 if isinstance(t, torch.Tensor))
+    return tuple(
+        (k, t.data_ptr(), t._version)
+        for k, t in module.state_dict(keep_vars=True).items()
+        if isinstance(t, torch.Tensor)
+    )
 
 
 def model_fingerprint(embed) -> str:
@@ -171,7 +174,7 @@ def _read_chunk(path: Path, views: int, rows: int, dim: int | None, log) -> np.n
         return None
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001  (numpy raises ValueError/EOFError/OSError for damaged files)
+    except Exception as e:
         if log is not None:
             log(f"{path}: unreadable cached chunk ({type(e).__name__}: {str(e)[:100]}); recomputing it")
         return None
@@ -194,9 +197,16 @@ def _write_manifest(folder: Path, embed, key: str, n: int, flip: bool, chunk: in
     path = folder / "manifest.json"
     if path.is_file():
         return
-    info = {"format": FORMAT, "key": key, "n": int(n), "flip": bool(flip), "chunk": int(chunk),
-            "input_size": list(getattr(embed, "input_size", (112, 112))), "model": model_fingerprint(embed),
-            "model_class": type(embed).__name__}
+    info = {
+        "format": FORMAT,
+        "key": key,
+        "n": int(n),
+        "flip": bool(flip),
+        "chunk": int(chunk),
+        "input_size": list(getattr(embed, "input_size", (112, 112))),
+        "model": model_fingerprint(embed),
+        "model_class": type(embed).__name__,
+    }
     with atomic_write(path, "w") as f:
         json.dump(info, f, indent=1)
 
@@ -264,8 +274,11 @@ def extract_features(
     mine = [i for i in range(len(ranges)) if i % world.world_size == world.rank]
     todo = []
     for i in mine:
-        arr = _read_chunk(_chunk_path(folder, *ranges[i]), views, ranges[i][1] - ranges[i][0], acc.dim, log) \
-            if folder is not None else None
+        arr = (
+            _read_chunk(_chunk_path(folder, *ranges[i]), views, ranges[i][1] - ranges[i][0], acc.dim, log)
+            if folder is not None
+            else None
+        )
         if arr is None:
             todo.append(i)
         else:
@@ -297,8 +310,10 @@ def extract_features(
             path = _chunk_path(folder, *ranges[i])
             arr = _read_chunk(path, views, ranges[i][1] - ranges[i][0], acc.dim, log)
             if arr is None:
-                raise DataError(f"{path}: missing or damaged after every rank finished; is {cache_dir} shared by all "
-                                "ranks (one file system)? Rerun to recompute it.")
+                raise DataError(
+                    f"{path}: missing or damaged after every rank finished; is {cache_dir} shared by all "
+                    "ranks (one file system)? Rerun to recompute it."
+                )
             keep(i, arr)
     return acc.result()
 
@@ -329,8 +344,9 @@ class _Accumulator:
 
     def result(self) -> tuple[np.ndarray, np.ndarray | None]:
         if self.dim is None:
-            return np.zeros((self.n, 0), np.float32), (None if self.combine or self.views == 1 else
-                                                       np.zeros((self.n, 0), np.float32))
+            return np.zeros((self.n, 0), np.float32), (
+                None if self.combine or self.views == 1 else np.zeros((self.n, 0), np.float32)
+            )
         return self.outs[0], (self.outs[1] if len(self.outs) == 2 else None)
 
 

@@ -55,7 +55,8 @@ def _header_columns(path, lineno: int, fields: list[str]) -> tuple[int, int] | N
         int(fields[0]), int(fields[1])
     except (ValueError, IndexError):
         raise DataError(
-            f"{path}:{lineno}: expected the header TEMPLATE_ID,SUBJECT_ID,... (or a data row), got {','.join(fields)[:80]!r}"
+            f"{path}:{lineno}: expected the header TEMPLATE_ID,SUBJECT_ID,... (or a data row), "
+            f"got {','.join(fields)[:80]!r}"
         ) from None
     return None
 

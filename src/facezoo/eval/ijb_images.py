@@ -3,15 +3,15 @@ with and without horizontal flip, in chunks so that memory stays bounded (IJB-C 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..data.image import read_image_file
 from ..errors import DataError
-from .ijb import meta_dir, read_landmarks
 from .features import extract_features, file_key
+from .ijb import meta_dir, read_landmarks
 
 
 def loose_crop_dir(root, target: str) -> Path:
@@ -23,8 +23,16 @@ def loose_crop_dir(root, target: str) -> Path:
     raise DataError(f"no loose_crop/ folder under {root} or {root / target.upper()}; point --root at the release")
 
 
-def embed_ijb_images(embed, root, target: str, batch_size: int = 256, device=None, chunk: int = 4096,
-                     log: Callable[[str], None] | None = None, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
+def embed_ijb_images(
+    embed,
+    root,
+    target: str,
+    batch_size: int = 256,
+    device=None,
+    chunk: int = 4096,
+    log: Callable[[str], None] | None = None,
+    cache_dir=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order).
 
     Embedded through facezoo.eval.features.extract_features: with cache_dir the aligned-crop features are cached
@@ -43,6 +51,16 @@ def embed_ijb_images(embed, root, target: str, batch_size: int = 256, device=Non
         return align_faces(images, marks.points[a:b], size)[0]
 
     key = f"ijb:{target}:{file_key(marks_file)}:{Path(crops).resolve()}:aligned{size[0]}x{size[1]}"
-    e, e_flip = extract_features(embed, key, len(marks.names), load, flip=True, batch_size=batch_size,
-                                 device=device, cache_dir=cache_dir, chunk=chunk, log=log)
+    e, e_flip = extract_features(
+        embed,
+        key,
+        len(marks.names),
+        load,
+        flip=True,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        chunk=chunk,
+        log=log,
+    )
     return e.astype(np.float64), e_flip.astype(np.float64)

@@ -36,9 +36,7 @@ from ..io import atomic_write
 METRICS = ("cosine", "l2")
 DEVKIT_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)
 NOISE_FILL = 100.0  # extra-slot value InsightFace's remove_noises gives MegaFace noise distractors
-NOISE_JITTER = (
-    1e-3  # uniform(-j, j) added to an identity centre for each FaceScrub noise image
-)
+NOISE_JITTER = 1e-3  # uniform(-j, j) added to an identity centre for each FaceScrub noise image
 _HEADER = struct.Struct("<4i")  # rows, cols, element size in bytes, OpenCV type
 _CV_32F = 5
 _BLOCK_BYTES = 256 * 2**20  # score-block budget when `block` is not given
@@ -56,13 +54,9 @@ def read_feature(path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DataError(
-            f"{path}: cannot read MegaFace feature file ({e.strerror}). Check the path."
-        ) from e
+        raise DataError(f"{path}: cannot read MegaFace feature file ({e.strerror}). Check the path.") from e
     if len(data) < _HEADER.size:
-        raise DataError(
-            f"{path}: {len(data)} bytes, shorter than the 16-byte feature header. Re-extract it."
-        )
+        raise DataError(f"{path}: {len(data)} bytes, shorter than the 16-byte feature header. Re-extract it.")
     rows, cols, elem, cvtype = _HEADER.unpack_from(data)
     if rows < 1 or cols < 1 or elem != 4 or cvtype != _CV_32F:
         raise DataError(
@@ -82,9 +76,7 @@ def write_feature(path, vec) -> None:
     """Write a 1-D vector as a devkit feature file (header rows=dim, 1, 4, 5; float32 values), atomically."""
     v = np.asarray(vec, dtype=np.float32)
     if v.ndim != 1 or v.size == 0:
-        raise DataError(
-            f"{path}: a MegaFace feature must be a non-empty 1-D vector, got shape {v.shape}."
-        )
+        raise DataError(f"{path}: a MegaFace feature must be a non-empty 1-D vector, got shape {v.shape}.")
     with atomic_write(path) as f:
         f.write(_HEADER.pack(v.size, 1, 4, _CV_32F))
         f.write(v.astype("<f4").tobytes())
@@ -98,9 +90,7 @@ def read_features(paths: Sequence) -> np.ndarray:
     dim = feats[0].size
     for p, f in zip(paths, feats):
         if f.size != dim:
-            raise DataError(
-                f"{p}: {f.size}-d feature but {paths[0]} is {dim}-d. Use features from one model."
-            )
+            raise DataError(f"{p}: {f.size}-d feature but {paths[0]} is {dim}-d. Use features from one model.")
     return np.stack(feats)
 
 
@@ -132,9 +122,7 @@ def add_noise_dimension(
     _check_len(p_noise, probes, "probe_is_noise", "probe_feats")
     _check_len(d_noise, dist, "distractor_is_noise", "distractor_feats")
     if dist.shape[0] and dist.shape[1] != probes.shape[1]:
-        raise DataError(
-            f"distractor_feats are {dist.shape[1]}-d but probe_feats are {probes.shape[1]}-d."
-        )
+        raise DataError(f"distractor_feats are {dist.shape[1]}-d but probe_feats are {probes.shape[1]}-d.")
     dim = probes.shape[1]
     out_p = np.zeros((probes.shape[0], dim + 1), dtype=np.float32)
     out_p[:, :dim] = probes
@@ -177,8 +165,19 @@ def identification(
     distractors scored at once (default: a ~256 MiB score block). gallery_feats (MegaFace-mask): the features put
     into the gallery for g (unmasked), while probe_feats (masked) are the queries; default probe_feats.
     """
-    return evaluate(probe_feats, probe_ids, distractor_feats, ranks=ranks, far=None, sizes=sizes, metric=metric,
-                    device=device, block=block, search=search, gallery_feats=gallery_feats)["identification"]
+    return evaluate(
+        probe_feats,
+        probe_ids,
+        distractor_feats,
+        ranks=ranks,
+        far=None,
+        sizes=sizes,
+        metric=metric,
+        device=device,
+        block=block,
+        search=search,
+        gallery_feats=gallery_feats,
+    )["identification"]
 
 
 def verification(
@@ -201,8 +200,19 @@ def verification(
     k = floor(far * n_impostors); t = (k+1)-th largest impostor score (-inf if k >= n_impostors); accept iff
     s > t. Only the running top k+1 impostor scores are kept. "far" is the achieved FAR (<= far, lower on ties).
     """
-    return evaluate(probe_feats, probe_ids, distractor_feats, ranks=None, far=far, sizes=sizes, metric=metric,
-                    device=device, block=block, search=search, gallery_feats=gallery_feats)["verification"]
+    return evaluate(
+        probe_feats,
+        probe_ids,
+        distractor_feats,
+        ranks=None,
+        far=far,
+        sizes=sizes,
+        metric=metric,
+        device=device,
+        block=block,
+        search=search,
+        gallery_feats=gallery_feats,
+    )["verification"]
 
 
 SEARCHES = ("torch", "faiss")
@@ -240,8 +250,10 @@ def evaluate(
     if gallery_feats is not None:
         g = _as_matrix(gallery_feats, "gallery_feats")
         if g.shape != tuple(probes.shape):
-            raise DataError(f"gallery_feats has shape {g.shape} but probe_feats has {tuple(probes.shape)}; give one "
-                            "unmasked feature per probe image.")
+            raise DataError(
+                f"gallery_feats has shape {g.shape} but probe_feats has {tuple(probes.shape)}; give one "
+                "unmasked feature per probe image."
+            )
         gallery = _prepare(torch.as_tensor(g, dtype=torch.float32).to(dev), metric)
     masked = gallery_feats is not None
     id_pairs = ver_pairs = None
@@ -280,12 +292,15 @@ def _torch_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
     """Yield (size, per-probe top top_r scores (P, <=top_r), overall top keep scores) at each size boundary."""
     per_probe = torch.full((probes.shape[0], top_r), -math.inf, device=dev)
     overall = torch.empty(0, device=dev)
-    for a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
+    for _a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
         # the overall top `keep` lies within the per-row top `keep`: one row-wise top-k serves both parts, and
         # avoids a slow top-k over the flattened block
         k_row = min(max(top_r, keep), scores.shape[1])
-        row = torch.topk(scores, k_row, dim=1, sorted=True).values if k_row < scores.shape[1] else \
-            torch.sort(scores, dim=1, descending=True).values
+        row = (
+            torch.topk(scores, k_row, dim=1, sorted=True).values
+            if k_row < scores.shape[1]
+            else torch.sort(scores, dim=1, descending=True).values
+        )
         if top_r:
             cand = torch.cat([per_probe, row[:, :top_r]], dim=1)
             per_probe = torch.topk(cand, min(top_r, cand.shape[1]), dim=1, sorted=False).values
@@ -301,8 +316,9 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
     try:
         import faiss
     except ImportError:
-        raise ConfigError("search='faiss' needs the faiss package: pip install faiss-cpu (or use search='torch').") \
-            from None
+        raise ConfigError(
+            "search='faiss' needs the faiss package: pip install faiss-cpu (or use search='torch')."
+        ) from None
     q = np.ascontiguousarray(probes.detach().cpu().numpy(), dtype=np.float32)
     index = faiss.IndexFlatIP(q.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(q.shape[1])
     step = int(block) if block else 1 << 16
@@ -311,8 +327,11 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
         for a in range(added, s, step):
             b = min(a + step, s)
             chunk = dist[a:b]
-            chunk = chunk.detach().cpu() if isinstance(chunk, torch.Tensor) else torch.from_numpy(
-                np.ascontiguousarray(chunk, dtype=np.float32))
+            chunk = (
+                chunk.detach().cpu()
+                if isinstance(chunk, torch.Tensor)
+                else torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+            )
             index.add(np.ascontiguousarray(_prepare(chunk.float(), metric).numpy(), dtype=np.float32))
         added = s
         k = min(max(top_r, keep), s)
@@ -323,9 +342,7 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
         yield s, per_probe, overall
 
 
-def _tar(
-    genuine: torch.Tensor, top: torch.Tensor, far: float, n_imp: int
-) -> dict[str, float]:
+def _tar(genuine: torch.Tensor, top: torch.Tensor, far: float, n_imp: int) -> dict[str, float]:
     """TAR / achieved FAR / threshold from the genuine scores and the top impostor scores of n_imp."""
     k = math.floor(Fraction(repr(float(far))) * n_imp)
     desc = torch.sort(top, descending=True).values
@@ -344,25 +361,19 @@ def _tar(
 def _as_matrix(x, name: str) -> np.ndarray:
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if a.ndim != 2:
-        raise DataError(
-            f"{name}: expected a (n, dim) feature matrix, got shape {a.shape}."
-        )
+        raise DataError(f"{name}: expected a (n, dim) feature matrix, got shape {a.shape}.")
     return a
 
 
 def _check_len(a: np.ndarray, feats: np.ndarray, name: str, feats_name: str) -> None:
     if a.shape != (feats.shape[0],):
-        raise DataError(
-            f"{name} has shape {a.shape} but {feats_name} has {feats.shape[0]} rows; give one per row."
-        )
+        raise DataError(f"{name} has shape {a.shape} but {feats_name} has {feats.shape[0]} rows; give one per row.")
 
 
 def _check_ranks(ranks: Sequence[int]) -> list[int]:
     rs = sorted({int(r) for r in ranks} | {1})
     if rs[0] < 1:
-        raise ConfigError(
-            f"ranks={list(ranks)}: ranks start at 1 (rank 1 = nearest), e.g. (1, 5, 10)."
-        )
+        raise ConfigError(f"ranks={list(ranks)}: ranks start at 1 (rank 1 = nearest), e.g. (1, 5, 10).")
     return rs
 
 
@@ -376,9 +387,7 @@ def _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes):
 
 def _check_sizes(sizes: Sequence[int] | None, n: int) -> list[int]:
     if n == 0:
-        raise DataError(
-            "distractor_feats is empty; MegaFace needs at least one distractor."
-        )
+        raise DataError("distractor_feats is empty; MegaFace needs at least one distractor.")
     out = sorted({int(s) for s in sizes}) if sizes is not None else [n]
     if not out or out[0] < 1 or out[-1] > n:
         raise ConfigError(
@@ -393,24 +402,14 @@ def _inputs(probe_feats, probe_ids, distractor_feats, metric: str, dev: torch.de
     if metric not in METRICS:
         raise ConfigError(f"metric={metric!r}: choose one of {METRICS}.")
     probes = _as_matrix(probe_feats, "probe_feats")
-    dist = (
-        distractor_feats
-        if isinstance(distractor_feats, torch.Tensor)
-        else np.asarray(distractor_feats)
-    )
+    dist = distractor_feats if isinstance(distractor_feats, torch.Tensor) else np.asarray(distractor_feats)
     if dist.ndim != 2:
-        raise DataError(
-            f"distractor_feats: expected a (n, dim) feature matrix, got shape {tuple(dist.shape)}."
-        )
+        raise DataError(f"distractor_feats: expected a (n, dim) feature matrix, got shape {tuple(dist.shape)}.")
     if dist.shape[1] != probes.shape[1]:
-        raise DataError(
-            f"distractor_feats are {dist.shape[1]}-d but probe_feats are {probes.shape[1]}-d."
-        )
+        raise DataError(f"distractor_feats are {dist.shape[1]}-d but probe_feats are {probes.shape[1]}-d.")
     ids = np.asarray(probe_ids)
     _check_len(ids, probes, "probe_ids", "probe_feats")
-    codes = torch.from_numpy(
-        np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    )
+    codes = torch.from_numpy(np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64))
     return (
         _prepare(torch.as_tensor(probes, dtype=torch.float32).to(dev), metric),
         codes,
@@ -433,9 +432,7 @@ def _scores(p: torch.Tensor, d: torch.Tensor, metric: str) -> torch.Tensor:
     return s
 
 
-def _score_pairs(
-    x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str
-) -> torch.Tensor:
+def _score_pairs(x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tensor, metric: str) -> torch.Tensor:
     """Scores of the row pairs (x[i], y[j]) with the same arithmetic as `_scores`."""
     out = torch.empty(i.numel(), device=x.device)
     step = 1 << 16
@@ -448,9 +445,7 @@ def _score_pairs(
     return out
 
 
-def _genuine_pairs(
-    codes: torch.Tensor, ordered: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _genuine_pairs(codes: torch.Tensor, ordered: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Index pairs (i, j), i != j, of one identity: all ordered pairs, or i < j."""
     order = torch.argsort(codes, stable=True)
     counts = torch.bincount(codes).tolist()
@@ -479,16 +474,12 @@ def _blocks(sizes: list[int], block: int) -> Iterator[tuple[int, int]]:
             a = b
 
 
-def _score_blocks(
-    probes: torch.Tensor, dist, sizes: list[int], metric: str, block: int | None, dev
-):
+def _score_blocks(probes: torch.Tensor, dist, sizes: list[int], metric: str, block: int | None, dev):
     """Yield (a, b, scores (P, b - a)) over the first max(sizes) distractors, in order."""
     if block is None:
         block = max(1, _BLOCK_BYTES // (4 * max(1, probes.shape[0])))
     if block < 1:
-        raise ConfigError(
-            f"block={block}: the number of distractors scored at once must be >= 1."
-        )
+        raise ConfigError(f"block={block}: the number of distractors scored at once must be >= 1.")
     for a, b in _blocks(sizes, int(block)):
         chunk = dist[a:b]
         if not isinstance(chunk, torch.Tensor):

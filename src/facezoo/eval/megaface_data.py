@@ -33,9 +33,9 @@ import concurrent.futures
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -151,8 +151,10 @@ def read_lists(root, sizes: Sequence[int] | None = None, noise_dir=None) -> Mega
         ids = np.asarray([re.split(r"[\\/]+", p.strip("/"))[-2] for p in paths])
         layout = "testpack"
     else:
-        raise DataError(f"{root}: no probe list: expected templatelists/{PROBE_JSON} (MegaFace devkit) or "
-                        f"{PROBE_LST} (InsightFace test pack). Point --root at the folder holding them.")
+        raise DataError(
+            f"{root}: no probe list: expected templatelists/{PROBE_JSON} (MegaFace devkit) or "
+            f"{PROBE_LST} (InsightFace test pack). Point --root at the folder holding them."
+        )
     if not paths:
         raise DataError(f"{probe_list}: the probe list is empty.")
     dist_paths, size_index, dist_list = _distractors(root, tl, sizes)
@@ -165,14 +167,23 @@ def read_lists(root, sizes: Sequence[int] | None = None, noise_dir=None) -> Mega
 
 
 def _distractors(root: Path, tl: Path | None, sizes):
-    json_sizes = sorted(int(m.group(1)) for p in tl.iterdir()
-                        if (m := re.fullmatch(r"megaface_features_list\.json_(\d+)_1", p.name))) if tl else []
+    json_sizes = (
+        sorted(
+            int(m.group(1))
+            for p in tl.iterdir()
+            if (m := re.fullmatch(r"megaface_features_list\.json_(\d+)_1", p.name))
+        )
+        if tl
+        else []
+    )
     if json_sizes:
         want = sorted({int(s) for s in sizes}) if sizes else json_sizes
         missing = [s for s in want if s not in json_sizes]
         if missing:
-            raise DataError(f"{tl / DISTRACTOR_JSON.format(size=missing[0])}: no distractor list for size "
-                            f"{missing[0]}; lists here are for {json_sizes}. Choose --sizes among them.")
+            raise DataError(
+                f"{tl / DISTRACTOR_JSON.format(size=missing[0])}: no distractor list for size "
+                f"{missing[0]}; lists here are for {json_sizes}. Choose --sizes among them."
+            )
         per = {s: [str(p) for p in _read_json(tl / DISTRACTOR_JSON.format(size=s))["path"]] for s in want}
         for s, p in per.items():
             if len(p) != s:
@@ -188,17 +199,20 @@ def _distractors(root: Path, tl: Path | None, sizes):
         return list(union), index, tl / DISTRACTOR_JSON.format(size=want[-1])
     lst = root / DISTRACTOR_LST
     if not lst.is_file():
-        raise DataError(f"{root}: no distractor list: expected {DISTRACTOR_JSON.format(size='<n>')} in "
-                        f"templatelists/ (MegaFace devkit) or {DISTRACTOR_LST} (InsightFace test pack).")
+        raise DataError(
+            f"{root}: no distractor list: expected {DISTRACTOR_JSON.format(size='<n>')} in "
+            f"templatelists/ (MegaFace devkit) or {DISTRACTOR_LST} (InsightFace test pack)."
+        )
     paths = _read_lines(lst)
     if not paths:
         raise DataError(f"{lst}: the distractor list is empty.")
     want = sorted({int(s) for s in sizes}) if sizes else [s for s in mf.DEVKIT_SIZES if s < len(paths)] + [len(paths)]
     want = sorted(set(want))
     if want[0] < 1 or want[-1] > len(paths):
-        raise ConfigError(f"--sizes {want}: {lst} lists {len(paths)} distractors; sizes must be within [1, "
-                          f"{len(paths)}].")
-    return paths[: want[-1]], {s: None for s in want}, lst
+        raise ConfigError(
+            f"--sizes {want}: {lst} lists {len(paths)} distractors; sizes must be within [1, {len(paths)}]."
+        )
+    return paths[: want[-1]], dict.fromkeys(want), lst
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -221,8 +235,10 @@ def check_images(folder: Path, paths: Sequence[str], list_file) -> None:
     missing = [p for p, ok in zip(paths, exists) if not ok]
     if missing:
         shown = ", ".join(str(folder / p) for p in missing[:3])
-        raise DataError(f"{len(missing)} image(s) listed in {list_file} are missing, e.g. {shown}. Check the image "
-                        "folder (--root / --probe-root / --distractor-root).")
+        raise DataError(
+            f"{len(missing)} image(s) listed in {list_file} are missing, e.g. {shown}. Check the image "
+            "folder (--root / --probe-root / --distractor-root)."
+        )
 
 
 def image_loader(folder: Path, paths: Sequence[str], size) -> Callable[[int, int], np.ndarray]:
@@ -244,8 +260,19 @@ def image_loader(folder: Path, paths: Sequence[str], size) -> Callable[[int, int
     return load
 
 
-def embed_megaface(embed, lists: MegaFaceLists, probe_dir, distractor_dir, *, masked_dir=None, flip: bool = True,
-                   batch_size: int = 256, device=None, cache_dir=None, log=None):
+def embed_megaface(
+    embed,
+    lists: MegaFaceLists,
+    probe_dir,
+    distractor_dir,
+    *,
+    masked_dir=None,
+    flip: bool = True,
+    batch_size: int = 256,
+    device=None,
+    cache_dir=None,
+    log=None,
+):
     """(probe, distractor, gallery or None) float32 features, each e + e_flip (or e), L2-normalised per image
     (InsightFace's gen_megaface). With masked_dir the probes come from it and the gallery from probe_dir."""
     from .features import extract_features
@@ -254,8 +281,18 @@ def embed_megaface(embed, lists: MegaFaceLists, probe_dir, distractor_dir, *, ma
 
     def run(folder: Path, paths, name):
         key = f"megaface:{name}:{Path(folder).resolve()}:{len(paths)}:{_digest(paths)}:resize{size[0]}x{size[1]}"
-        e, ef = extract_features(embed, key, len(paths), image_loader(Path(folder), paths, size), flip=flip,
-                                 batch_size=batch_size, device=device, cache_dir=cache_dir, combine=True, log=log)
+        e, _ef = extract_features(
+            embed,
+            key,
+            len(paths),
+            image_loader(Path(folder), paths, size),
+            flip=flip,
+            batch_size=batch_size,
+            device=device,
+            cache_dir=cache_dir,
+            combine=True,
+            log=log,
+        )
         return _normalise(e)
 
     gallery = None
@@ -295,11 +332,16 @@ def detect_ending(folder: Path, first: str) -> str:
     """The file ending of a feature folder, from the files beside the first probe's feature."""
     probe = Path(_tail(first, 2))
     d = folder / probe.parent
-    found = sorted({f.name[len(probe.name):] for f in d.glob(glob_escape(probe.name) + "*")
-                    if f.name != probe.name}) if d.is_dir() else []
+    found = (
+        sorted({f.name[len(probe.name) :] for f in d.glob(glob_escape(probe.name) + "*") if f.name != probe.name})
+        if d.is_dir()
+        else []
+    )
     if len(found) != 1:
-        raise ConfigError(f"{d}: cannot tell the feature file ending from {found or 'no files'} for {probe.name}; "
-                          "pass --feature-ending, e.g. _insightface.bin.")
+        raise ConfigError(
+            f"{d}: cannot tell the feature file ending from {found or 'no files'} for {probe.name}; "
+            "pass --feature-ending, e.g. _insightface.bin."
+        )
     return found[0]
 
 
@@ -313,8 +355,10 @@ def read_feature_dir(folder, lists: MegaFaceLists, ending: str | None = None, ma
     sub = {k: folder / k for k in ("facescrub", "megaface", "masked_facescrub")}
     for k in ("facescrub", "megaface") + (("masked_facescrub",) if masked else ()):
         if not sub[k].is_dir():
-            raise DataError(f"{sub[k]}: missing; a feature folder holds facescrub/ and megaface/ "
-                            f"(and masked_facescrub/ for MegaFace-mask).")
+            raise DataError(
+                f"{sub[k]}: missing; a feature folder holds facescrub/ and megaface/ "
+                f"(and masked_facescrub/ for MegaFace-mask)."
+            )
     ending = ending or detect_ending(sub["facescrub"], lists.probe_paths[0])
 
     def read(base: Path, paths, parts):
@@ -324,8 +368,10 @@ def read_feature_dir(folder, lists: MegaFaceLists, ending: str | None = None, ma
         dims = {f.size for f in feats}
         if len(dims) > 1:
             odd = next(f for f, v in zip(files, feats) if v.size != feats[0].size)
-            raise DataError(f"{odd}: {next(v.size for v in feats if v.size != feats[0].size)}-d but {files[0]} is "
-                            f"{feats[0].size}-d. Use features from one model.")
+            raise DataError(
+                f"{odd}: {next(v.size for v in feats if v.size != feats[0].size)}-d but {files[0]} is "
+                f"{feats[0].size}-d. Use features from one model."
+            )
         return np.stack(feats)
 
     probes = read(sub["masked_facescrub"] if masked else sub["facescrub"], lists.probe_paths, 2)
@@ -334,13 +380,16 @@ def read_feature_dir(folder, lists: MegaFaceLists, ending: str | None = None, ma
     return probes, dist, gallery
 
 
-def write_feature_dir(folder, lists: MegaFaceLists, probes, distractors, gallery=None,
-                      ending: str = "_facezoo.bin") -> None:
+def write_feature_dir(
+    folder, lists: MegaFaceLists, probes, distractors, gallery=None, ending: str = "_facezoo.bin"
+) -> None:
     """Write features as a devkit feature folder (layout (c)); with gallery, probes go to masked_facescrub/."""
     folder = Path(folder)
     jobs = []
     if gallery is not None:
-        jobs += [(_feature_file(folder / "masked_facescrub", p, 2, ending), v) for p, v in zip(lists.probe_paths, probes)]
+        jobs += [
+            (_feature_file(folder / "masked_facescrub", p, 2, ending), v) for p, v in zip(lists.probe_paths, probes)
+        ]
         jobs += [(_feature_file(folder / "facescrub", p, 2, ending), v) for p, v in zip(lists.probe_paths, gallery)]
     else:
         jobs += [(_feature_file(folder / "facescrub", p, 2, ending), v) for p, v in zip(lists.probe_paths, probes)]
@@ -354,22 +403,36 @@ def write_feature_dir(folder, lists: MegaFaceLists, probes, distractors, gallery
 RANKS = (1, 2, 3, 5, 10, 20, 50, 100)
 
 
-def evaluate_lists(lists: MegaFaceLists, probes, distractors, gallery=None, *, clean: bool | None = None,
-                   metric: str = "cosine", far: float = 1e-6, ranks: Sequence[int] = RANKS, device=None,
-                   search: str = "torch", log=None) -> dict:
+def evaluate_lists(
+    lists: MegaFaceLists,
+    probes,
+    distractors,
+    gallery=None,
+    *,
+    clean: bool | None = None,
+    metric: str = "cosine",
+    far: float = 1e-6,
+    ranks: Sequence[int] = RANKS,
+    device=None,
+    search: str = "torch",
+    log=None,
+) -> dict:
     """{"raw": {...}, "clean": {...} (when noise lists are there)} with each part {"identification": {size: ..},
     "verification": {size: ..}}. clean=True requires the noise lists, False skips them, None uses them if present.
     """
     if clean and not lists.has_noise:
-        raise DataError(f"cleaned results need {PROBE_NOISES} and {DISTRACTOR_NOISES} (InsightFace's noise lists) in "
-                        "--root or --noise-dir.")
+        raise DataError(
+            f"cleaned results need {PROBE_NOISES} and {DISTRACTOR_NOISES} (InsightFace's noise lists) in "
+            "--root or --noise-dir."
+        )
     variants = {"raw": (probes, distractors, gallery)}
     if (clean is None and lists.has_noise) or clean:
         p, d = mf.add_noise_dimension(probes, lists.probe_ids, lists.probe_noise, distractors, lists.distractor_noise)
         g = None
         if gallery is not None:
-            g, _ = mf.add_noise_dimension(gallery, lists.probe_ids, lists.probe_noise, distractors[:0],
-                                          np.zeros(0, bool))
+            g, _ = mf.add_noise_dimension(
+                gallery, lists.probe_ids, lists.probe_noise, distractors[:0], np.zeros(0, bool)
+            )
         variants["clean"] = (p, d, g)
     out = {}
     for name, (p, d, g) in variants.items():

@@ -15,6 +15,7 @@ good thresholds the strictest (highest cosine) wins, as the lowest distance wins
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -53,7 +54,7 @@ def kfold_splits(n: int, nfolds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     sizes = np.full(nfolds, n // nfolds)
     sizes[: n % nfolds] += 1
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    return [(np.r_[idx[:a], idx[b:]], idx[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(np.r_[idx[:a], idx[b:]], idx[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def _count_below(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

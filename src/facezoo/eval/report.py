@@ -51,7 +51,7 @@ def _percent(x) -> str:
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), rule, *map(line, rows)])
 
@@ -77,7 +77,7 @@ def format_table(results: dict[str, dict[str, dict]], tar_far: float | None = No
 
 
 def _bench_title(name: str) -> str:
-    """"IJBC 1:N" -> "IJB-C": the benchmark part of a "<benchmark> <protocol>" key, as published tables name it."""
+    """ "IJBC 1:N" -> "IJB-C": the benchmark part of a "<benchmark> <protocol>" key, as published tables name it."""
     return benchmark_title(name.split(" ")[0])
 
 
@@ -105,7 +105,9 @@ def format_identification_table(results: dict[str, dict[str, dict]], fpirs, rank
     tpir_at_fpir, columns TPIR (%) at each FPIR then the rank-k identification rates (%). gallery=None reads the
     result's top level (IJB: the mean over the galleries), else result["galleries"][gallery]."""
     benches = _with(results, "tpir_at_fpir")
-    cols = [(b, "tpir", far_key(f)) for b in benches for f in fpirs] + [(b, "cmc", int(k)) for b in benches for k in ranks]
+    cols = [(b, "tpir", far_key(f)) for b in benches for f in fpirs] + [
+        (b, "cmc", int(k)) for b in benches for k in ranks
+    ]
     cols.sort(key=lambda c: benches.index(c[0]))  # group by benchmark, stable: TPIRs then ranks
     header = ["model"] + [f"{_bench_title(b)} " + (f"TPIR@{k}" if w == "tpir" else f"rank-{k}") for b, w, k in cols]
 

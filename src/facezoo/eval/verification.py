@@ -5,8 +5,8 @@ Pairs are consecutive images: (images[0], images[1]), (images[2], images[3]), ..
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,8 +32,17 @@ def _cached_views(embed, images: np.ndarray, key: str | None, batch_size, device
     """embed_views through the feature cache (facezoo.eval.features) when cache_dir and key are given."""
     if cache_dir is None or key is None:
         return embed_views(embed, images, batch_size, device, flip)
-    e, e_flip = extract_features(embed, key, len(images), lambda a, b: images[a:b], flip=flip, batch_size=batch_size,
-                                 device=device, cache_dir=cache_dir, log=log)
+    e, e_flip = extract_features(
+        embed,
+        key,
+        len(images),
+        lambda a, b: images[a:b],
+        flip=flip,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        log=log,
+    )
     return [v.astype(np.float64) for v in ((e, e_flip) if flip else (e,))]
 
 
@@ -69,7 +78,7 @@ def evaluate_pairs(
     emb = views[0] + views[1] if flip else views[0]
     norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
     result = verification_metrics(emb[0::2], emb[1::2], issame, nfolds=nfolds, metric=metric, norms=norms)
-    result["pairs"] = int(len(issame))
+    result["pairs"] = len(issame)
     return result
 
 
@@ -122,14 +131,24 @@ def evaluate_sets(
                 if sizes[name] != size:
                     continue
                 key = getattr(load, "cache_key", None)
-                r = evaluate_pairs(m, images, issame, batch_size=batch_size, device=device, nfolds=nfolds,
-                                   metric=metric, cache_dir=cache_dir,
-                                   cache_key=None if key is None else f"{key}:{size[0]}x{size[1]}")
+                r = evaluate_pairs(
+                    m,
+                    images,
+                    issame,
+                    batch_size=batch_size,
+                    device=device,
+                    nfolds=nfolds,
+                    metric=metric,
+                    cache_dir=cache_dir,
+                    cache_key=None if key is None else f"{key}:{size[0]}x{size[1]}",
+                )
                 r["name"] = set_name
                 results[name][set_name] = r
                 if log is not None:
-                    log(f"[{name}] {set_name}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
-                        f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}")
+                    log(
+                        f"[{name}] {set_name}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
+                        f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}"
+                    )
             del images
     return results
 
@@ -138,8 +157,10 @@ def bin_sets(bin_paths) -> dict[str, Callable]:
     """{file stem: load(image_size)} for InsightFace .bin files, the `sets` evaluate_sets takes."""
     from ..data.verification_bin import load_bin_images
 
-    return {Path(p).stem: keyed(lambda size, p=p: load_bin_images(p, image_size=size), f"bin:{_file_key(p)}")
-            for p in bin_paths}
+    return {
+        Path(p).stem: keyed(lambda size, p=p: load_bin_images(p, image_size=size), f"bin:{_file_key(p)}")
+        for p in bin_paths
+    }
 
 
 def keyed(load: Callable, key: str) -> Callable:

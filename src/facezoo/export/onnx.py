@@ -90,25 +90,39 @@ def _export_proto(module: nn.Module, example: torch.Tensor, opset: int, input_na
         _require("onnxscript")
         with _quiet_exporter():
             program = torch.onnx.export(
-                module, (example,), None, input_names=[input_name], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+                module,
+                (example,),
+                None,
+                input_names=[input_name],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
             )
         return program.model_proto, "dynamo"
     except ConfigError:
         raise
-    except Exception as e:  # noqa: BLE001  (any failure of the dynamo exporter: try the TorchScript one)
+    except Exception as e:
         reason = f"{type(e).__name__}: {str(e)[:300]}"
     warnings.warn(f"torch.onnx dynamo exporter failed ({reason}); using the legacy TorchScript exporter", stacklevel=3)
     buf = io.BytesIO()
     try:
         with _quiet_exporter():
             torch.onnx.export(
-                module, (example,), buf, input_names=[input_name], output_names=[OUTPUT_NAME], opset_version=opset,
-                dynamo=False, dynamic_axes={input_name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                module,
+                (example,),
+                buf,
+                input_names=[input_name],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={input_name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             )
-    except Exception as e:  # noqa: BLE001  (the exporters raise many types; report both reasons)
-        raise ModelError(f"ONNX export failed with both exporters; dynamo: {reason}; legacy: "
-                         f"{type(e).__name__}: {str(e)[:300]}") from None
+    except Exception as e:
+        raise ModelError(
+            f"ONNX export failed with both exporters; dynamo: {reason}; legacy: {type(e).__name__}: {str(e)[:300]}"
+        ) from None
     return onnx.load_from_string(buf.getvalue()), "legacy"
 
 
@@ -141,7 +155,7 @@ def open_session(model, providers=None, kind: str = "ONNX", hint: str = ""):
         source, where = str(path), str(path)
     try:
         return ort.InferenceSession(source, providers=list(providers) if providers else ort.get_available_providers())
-    except Exception as e:  # noqa: BLE001  (onnxruntime raises its own exception types)
+    except Exception as e:
         raise ModelError(f"{where}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]}).") from None
 
 
@@ -161,8 +175,11 @@ def _parity(module: nn.Module, embedder: Embedder, model_bytes: bytes, layout: s
     inputs = []
     for b in PARITY_BATCHES:
         images = torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8, generator=gen)
-        inputs.append(images if layout == "uint8" else torch.from_numpy(_normalise(images.numpy(), m.mean, m.std,
-                                                                                   m.channel_order)))
+        inputs.append(
+            images
+            if layout == "uint8"
+            else torch.from_numpy(_normalise(images.numpy(), m.mean, m.std, m.channel_order))
+        )
     with torch.no_grad():
         refs = [module(x).numpy() for x in inputs]
     outs = _ort_run(model_bytes, [x.numpy() for x in inputs])
@@ -185,8 +202,9 @@ def _load_embedder(checkpoint) -> Embedder:
     return load_model(checkpoint)
 
 
-def export_onnx(checkpoint, out_path, *, opset: int = 17, input: str = "float", check: bool = True,
-                atol: float = 1e-3) -> dict:
+def export_onnx(
+    checkpoint, out_path, *, opset: int = 17, input: str = "float", check: bool = True, atol: float = 1e-3
+) -> dict:
     """Export a facezoo checkpoint (path or Embedder) to ONNX at `out_path`, written atomically.
 
     The check runs batch 1 and 4 random faces through PyTorch and onnxruntime; it fails (ModelError, nothing
@@ -228,8 +246,15 @@ def export_onnx(checkpoint, out_path, *, opset: int = 17, input: str = "float", 
         f.write(model_bytes)
     opsets = {o.domain: o.version for o in proto.opset_import}
     shape = ["batch", 3, h, w] if input == "float" else ["batch", h, w, 3]
-    return {"path": str(out_path), "exporter": exporter, "opset": opsets.get("", opsets.get("ai.onnx")),
-            "input": input, "input_name": INPUT_NAMES[input], "input_shape": shape, "parity": parity}
+    return {
+        "path": str(out_path),
+        "exporter": exporter,
+        "opset": opsets.get("", opsets.get("ai.onnx")),
+        "input": input,
+        "input_name": INPUT_NAMES[input],
+        "input_shape": shape,
+        "parity": parity,
+    }
 
 
 def _parse_props(props: dict, path) -> dict:
@@ -244,14 +269,17 @@ def _parse_props(props: dict, path) -> dict:
             raise ModelError(msg) from None
     layout = props.get(INPUT_KEY)
     if meta is not None and layout not in INPUT_LAYOUTS:
-        raise ModelError(f"{path}: '{INPUT_KEY}' metadata is {layout!r}, not one of {sorted(INPUT_LAYOUTS)}; "
-                         "re-export with facezoo export.")
+        raise ModelError(
+            f"{path}: '{INPUT_KEY}' metadata is {layout!r}, not one of {sorted(INPUT_LAYOUTS)}; "
+            "re-export with facezoo export."
+        )
     return {"meta": meta, "input": layout, "facezoo": props.get(VERSION_KEY)}
 
 
 def _dims(value_info) -> list:
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in
-            value_info.type.tensor_type.shape.dim]
+    return [
+        d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in value_info.type.tensor_type.shape.dim
+    ]
 
 
 def read_onnx_meta(path) -> dict:
@@ -266,20 +294,24 @@ def read_onnx_meta(path) -> dict:
         raise ModelError(f"{path}: ONNX file not found.")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001  (protobuf DecodeError, OSError, ...)
+    except Exception as e:
         raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}).") from None
     info = _parse_props({p.key: p.value for p in proto.metadata_props}, path)
     inits = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(proto.graph.output) < 1:
-        raise ModelError(f"{path}: expected one image input and an embedding output, found inputs "
-                         f"{[i.name for i in inputs]}.")
+        raise ModelError(
+            f"{path}: expected one image input and an embedding output, found inputs {[i.name for i in inputs]}."
+        )
     (inp,), out = inputs, proto.graph.output[0]
     opsets = {o.domain: o.version for o in proto.opset_import}
     info.update(
-        opset=opsets.get("", opsets.get("ai.onnx")), input_name=inp.name, input_shape=_dims(inp),
+        opset=opsets.get("", opsets.get("ai.onnx")),
+        input_name=inp.name,
+        input_shape=_dims(inp),
         input_dtype=onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
-        output_name=out.name, output_shape=_dims(out),
+        output_name=out.name,
+        output_shape=_dims(out),
     )
     return info
 
@@ -301,8 +333,15 @@ class OnnxEmbedder:
     w600k_r50.onnx; nothing is guessed. Explicit values that contradict the file's metadata are an error.
     """
 
-    def __init__(self, path, providers=None, *, mean: float | None = None, std: float | None = None,
-                 channel_order: str | None = None):
+    def __init__(
+        self,
+        path,
+        providers=None,
+        *,
+        mean: float | None = None,
+        std: float | None = None,
+        channel_order: str | None = None,
+    ):
         self.path = Path(path)
         self.session = open_session(self.path, providers)
         info = _parse_props(dict(self.session.get_modelmeta().custom_metadata_map), self.path)
@@ -338,8 +377,10 @@ class OnnxEmbedder:
             return tuple(self.meta.input_size)
         dims = list(shape)
         if len(dims) != 4 or dims[1] != 3 or not all(isinstance(d, int) for d in dims[2:]):
-            raise ModelError(f"{self.path}: input '{self.input_name}' has shape {dims}; without facezoo metadata "
-                             "a float32 (B, 3, H, W) input with fixed H and W is required.")
+            raise ModelError(
+                f"{self.path}: input '{self.input_name}' has shape {dims}; without facezoo metadata "
+                "a float32 (B, 3, H, W) input with fixed H and W is required."
+            )
         return int(dims[2]), int(dims[3])
 
     @property
@@ -352,7 +393,9 @@ class OnnxEmbedder:
         images = np.asarray(images)
         h, w = self.input_size
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
-            raise ModelError(f"{self.path}: expects uint8 (B, {h}, {w}, 3) RGB faces, got {images.dtype} "
-                             f"{images.shape}; align/resize faces to {h}x{w}.")
+            raise ModelError(
+                f"{self.path}: expects uint8 (B, {h}, {w}, 3) RGB faces, got {images.dtype} "
+                f"{images.shape}; align/resize faces to {h}x{w}."
+            )
         x = images if self.layout == "uint8" else _normalise(images, self.mean, self.std, self.channel_order)
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)

@@ -41,13 +41,13 @@ class ModelMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelMeta":
+    def from_dict(cls, d: dict) -> ModelMeta:
         d = dict(d)
         d["input_size"] = tuple(d["input_size"])
         return cls(**d)
 
     @classmethod
-    def from_config(cls, model_cfg) -> "ModelMeta":
+    def from_config(cls, model_cfg) -> ModelMeta:
         s = model_cfg.input_size
         return cls(
             backbone=model_cfg.backbone,

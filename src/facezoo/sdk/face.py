@@ -28,8 +28,11 @@ class Face:
 
     def to_dict(self, crops: bool = False) -> dict:
         """JSON-ready: bbox, det_score, kps (lists); embedding when present; crop only if asked (large)."""
-        d = {"bbox": [float(v) for v in self.bbox], "det_score": float(self.det_score),
-             "kps": None if self.kps is None else np.asarray(self.kps, float).tolist()}
+        d = {
+            "bbox": [float(v) for v in self.bbox],
+            "det_score": float(self.det_score),
+            "kps": None if self.kps is None else np.asarray(self.kps, float).tolist(),
+        }
         if self.embedding is not None:
             d["embedding"] = np.asarray(self.embedding, float).tolist()
         if crops and self.crop is not None:

@@ -65,9 +65,7 @@ class Entry(NamedTuple):
 class _Cache:
     """The gallery in memory, entries grouped by identity: vectors (M, D) on `device`, labels (M,) identity index."""
 
-    vectors: (
-        np.ndarray
-    )  # (M, D) float32, CPU (faiss input; shares memory with `matrix` on CPU)
+    vectors: np.ndarray  # (M, D) float32, CPU (faiss input; shares memory with `matrix` on CPU)
     matrix: torch.Tensor  # (M, D) float32 on device
     labels: torch.Tensor  # (M,) int64 on device: index into `names`
     labels_np: np.ndarray
@@ -102,9 +100,7 @@ def _as_matrix(x, what: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] == 0:
-        raise DataError(
-            f"{what} must be an array of shape (N, D) or (D,), got shape {tuple(np.shape(x))}."
-        )
+        raise DataError(f"{what} must be an array of shape (N, D) or (D,), got shape {tuple(np.shape(x))}.")
     return arr
 
 
@@ -113,18 +109,12 @@ def _normalise(arr: np.ndarray, what: str) -> np.ndarray:
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise DataError(
-            f"{what}: row {row} contains NaN or infinite values; re-embed that face (was it detected?)."
-        )
+        raise DataError(f"{what}: row {row} contains NaN or infinite values; re-embed that face (was it detected?).")
     norms = np.linalg.norm(arr.astype(np.float64), axis=1)
     if (norms == 0).any():
         row = int(np.flatnonzero(norms == 0)[0])
-        raise DataError(
-            f"{what}: row {row} is an all-zero vector, which has no direction; re-embed that face."
-        )
-    return np.ascontiguousarray(
-        arr / norms[:, None].astype(np.float32), dtype=np.float32
-    )
+        raise DataError(f"{what}: row {row} is an all-zero vector, which has no direction; re-embed that face.")
+    return np.ascontiguousarray(arr / norms[:, None].astype(np.float32), dtype=np.float32)
 
 
 def _blob(vec: np.ndarray) -> bytes:
@@ -174,26 +164,16 @@ class Gallery:
         cosine scores between two models' embeddings are meaningless. device: where search runs.
         """
         path = Path(path)
-        if embedding_size is not None and (
-            not isinstance(embedding_size, int) or embedding_size < 1
-        ):
-            raise ConfigError(
-                f"embedding_size must be a positive int, got {embedding_size!r}."
-            )
+        if embedding_size is not None and (not isinstance(embedding_size, int) or embedding_size < 1):
+            raise ConfigError(f"embedding_size must be a positive int, got {embedding_size!r}.")
         exists = path.exists()
         if not exists and not create:
-            raise DataError(
-                f"{path}: no gallery there. Check the path, or open with create=True to make a new one."
-            )
+            raise DataError(f"{path}: no gallery there. Check the path, or open with create=True to make a new one.")
         if exists and path.is_dir():
-            raise DataError(
-                f"{path}: is a folder; a gallery is a single file (e.g. gallery.db)."
-            )
+            raise DataError(f"{path}: is a folder; a gallery is a single file (e.g. gallery.db).")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             gallery = cls(conn, path, str(torch.device(device)))
             gallery._init(exists, embedding_size, model_key)
@@ -207,25 +187,16 @@ class Gallery:
             raise
         return gallery
 
-    def _init(
-        self, exists: bool, embedding_size: int | None, model_key: str | None
-    ) -> None:
+    def _init(self, exists: bool, embedding_size: int | None, model_key: str | None) -> None:
         """Set pragmas, create the schema in a new file, check format / size / model key in an existing one."""
         c = self._conn
-        c.execute(
-            "PRAGMA journal_mode=DELETE"
-        )  # one file at rest (WAL would add -wal/-shm files)
+        c.execute("PRAGMA journal_mode=DELETE")  # one file at rest (WAL would add -wal/-shm files)
         c.execute("PRAGMA synchronous=FULL")
         c.execute("PRAGMA foreign_keys=ON")
         with self._transaction():
-            tables = {
-                r[0]
-                for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if exists and tables and "meta" not in tables:
-                raise DataError(
-                    f"{self.path}: an SQLite file but not a facezoo gallery. Choose another path."
-                )
+                raise DataError(f"{self.path}: an SQLite file but not a facezoo gallery. Choose another path.")
             if not tables:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     c.execute(statement)
@@ -235,9 +206,7 @@ class Gallery:
                 )
             meta = dict(c.execute("SELECT key, value FROM meta"))
             if meta.get("format") != FORMAT:
-                raise DataError(
-                    f"{self.path}: not a facezoo gallery (format {meta.get('format')!r})."
-                )
+                raise DataError(f"{self.path}: not a facezoo gallery (format {meta.get('format')!r}).")
             if int(meta.get("format_version", 0)) > FORMAT_VERSION:
                 raise DataError(
                     f"{self.path}: gallery format version {meta['format_version']} is newer than this facezoo "
@@ -273,9 +242,7 @@ class Gallery:
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _meta(self, key: str) -> str | None:
-        row = self._conn.execute(
-            "SELECT value FROM meta WHERE key=?", (key,)
-        ).fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else row[0]
 
     @contextlib.contextmanager
@@ -283,9 +250,7 @@ class Gallery:
         """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception (the previous state stays intact)."""
         with self._lock:
             if self._conn is None:
-                raise FacezooError(
-                    f"{self.path}: the gallery is closed; open it again with Gallery.open()."
-                )
+                raise FacezooError(f"{self.path}: the gallery is closed; open it again with Gallery.open().")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -310,9 +275,7 @@ class Gallery:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise FacezooError(
-                f"{self.path}: the gallery is closed; open it again with Gallery.open()."
-            )
+            raise FacezooError(f"{self.path}: the gallery is closed; open it again with Gallery.open().")
         return self._conn
 
     # ------------------------------------------------------------------ metadata and listing
@@ -336,10 +299,7 @@ class Gallery:
     def identities(self) -> list[str]:
         """Identity names, sorted."""
         with self._lock:
-            return [
-                r[0]
-                for r in self._db().execute("SELECT name FROM identities ORDER BY name")
-            ]
+            return [r[0] for r in self._db().execute("SELECT name FROM identities ORDER BY name")]
 
     def _count(self, identity: str | None = None) -> int:
         if identity is None:
@@ -361,24 +321,14 @@ class Gallery:
             return self._identity_id(identity) is not None
 
     def _identity_id(self, identity: str) -> int | None:
-        row = (
-            self._db()
-            .execute("SELECT id FROM identities WHERE name=?", (identity,))
-            .fetchone()
-        )
+        row = self._db().execute("SELECT id FROM identities WHERE name=?", (identity,)).fetchone()
         return None if row is None else row[0]
 
     def _unknown(self, identity: str) -> ConfigError:
         names = [r[0] for r in self._db().execute("SELECT name FROM identities")]
         close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
-        hint = (
-            f" Did you mean '{close[0]}'?"
-            if close
-            else " See Gallery.identities() for the enrolled names."
-        )
-        return ConfigError(
-            f"{self.path}: no identity '{identity}' in the gallery.{hint}"
-        )
+        hint = f" Did you mean '{close[0]}'?" if close else " See Gallery.identities() for the enrolled names."
+        return ConfigError(f"{self.path}: no identity '{identity}' in the gallery.{hint}")
 
     def entries(self, identity: str) -> list[Entry]:
         """The stored embeddings of one identity, oldest first; ConfigError if it is not enrolled."""
@@ -429,9 +379,7 @@ class Gallery:
                 self._check_size(arr.shape[1], identity)
                 ident = self._identity_id(identity)
                 if ident is None:
-                    ident = c.execute(
-                        "INSERT INTO identities (name) VALUES (?)", (identity,)
-                    ).lastrowid
+                    ident = c.execute("INSERT INTO identities (name) VALUES (?)", (identity,)).lastrowid
                 elif replace:
                     c.execute("DELETE FROM entries WHERE identity_id=?", (ident,))
                 c.executemany(
@@ -443,17 +391,13 @@ class Gallery:
         return total
 
     @staticmethod
-    def _check_item(
-        identity: str, embeddings, sources: Sequence[str | None] | None = None
-    ):
+    def _check_item(identity: str, embeddings, sources: Sequence[str | None] | None = None):
         """Validate one add() item; returns (identity, normalised (N, D) float32, N sources)."""
         if not isinstance(identity, str) or not identity.strip():
             raise ConfigError(f"identity must be a non-empty string, got {identity!r}.")
         arr = _as_matrix(embeddings, f"embeddings for '{identity}'")
         if arr.shape[0] == 0:
-            raise DataError(
-                f"embeddings for '{identity}': no rows given; pass at least one (D,) embedding."
-            )
+            raise DataError(f"embeddings for '{identity}': no rows given; pass at least one (D,) embedding.")
         if sources is None:
             sources = [None] * arr.shape[0]
         sources = list(sources)
@@ -462,9 +406,7 @@ class Gallery:
                 f"sources for '{identity}': {len(sources)} given for {arr.shape[0]} embeddings; pass one per row."
             )
         if not all(s is None or isinstance(s, str) for s in sources):
-            raise ConfigError(
-                f"sources for '{identity}' must be strings (e.g. image paths) or None."
-            )
+            raise ConfigError(f"sources for '{identity}' must be strings (e.g. image paths) or None.")
         return identity, _normalise(arr, f"embeddings for '{identity}'"), sources
 
     def _check_size(self, d: int, identity: str) -> None:
@@ -493,9 +435,7 @@ class Gallery:
         self._cache = None
         self._version = None
         if self._ann is not None:
-            self._ann.index = (
-                None  # rebuilt with the same parameters on the next approximate search
-            )
+            self._ann.index = None  # rebuilt with the same parameters on the next approximate search
 
     # ------------------------------------------------------------------ loading
 
@@ -503,9 +443,7 @@ class Gallery:
         """The in-memory copy, reloaded when this or another process changed the file, or the device changed."""
         device = str(torch.device(device)) if device is not None else self.device
         with self._lock:
-            version = (
-                self._db().execute("PRAGMA data_version").fetchone()[0]
-            )  # moves on other connections' commits
+            version = self._db().execute("PRAGMA data_version").fetchone()[0]  # moves on other connections' commits
             if self._cache is not None and self._version == version:
                 if self._cache.device != device:
                     cache = self._cache
@@ -531,11 +469,7 @@ class Gallery:
                 if not names or names[-1] != name:
                     names.append(name)
                 labels[i] = len(names) - 1
-            vectors = (
-                np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
-                .astype(np.float32)
-                .reshape(len(rows), d)
-            )
+            vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32).reshape(len(rows), d)
             matrix = torch.from_numpy(vectors).to(device)
             self._cache = _Cache(
                 vectors,
@@ -564,9 +498,7 @@ class Gallery:
     def _block_rows(n_cols: int, budget: int) -> int:
         return max(1, budget // max(1, n_cols))
 
-    def _exact_entries(
-        self, cache: _Cache, q: torch.Tensor, k: int, block: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _exact_entries(self, cache: _Cache, q: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k entries per query: (Q, k) scores and row indices, merging per-block top-k over gallery blocks."""
         m = cache.matrix.shape[0]
         best_s = torch.full((q.shape[0], 0), -math.inf, device=q.device)
@@ -574,9 +506,7 @@ class Gallery:
         for start in range(0, m, block):
             sims = q @ cache.matrix[start : start + block].T
             s, i = sims.topk(min(k, sims.shape[1]), dim=1)
-            best_s, pos = torch.cat([best_s, s], 1).topk(
-                min(k, best_s.shape[1] + s.shape[1]), dim=1
-            )
+            best_s, pos = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
             best_i = torch.cat([best_i, i + start], 1).gather(1, pos)
         return best_s, best_i
 
@@ -595,15 +525,9 @@ class Gallery:
         for start in range(0, m, block):
             sims = q @ cache.matrix[start : start + block].T
             lbl = cache.labels[start : start + block].expand(nq, -1)
-            bmax = torch.full_like(best, -math.inf).scatter_reduce_(
-                1, lbl, sims, "amax"
-            )
-            rows = torch.arange(start, start + sims.shape[1], device=q.device).expand(
-                nq, -1
-            )
-            cand = torch.where(
-                sims == bmax.gather(1, lbl), rows, torch.full_like(rows, -1)
-            )
+            bmax = torch.full_like(best, -math.inf).scatter_reduce_(1, lbl, sims, "amax")
+            rows = torch.arange(start, start + sims.shape[1], device=q.device).expand(nq, -1)
+            cand = torch.where(sims == bmax.gather(1, lbl), rows, torch.full_like(rows, -1))
             barg = torch.full_like(arg, -1).scatter_reduce_(1, lbl, cand, "amax")
             better = bmax > best
             best = torch.where(better, bmax, best)
@@ -630,24 +554,18 @@ class Gallery:
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}.")
         if index not in (*INDEX_KINDS, "auto"):
-            raise ConfigError(
-                f"unknown index '{index}'; choose one of auto, {', '.join(INDEX_KINDS)}."
-            )
+            raise ConfigError(f"unknown index '{index}'; choose one of auto, {', '.join(INDEX_KINDS)}.")
         with self._lock:
             cache = self._load(device)
             q = self._queries(queries, cache.vectors.shape[1])
             if cache.matrix.shape[0] == 0:
                 return [[] for _ in range(q.shape[0])]
-            kind = (
-                self._ann.kind if index == "auto" and self._ann is not None else index
-            )
+            kind = self._ann.kind if index == "auto" and self._ann is not None else index
             if kind in ("ivf", "hnsw"):
                 return self._ann_search(cache, q, top_k, per_identity, kind)
             return self._exact_search(cache, q, top_k, per_identity, block_elements)
 
-    def _exact_search(
-        self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, budget: int
-    ) -> list[list[Match]]:
+    def _exact_search(self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, budget: int) -> list[list[Match]]:
         m, n_ids = cache.matrix.shape[0], len(cache.names)
         block = min(m, max(1, budget // 64))  # gallery rows per block
         qb = self._block_rows(max(block, n_ids if per_identity else k), budget)
@@ -662,16 +580,10 @@ class Gallery:
         return out
 
     @staticmethod
-    def _matches(
-        cache: _Cache, scores: np.ndarray, rows: np.ndarray
-    ) -> list[list[Match]]:
+    def _matches(cache: _Cache, scores: np.ndarray, rows: np.ndarray) -> list[list[Match]]:
         lab = cache.labels_np
         return [
-            [
-                Match(cache.names[lab[r]], float(s), cache.sources[r])
-                for s, r in zip(srow, rrow)
-                if r >= 0
-            ]
+            [Match(cache.names[lab[r]], float(s), cache.sources[r]) for s, r in zip(srow, rrow) if r >= 0]
             for srow, rrow in zip(scores, rows)
         ]
 
@@ -695,9 +607,7 @@ class Gallery:
         lazily, with the same parameters, after the gallery changes.
         """
         if kind not in INDEX_KINDS:
-            raise ConfigError(
-                f"unknown index kind '{kind}'; choose one of {', '.join(INDEX_KINDS)}."
-            )
+            raise ConfigError(f"unknown index kind '{kind}'; choose one of {', '.join(INDEX_KINDS)}.")
         if kind == "exact":
             self._ann = None
             return
@@ -725,9 +635,7 @@ class Gallery:
     def _ann_index(self, cache: _Cache, kind: str):
         """The faiss index of `kind` for the current cache, (re)built when missing or stale."""
         if self._ann is None or self._ann.kind != kind:
-            self._ann = _Ann(
-                kind, {"nlist": None, "nprobe": 16, "hnsw_m": 32, "ef_search": 128, "ef_construction": 40}
-            )
+            self._ann = _Ann(kind, {"nlist": None, "nprobe": 16, "hnsw_m": 32, "ef_search": 128, "ef_construction": 40})
         if self._ann.index is not None:
             return self._ann.index
         faiss = _import_faiss(kind)
@@ -739,15 +647,9 @@ class Gallery:
             quantizer = faiss.IndexFlatIP(d)
             idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
-            sample = (
-                x
-                if m <= 256 * nlist
-                else x[np.sort(rng.choice(m, 256 * nlist, replace=False))]
-            )
+            sample = x if m <= 256 * nlist else x[np.sort(rng.choice(m, 256 * nlist, replace=False))]
             idx.train(np.ascontiguousarray(sample))
-            idx.nprobe = min(
-                p["nprobe"], nlist
-            )  # faiss's wrapper keeps `quantizer` referenced by `idx`
+            idx.nprobe = min(p["nprobe"], nlist)  # faiss's wrapper keeps `quantizer` referenced by `idx`
         else:
             idx = faiss.IndexHNSWFlat(d, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
             idx.hnsw.efConstruction = p["ef_construction"]
@@ -756,18 +658,12 @@ class Gallery:
         self._ann.index = idx
         return idx
 
-    def _ann_topk(
-        self, cache: _Cache, q: np.ndarray, k: int, kind: str
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _ann_topk(self, cache: _Cache, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
         idx = self._ann_index(cache, kind)
-        scores, rows = idx.search(
-            np.ascontiguousarray(q, dtype=np.float32), min(k, cache.vectors.shape[0])
-        )
+        scores, rows = idx.search(np.ascontiguousarray(q, dtype=np.float32), min(k, cache.vectors.shape[0]))
         return scores, rows
 
-    def _ann_search(
-        self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, kind: str
-    ) -> list[list[Match]]:
+    def _ann_search(self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, kind: str) -> list[list[Match]]:
         if not per_identity:
             return self._matches(cache, *self._ann_topk(cache, q, k, kind))
         # several entries may share an identity: over-fetch, keep each identity's first (best) hit
@@ -780,38 +676,27 @@ class Gallery:
                 if r < 0 or cache.labels_np[r] in seen:
                     continue
                 seen.add(cache.labels_np[r])
-                hits.append(
-                    Match(cache.names[cache.labels_np[r]], float(s), cache.sources[r])
-                )
+                hits.append(Match(cache.names[cache.labels_np[r]], float(s), cache.sources[r]))
                 if len(hits) == k:
                     break
             out.append(hits)
         return out
 
     def recall_at_k(self, queries, k: int = 10, index: str | None = None) -> float:
-        """Mean over queries of |approximate top-k entries  intersect  exact top-k entries| / k (entries, not identities)."""
+        """Mean over queries of |approximate top-k  intersect  exact top-k| / k (entries, not identities)."""
         with self._lock:
             kind = index or (self._ann.kind if self._ann is not None else None)
             if kind not in ("ivf", "hnsw"):
-                raise ConfigError(
-                    "recall_at_k measures an approximate index: call build_index('ivf' or 'hnsw') first."
-                )
+                raise ConfigError("recall_at_k measures an approximate index: call build_index('ivf' or 'hnsw') first.")
             cache = self._load()
             q = self._queries(queries, cache.vectors.shape[1])
             k = min(k, cache.vectors.shape[0])
             if k == 0:
-                raise ConfigError(
-                    f"{self.path}: the gallery is empty; add embeddings before measuring recall."
-                )
-            _, exact = self._exact_entries(
-                cache, torch.from_numpy(q).to(cache.device), k, 1 << 16
-            )
+                raise ConfigError(f"{self.path}: the gallery is empty; add embeddings before measuring recall.")
+            _, exact = self._exact_entries(cache, torch.from_numpy(q).to(cache.device), k, 1 << 16)
             _, approx = self._ann_topk(cache, q, k, kind)
             exact = exact.cpu().numpy()
-        hits = [
-            len(set(e.tolist()) & set(a[a >= 0].tolist()))
-            for e, a in zip(exact, approx)
-        ]
+        hits = [len(set(e.tolist()) & set(a[a >= 0].tolist())) for e, a in zip(exact, approx)]
         return float(np.mean(hits)) / k
 
 
@@ -821,15 +706,11 @@ class Gallery:
 def _images(folder: Path, extensions: Iterable[str]) -> list[Path]:
     exts = {e.lower() for e in extensions}
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
     )
 
 
-def _embed_batch(
-    embed_fn, paths: list[Path], errors: list[tuple[str, str]]
-) -> tuple[list[Path], np.ndarray | None]:
+def _embed_batch(embed_fn, paths: list[Path], errors: list[tuple[str, str]]) -> tuple[list[Path], np.ndarray | None]:
     """embed_fn on a batch; if it raises a FacezooError/OSError, retry image by image to isolate the bad ones.
 
     Rows that are NaN/inf (embed_fn's way to say "no face") are reported as errors. Returns the good paths and rows.
@@ -853,9 +734,7 @@ def _embed_batch(
         )
     ok = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
     for p in np.asarray(paths, dtype=object)[~ok]:
-        errors.append(
-            (str(p), "no embedding (embed_fn returned NaN or zeros: no face found?)")
-        )
+        errors.append((str(p), "no embedding (embed_fn returned NaN or zeros: no face found?)"))
     return [p for p, g in zip(paths, ok) if g], emb[ok]
 
 
@@ -875,32 +754,22 @@ def enroll_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(
-            f"{root}: not a folder. Pass a folder with one sub-folder of images per person."
-        )
+        raise DataError(f"{root}: not a folder. Pass a folder with one sub-folder of images per person.")
     result = EnrollResult()
-    folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DataError(
-            f"{root}: no sub-folders. Put each person's images in root/<name>/."
-        )
+        raise DataError(f"{root}: no sub-folders. Put each person's images in root/<name>/.")
     for folder in folders:
         paths = _images(folder, extensions)
         good: list[Path] = []
         rows: list[np.ndarray] = []
         for start in range(0, len(paths), batch_size):
-            g, r = _embed_batch(
-                embed_fn, paths[start : start + batch_size], result.errors
-            )
+            g, r = _embed_batch(embed_fn, paths[start : start + batch_size], result.errors)
             good += g
             if r is not None and len(r):
                 rows.append(r)
         if not good:
-            result.errors.append(
-                (str(folder), "no usable image; identity not enrolled")
-            )
+            result.errors.append((str(folder), "no usable image; identity not enrolled"))
             continue
         result.images += gallery.add(
             folder.name,

@@ -63,5 +63,6 @@ def to_five_points(points, where: str = "landmarks") -> np.ndarray:
         raise DataError(
             f"{where}: no mapping from {count}-point landmarks to the 5 ArcFace points; known layouts have "
             f"{', '.join(sorted(LANDMARK_LAYOUTS.names(), key=int))} points. Register one with "
-            "@facezoo.sdk.landmarks.LANDMARK_LAYOUTS.register(\"<count>\").")
+            '@facezoo.sdk.landmarks.LANDMARK_LAYOUTS.register("<count>").'
+        )
     return LANDMARK_LAYOUTS.get(count)(arr[..., :2]).astype(np.float32)

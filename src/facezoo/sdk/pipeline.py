@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, NoFaceError
 from ..eval.metrics import far_key
-from .align import align_face, _hw
+from .align import _hw, align_face
 from .detect.base import Detector, check_image
 from .face import Face
 
@@ -49,8 +49,10 @@ def build_detector(detector, device: str = "auto") -> Detector:
     if isinstance(detector, Detector):
         return detector
     if not isinstance(detector, str) or not detector.strip():
-        raise ConfigError(f"detector must be a name like 'mtcnn', a spec like 'scrfd:/path/det_10g.onnx' or a "
-                          f"Detector, got {detector!r}.")
+        raise ConfigError(
+            f"detector must be a name like 'mtcnn', a spec like 'scrfd:/path/det_10g.onnx' or a "
+            f"Detector, got {detector!r}."
+        )
     from .detect.base import registered
 
     detectors = registered()
@@ -79,9 +81,21 @@ def build_detector(detector, device: str = "auto") -> Detector:
 class FaceAnalyzer:
     """Detection + alignment + embedding in one object; see the module docstring."""
 
-    def __init__(self, detector="mtcnn", recognizer=None, *, device: str = "auto", max_faces: int | None = None,
-                 min_det_score: float = 0.5, batch_size: int = 32, thresholds: dict | None = None,
-                 crop_size=None, mean=None, std=None, channel_order=None):
+    def __init__(
+        self,
+        detector="mtcnn",
+        recognizer=None,
+        *,
+        device: str = "auto",
+        max_faces: int | None = None,
+        min_det_score: float = 0.5,
+        batch_size: int = 32,
+        thresholds: dict | None = None,
+        crop_size=None,
+        mean=None,
+        std=None,
+        channel_order=None,
+    ):
         """detector: name, "name:path" spec or Detector. recognizer: as load_recognizer's model, or None (detect
         and align only). thresholds: {far (float or far_key string): cosine} overriding the model's metadata.
         crop_size: (H, W) of aligned crops; default the recognizer's input size, else 112x112."""
@@ -92,8 +106,9 @@ class FaceAnalyzer:
         self.detector = build_detector(detector, device)
         self.recognizer = None
         if recognizer is not None:
-            self.recognizer = load_recognizer(recognizer, device, mean=mean, std=std, channel_order=channel_order,
-                                              batch_size=batch_size)
+            self.recognizer = load_recognizer(
+                recognizer, device, mean=mean, std=std, channel_order=channel_order, batch_size=batch_size
+            )
         if crop_size is not None:
             self.crop_size = _hw(crop_size)
         else:
@@ -106,8 +121,9 @@ class FaceAnalyzer:
 
     def _need_recognizer(self, what: str):
         if self.recognizer is None:
-            raise ConfigError(f"{what} needs a recognition model: FaceAnalyzer(detector, recognizer='model.pt' "
-                              "or 'model.onnx').")
+            raise ConfigError(
+                f"{what} needs a recognition model: FaceAnalyzer(detector, recognizer='model.pt' or 'model.onnx')."
+            )
         return self.recognizer
 
     def _faces(self, img: np.ndarray, max_faces: int | None) -> list[Face]:
@@ -152,8 +168,10 @@ class FaceAnalyzer:
     def _best_face(self, image, name: str) -> Face:
         faces = self.analyze(image, max_faces=1)
         if not faces:
-            raise NoFaceError(f"{_where(image, name)}: no face found (min_det_score {self.min_det_score:g}). "
-                              "Use a photo with a visible face, or lower min_det_score (--min-score).")
+            raise NoFaceError(
+                f"{_where(image, name)}: no face found (min_det_score {self.min_det_score:g}). "
+                "Use a photo with a visible face, or lower min_det_score (--min-score)."
+            )
         return faces[0]
 
     # ------------------------------------------------------------------ verification
@@ -168,8 +186,10 @@ class FaceAnalyzer:
             return float(model[key])
         known = sorted({*self.thresholds, *model}, key=float)
         have = f"calibrated FARs: {', '.join(known)}" if known else "the model has no calibrated thresholds"
-        raise ConfigError(f"no threshold for FAR {key} ({have}). Run `facezoo calibrate MODEL --bin X.bin --far "
-                          f"{key} --out MODEL_calibrated.pt` (or pass threshold=, or thresholds={{far: cos}}).")
+        raise ConfigError(
+            f"no threshold for FAR {key} ({have}). Run `facezoo calibrate MODEL --bin X.bin --far "
+            f"{key} --out MODEL_calibrated.pt` (or pass threshold=, or thresholds={{far: cos}})."
+        )
 
     def verify(self, image1, image2, *, far: float = 1e-4, threshold: float | None = None) -> dict:
         """Same person? Cosine of the best face of each image vs a threshold (given, or chosen by far).
@@ -181,8 +201,14 @@ class FaceAnalyzer:
         thr = float(threshold) if threshold is not None else self.threshold_for(far)
         f1, f2 = self._best_face(image1, "image1"), self._best_face(image2, "image2")
         sim = float(np.dot(f1.normed_embedding, f2.normed_embedding))
-        return {"same": bool(sim >= thr), "similarity": sim, "threshold": thr,
-                "far": None if threshold is not None else float(far), "face1": f1, "face2": f2}
+        return {
+            "same": bool(sim >= thr),
+            "similarity": sim,
+            "threshold": thr,
+            "far": None if threshold is not None else float(far),
+            "face1": f1,
+            "face2": f2,
+        }
 
     # ------------------------------------------------------------------ galleries
 
@@ -195,8 +221,10 @@ class FaceAnalyzer:
         if isinstance(gallery, Gallery):
             stored = gallery.model_key
             if stored is not None and stored != rec.key:
-                raise ConfigError(f"{gallery.path}: the gallery was built with model '{stored}' but this analyzer "
-                                  f"uses '{rec.key}' ({rec.name}); use the same model, or a new gallery file.")
+                raise ConfigError(
+                    f"{gallery.path}: the gallery was built with model '{stored}' but this analyzer "
+                    f"uses '{rec.key}' ({rec.name}); use the same model, or a new gallery file."
+                )
             yield gallery
             return
         g = Gallery.open(gallery, create=create, model_key=rec.key)
@@ -240,8 +268,10 @@ class FaceAnalyzer:
         emb = self._embed_best(images)
         for image, row in zip(images, emb):
             if not np.isfinite(row).all():
-                raise NoFaceError(f"{_where(image, 'image')}: no face found; '{identity}' not changed. Use photos "
-                                  "with a visible face, or lower min_det_score (--min-score).")
+                raise NoFaceError(
+                    f"{_where(image, 'image')}: no face found; '{identity}' not changed. Use photos "
+                    "with a visible face, or lower min_det_score (--min-score)."
+                )
         sources = [str(im) if isinstance(im, (str, Path)) else None for im in images]
         with self._gallery(gallery, create=True) as g:
             return g.add(identity, emb, sources=sources, replace=replace)
@@ -257,4 +287,3 @@ class FaceAnalyzer:
     def __repr__(self) -> str:
         rec = self.recognizer.describe() if self.recognizer is not None else "no recognizer"
         return f"FaceAnalyzer(detector={type(self.detector).__name__}, {rec}, crops {self.crop_size})"
-

@@ -40,6 +40,7 @@ import os
 import signal
 import threading
 import time
+import typing
 import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -121,11 +122,15 @@ def check_auth_setup(host: str, api_key: str | None, insecure_no_auth: bool) -> 
             raise ConfigError("both an API key and --insecure-no-auth were given; choose one.")
         return
     if not insecure_no_auth:
-        raise ConfigError(f"no API key: pass --api-key-file FILE or set ${API_KEY_ENV} (or, for local testing "
-                          "only, --insecure-no-auth with a loopback --host).")
+        raise ConfigError(
+            f"no API key: pass --api-key-file FILE or set ${API_KEY_ENV} (or, for local testing "
+            "only, --insecure-no-auth with a loopback --host)."
+        )
     if not is_loopback(host):
-        raise ConfigError(f"--insecure-no-auth serves without authentication and is only allowed on a loopback "
-                          f"address (127.0.0.1, ::1, localhost), not '{host}'. Give an API key to bind {host}.")
+        raise ConfigError(
+            f"--insecure-no-auth serves without authentication and is only allowed on a loopback "
+            f"address (127.0.0.1, ::1, localhost), not '{host}'. Give an API key to bind {host}."
+        )
 
 
 # ---------------------------------------------------------------------- request fields and images
@@ -143,24 +148,35 @@ def decode_image_b64(value, where: str, max_pixels: int) -> np.ndarray:
     try:
         data = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise HttpError(400, "bad_base64", f"{where}: not valid base64; encode the image file's bytes with "
-                                           "standard base64 (RFC 4648, with padding).") from None
+        raise HttpError(
+            400,
+            "bad_base64",
+            f"{where}: not valid base64; encode the image file's bytes with standard base64 (RFC 4648, with padding).",
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise HttpError(413, "image_too_large", f"{where}: {w}x{h} = {w * h:,} pixels is over the "
-                                                            f"server's limit of {max_pixels:,}; downscale it.")
+                    raise HttpError(
+                        413,
+                        "image_too_large",
+                        f"{where}: {w}x{h} = {w * h:,} pixels is over the "
+                        f"server's limit of {max_pixels:,}; downscale it.",
+                    )
                 im.load()
                 return np.array(im.convert("RGB"))
     except Image.DecompressionBombError as e:  # Pillow's own header check, for canvases over 2 x its limit
-        raise HttpError(413, "image_too_large", f"{where}: {e} The server's limit is {max_pixels:,} pixels; "
-                                                "downscale it.") from None
+        raise HttpError(
+            413, "image_too_large", f"{where}: {e} The server's limit is {max_pixels:,} pixels; downscale it."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-        raise HttpError(400, "bad_image", f"{where}: cannot decode the image ({len(data)} bytes: {e}); send a "
-                                          "JPEG, PNG, BMP, GIF or WebP file.") from None
+        raise HttpError(
+            400,
+            "bad_image",
+            f"{where}: cannot decode the image ({len(data)} bytes: {e}); send a JPEG, PNG, BMP, GIF or WebP file.",
+        ) from None
 
 
 def _field(body: dict, name: str, kind, default=None, required: bool = False):
@@ -179,8 +195,9 @@ def _field(body: dict, name: str, kind, default=None, required: bool = False):
 
 def _identity(name, where: str = "identity") -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_IDENTITY_CHARS:
-        raise HttpError(400, "bad_request", f"{where}: must be a non-empty string of at most "
-                                            f"{MAX_IDENTITY_CHARS} characters.")
+        raise HttpError(
+            400, "bad_request", f"{where}: must be a non-empty string of at most {MAX_IDENTITY_CHARS} characters."
+        )
     return name
 
 
@@ -244,8 +261,12 @@ class FaceService:
         if not images:
             raise HttpError(400, "bad_request", "field 'images' is empty; send at least one base64 image.")
         if len(images) > self.limits.max_images:
-            raise HttpError(413, "too_many_images", f"{len(images)} images in one request; the server takes at "
-                                                    f"most {self.limits.max_images}. Split them over requests.")
+            raise HttpError(
+                413,
+                "too_many_images",
+                f"{len(images)} images in one request; the server takes at "
+                f"most {self.limits.max_images}. Split them over requests.",
+            )
         arrays = [decode_image_b64(v, f"images[{i}]", self.limits.max_image_pixels) for i, v in enumerate(images)]
         with self._infer:
             n = self.analyzer.enroll(self.gallery, identity, arrays, replace=replace)
@@ -254,8 +275,9 @@ class FaceService:
     def remove(self, identity: str) -> dict:
         identity = _identity(identity)
         if identity not in self.gallery.identities():
-            raise HttpError(404, "unknown_identity", f"identity '{identity}' is not in the gallery; "
-                                                      "GET /v1/identities lists them.")
+            raise HttpError(
+                404, "unknown_identity", f"identity '{identity}' is not in the gallery; GET /v1/identities lists them."
+            )
         try:
             n = self.gallery.remove(identity)
         except ConfigError as e:  # removed by another request in between
@@ -290,19 +312,22 @@ class _Handler(BaseHTTPRequestHandler):
     error_content_type = "application/json"
 
     # set by make_server on a subclass
-    routes: dict = {}
+    routes: typing.ClassVar[dict] = {}
     api_key: bytes | None = None
     limits: Limits = Limits()
     tracker = None
 
-    def log_message(self, format, *args):  # noqa: A002  (BaseHTTPRequestHandler's signature)
+    def log_message(self, format, *args):
         log.debug("%s - %s", self.address_string(), format % args)
 
     def send_error(self, code, message=None, explain=None):
         """Errors the base class raises itself (bad request line, 414, 431, 501) in the JSON format too."""
         status = HTTPStatus(code)
-        self._reply(code, {"error": {"code": status.phrase.lower().replace(" ", "_"),
-                                     "message": message or status.description}}, close=True)
+        self._reply(
+            code,
+            {"error": {"code": status.phrase.lower().replace(" ", "_"), "message": message or status.description}},
+            close=True,
+        )
 
     def handle_expect_100(self) -> bool:
         """No "100 Continue" for a body over the limit: the client gets the 413 without sending it."""
@@ -331,9 +356,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self.routes[path], None
         prefix = "/v1/identities/"
         if path.startswith(prefix) and len(path) > len(prefix):
-            return self.routes[prefix], unquote(path[len(prefix):])
-        raise HttpError(404, "not_found", f"no route {path}; routes: /v1/verify, /v1/identify, /v1/enroll, "
-                                          "/v1/remove, /v1/identities[/NAME], /healthz.")
+            return self.routes[prefix], unquote(path[len(prefix) :])
+        raise HttpError(
+            404,
+            "not_found",
+            f"no route {path}; routes: /v1/verify, /v1/identify, /v1/enroll, "
+            "/v1/remove, /v1/identities[/NAME], /healthz.",
+        )
 
     def _authorised(self) -> bool:
         given = self.headers.get("X-API-Key")
@@ -358,9 +387,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HttpError(400, "bad_request", f"Content-Length {length!r} is not a byte count.") from None
         if n > self.limits.max_request_bytes:
-            raise HttpError(413, "request_too_large", f"request body of {n:,} bytes is over the server's limit of "
-                                                      f"{self.limits.max_request_bytes:,}; send fewer or smaller "
-                                                      "images.")
+            raise HttpError(
+                413,
+                "request_too_large",
+                f"request body of {n:,} bytes is over the server's limit of "
+                f"{self.limits.max_request_bytes:,}; send fewer or smaller "
+                "images.",
+            )
         raw = self.rfile.read(n)
         self._body_read = True
         if len(raw) != n:
@@ -399,8 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise HttpError(405, "method_not_allowed", f"{self.command} {path} is not allowed; use {allowed}.")
                 handler, needs_body, needs_auth = methods[self.command]
                 if needs_auth and self.api_key is not None and not self._authorised():
-                    raise HttpError(401, "unauthorized", "missing or wrong API key; send 'Authorization: Bearer KEY' "
-                                                         "or 'X-API-Key: KEY'.")
+                    raise HttpError(
+                        401,
+                        "unauthorized",
+                        "missing or wrong API key; send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.",
+                    )
                 body = self._read_body() if needs_body else {}
                 result = handler(body, param)
             except HttpError:
@@ -412,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
             except FacezooError as e:  # ModelError and the like: the server's setup, not the request
                 log.error("%s %s: %s", self.command, path, e)
                 raise HttpError(500, "internal", "the server could not process the request; see its log.") from None
-            except Exception:  # noqa: BLE001  (a bug: logged with its traceback, generic answer)
+            except Exception:
                 log.exception("%s %s failed", self.command, path)
                 raise HttpError(500, "internal", "internal server error; see the server log.") from None
             self._reply(200, result)
@@ -422,8 +458,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(e.status, {"error": {"code": e.code, "message": e.message}}, close=close)
         finally:
             self.tracker.end()
-            log.info('%s "%s %s" %d %dB %.1fms', self.client_address[0], self.command, path, self._status,
-                     self._sent, 1000 * (time.perf_counter() - start))
+            log.info(
+                '%s "%s %s" %d %dB %.1fms',
+                self.client_address[0],
+                self.command,
+                path,
+                self._status,
+                self._sent,
+                1000 * (time.perf_counter() - start),
+            )
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _dispatch
 
@@ -474,38 +517,65 @@ class FaceServer(ThreadingHTTPServer):
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def make_server(analyzer, gallery, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-                insecure_no_auth: bool = False, limits: Limits | None = None) -> FaceServer:
+def make_server(
+    analyzer,
+    gallery,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    api_key: str | None = None,
+    insecure_no_auth: bool = False,
+    limits: Limits | None = None,
+) -> FaceServer:
     """A bound (not yet serving) server; port 0 picks a free port (see server.server_address)."""
     import socket
 
     check_auth_setup(host, api_key, insecure_no_auth)
     limits = limits or Limits()
     service = FaceService(analyzer, gallery, limits)
-    handler = type("FaceHandler", (_Handler,), {
-        "routes": _route_table(service), "limits": limits, "tracker": _InFlight(), "timeout": limits.timeout_s,
-        "api_key": None if api_key is None else api_key.encode("utf-8", "surrogateescape"),
-    })
+    handler = type(
+        "FaceHandler",
+        (_Handler,),
+        {
+            "routes": _route_table(service),
+            "limits": limits,
+            "tracker": _InFlight(),
+            "timeout": limits.timeout_s,
+            "api_key": None if api_key is None else api_key.encode("utf-8", "surrogateescape"),
+        },
+    )
     server_cls = FaceServer
     if ":" in host:
         server_cls = type("FaceServer6", (FaceServer,), {"address_family": socket.AF_INET6})
     try:
         server = server_cls((host, port), handler)
     except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --host/--port.") \
-            from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --host/--port."
+        ) from None
     server.service = service
     return server
 
 
-def serve(analyzer, gallery, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-          insecure_no_auth: bool = False, limits: Limits | None = None, ready=None, grace_s: float = 10.0) -> None:
+def serve(
+    analyzer,
+    gallery,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    api_key: str | None = None,
+    insecure_no_auth: bool = False,
+    limits: Limits | None = None,
+    ready=None,
+    grace_s: float = 10.0,
+) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting, let in-flight requests finish (up to grace_s), close.
 
     ready(server) is called once listening (e.g. to print the address).
     """
-    server = make_server(analyzer, gallery, host=host, port=port, api_key=api_key,
-                         insecure_no_auth=insecure_no_auth, limits=limits)
+    server = make_server(
+        analyzer, gallery, host=host, port=port, api_key=api_key, insecure_no_auth=insecure_no_auth, limits=limits
+    )
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():

@@ -72,8 +72,10 @@ def threshold_report(genuine_scores, impostor_scores, thresholds: dict[str, floa
     """{far key: {threshold, tar, far}}: TAR = #{genuine >= t} / #genuine, the achieved FAR on the impostors."""
     g = np.asarray(genuine_scores, dtype=np.float64)
     imp = np.asarray(impostor_scores, dtype=np.float64)
-    return {key: {"threshold": t, "tar": float(np.mean(g >= t)) if g.size else math.nan,
-                  "far": float(np.mean(imp >= t))} for key, t in thresholds.items()}
+    return {
+        key: {"threshold": t, "tar": float(np.mean(g >= t)) if g.size else math.nan, "far": float(np.mean(imp >= t))}
+        for key, t in thresholds.items()
+    }
 
 
 # ---------------------------------------------------------------------- scores from pair sources
@@ -149,14 +151,20 @@ def calibrate(recognizer, bins=(), folders=(), fars=None, flip: bool = False) ->
     if fars is None:
         fars = supported_fars(impostor.size)
         if not fars:
-            raise ConfigError(f"only {impostor.size} impostor pairs: even FAR {DEFAULT_FARS[0]:g} needs "
-                              f"{math.ceil(1 / DEFAULT_FARS[0])}; add pair sets.")
+            raise ConfigError(
+                f"only {impostor.size} impostor pairs: even FAR {DEFAULT_FARS[0]:g} needs "
+                f"{math.ceil(1 / DEFAULT_FARS[0])}; add pair sets."
+            )
     thresholds = calibrate_thresholds(impostor, fars)
     view = "e(x) + e(flip(x))" if flip else "e(x), single view"
-    return {"thresholds": thresholds, "report": threshold_report(genuine, impostor, thresholds),
-            "genuine": int(genuine.size), "impostors": int(impostor.size),
-            "score": f"cosine of L2-normalised embeddings, {view}",
-            "sources": [str(b) for b in bins] + [str(f) for f in folders]}
+    return {
+        "thresholds": thresholds,
+        "report": threshold_report(genuine, impostor, thresholds),
+        "genuine": int(genuine.size),
+        "impostors": int(impostor.size),
+        "score": f"cosine of L2-normalised embeddings, {view}",
+        "sources": [str(b) for b in bins] + [str(f) for f in folders],
+    }
 
 
 # ---------------------------------------------------------------------- writing thresholds into a model
@@ -179,7 +187,7 @@ def write_thresholds(model, thresholds: dict[str, float], out) -> Path:
         onnx = _require("onnx")
         try:
             proto = onnx.load(str(model))
-        except Exception as e:  # noqa: BLE001  (protobuf DecodeError, OSError, ...)
+        except Exception as e:
             raise ModelError(f"{model}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}).") from None
         props = {p.key: p.value for p in proto.metadata_props}
         if META_KEY in props:

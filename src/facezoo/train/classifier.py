@@ -152,21 +152,31 @@ class ShardedClassifier(nn.Module):
     itself gets none (the trainer's RowOptimizer writes the sampled rows back).
     """
 
-    def __init__(self, head: nn.Module, num_classes: int, world: World = World(), sample_rate: float = 1.0,
-                 chunk_size: int | str = "auto"):
+    def __init__(
+        self,
+        head: nn.Module,
+        num_classes: int,
+        world: World | None = None,
+        sample_rate: float = 1.0,
+        chunk_size: int | str = "auto",
+    ):
         super().__init__()
         from ..errors import ConfigError
 
         if not 0.0 < sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}")
         if chunk_size != "auto" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 0):
-            raise ConfigError(f"head.chunk_size must be 'auto' or an integer >= 0 (0 = no chunking), got {chunk_size!r}")
+            raise ConfigError(
+                f"head.chunk_size must be 'auto' or an integer >= 0 (0 = no chunking), got {chunk_size!r}"
+            )
         self.head = head
         self.num_classes = num_classes
+        world = world or World()
         self.start, self.end = shard_range(num_classes, world.rank, world.world_size)
         if head.weight.shape[0] != self.end - self.start:
-            raise ValueError(f"head has {head.weight.shape[0]} rows, shard [{self.start}, {self.end}) needs "
-                             f"{self.end - self.start}")
+            raise ValueError(
+                f"head has {head.weight.shape[0]} rows, shard [{self.start}, {self.end}) needs {self.end - self.start}"
+            )
         self.sample_rate = sample_rate
         self.chunk_size = chunk_size
         self.world = world
@@ -228,8 +238,12 @@ class ShardedClassifier(nn.Module):
         """rows -> self.rows, and head.weight[rows] copied into the leaf `sampled` (reused while k is constant)."""
         weight = self.head.weight
         shape = (len(rows), weight.shape[1])
-        if self.sampled is None or self.sampled.shape != shape or self.sampled.dtype != weight.dtype \
-                or self.sampled.device != weight.device:
+        if (
+            self.sampled is None
+            or self.sampled.shape != shape
+            or self.sampled.dtype != weight.dtype
+            or self.sampled.device != weight.device
+        ):
             self.sampled = torch.empty(shape, dtype=weight.dtype, device=weight.device, requires_grad=True)
         with torch.no_grad():
             torch.index_select(weight, 0, rows, out=self.sampled)  # no (k, D) temporary

@@ -98,5 +98,9 @@ def gather_rows(shard: torch.Tensor, num_rows: int, world: World) -> torch.Tenso
     padded[: shard.shape[0]] = shard
     parts = [torch.empty_like(padded) for _ in range(world.world_size)]
     dist.all_gather(parts, padded)
-    return torch.cat([p[: e - s] for p, (s, e) in zip(parts, (shard_range(num_rows, r, world.world_size)
-                                                               for r in range(world.world_size)))])
+    return torch.cat(
+        [
+            p[: e - s]
+            for p, (s, e) in zip(parts, (shard_range(num_rows, r, world.world_size) for r in range(world.world_size)))
+        ]
+    )

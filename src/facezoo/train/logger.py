@@ -24,7 +24,9 @@ class RunLogger:
 
                 self._writer = SummaryWriter(str(self.output / "tb"))
             except ImportError:
-                warnings.warn("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
+                warnings.warn(
+                    "tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)", stacklevel=2
+                )
                 self._tb = False
         return self._writer
 

@@ -73,7 +73,8 @@ class RowOptimizer:
             self.optimizer.param_groups[0].update(hyper)  # lr follows the schedule
         full = self.main.state.get(self.param, {})
         self.optimizer.state[sub] = {
-            k: v.index_select(0, rows) if torch.is_tensor(v) and v.shape == self.param.shape
+            k: v.index_select(0, rows)
+            if torch.is_tensor(v) and v.shape == self.param.shape
             else (v.clone() if torch.is_tensor(v) else v)
             for k, v in full.items()
         }

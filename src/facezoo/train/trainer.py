@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from ..config import Config, save_config
-from ..device import resolve_device
 from ..data.loader import Collate, EpochBatchSampler, default_workers
 from ..data.transforms import normalize, random_flip_mask
+from ..device import resolve_device
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.embedder import Embedder, ModelMeta
@@ -90,8 +90,9 @@ class Trainer:
         start, end = shard_range(self.num_classes, self.world.rank, self.world.world_size)
         head = create_head(cfg.head.name, cfg.model.embedding_size, end - start, **cfg.head.kwargs)
         self.head = head.to(self.device)
-        self.classifier = ShardedClassifier(self.head, self.num_classes, self.world, cfg.head.sample_rate,
-                                            cfg.head.chunk_size)
+        self.classifier = ShardedClassifier(
+            self.head, self.num_classes, self.world, cfg.head.sample_rate, cfg.head.chunk_size
+        )
         self.optimizer = build_optimizer(cfg.optim, [self.backbone, self.head])
         # Partial FC: the head's rows are stepped through the sampled leaf, the rest of the head not at all
         self.row_optimizer = RowOptimizer(self.optimizer, self.head.weight) if cfg.head.sample_rate < 1 else None
@@ -111,11 +112,15 @@ class Trainer:
         from ..data.base import EncodedImageDataset
 
         if self.device.type != "cuda":
-            raise ConfigError(f"data.decode=gpu is not available on {self.device}: it decodes with nvJPEG on a CUDA "
-                              "GPU; use data.decode=cpu")
+            raise ConfigError(
+                f"data.decode=gpu is not available on {self.device}: it decodes with nvJPEG on a CUDA "
+                "GPU; use data.decode=cpu"
+            )
         if not isinstance(self.dataset, EncodedImageDataset):
-            raise ConfigError(f"data.decode=gpu is not available for {type(self.dataset).__name__}: it needs a "
-                              "dataset of encoded images (RecordIO, image folder, list file); use data.decode=cpu")
+            raise ConfigError(
+                f"data.decode=gpu is not available for {type(self.dataset).__name__}: it needs a "
+                "dataset of encoded images (RecordIO, image folder, list file); use data.decode=cpu"
+            )
 
     # ---- state -------------------------------------------------------------------------------------------
     def _head_state_index(self) -> int:
@@ -145,8 +150,12 @@ class Trainer:
         }
         optimizer = self._optimizer_state(full=True)
         if self.world.is_main:
-            train = {"step": self.step, "optimizer": optimizer, "scaler": self.scaler.state_dict(),
-                     "world_size": self.world.world_size}
+            train = {
+                "step": self.step,
+                "optimizer": optimizer,
+                "scaler": self.scaler.state_dict(),
+                "world_size": self.world.world_size,
+            }
             config = self.cfg.to_dict()
             save_checkpoint(path, self.meta, self.backbone.state_dict(), head=head, train=train, config=config)
             save_checkpoint(self.output / "model.pt", self.meta, self.backbone.state_dict(), config=config)
@@ -287,7 +296,9 @@ class Trainer:
                     lr = self.optimizer.param_groups[0]["lr"]
                     extra = {"skipped": skipped} if skipped else {}
                     loss = (loss_sum / loss_n).item()  # the only host sync, once per log interval
-                    self.logger.progress(self.step, epoch, cfg.epochs, loss, lr, cfg.batch_size * self.world.world_size, **extra)
+                    self.logger.progress(
+                        self.step, epoch, cfg.epochs, loss, lr, cfg.batch_size * self.world.world_size, **extra
+                    )
                     loss_sum.zero_()
                     loss_n = 0
                 if self.step % save_every == 0 or self.step == stop:

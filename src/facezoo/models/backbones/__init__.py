@@ -57,4 +57,4 @@ def check_input(x: torch.Tensor, input_size: tuple[int, int], model: str) -> Non
 
 from . import iresnet, mobilefacenet  # noqa: E402,F401  (registers the families)
 
-__all__ = ["BACKBONES", "as_hw", "check_positive", "check_dropout", "check_input"]
+__all__ = ["BACKBONES", "as_hw", "check_dropout", "check_input", "check_positive"]

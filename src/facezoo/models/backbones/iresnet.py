@@ -100,7 +100,7 @@ class IResNet(nn.Module):
         self.embedding_size = embedding_size
         self.input_size = as_hw(input_size)
         self.layers_per_stage = tuple(int(n) for n in layers)
-        channels = [max(1, int(round(c * width))) for c in STAGE_CHANNELS]
+        channels = [max(1, round(c * width)) for c in STAGE_CHANNELS]
 
         self.conv1 = conv3x3(3, channels[0])
         self.bn1 = nn.BatchNorm2d(channels[0], eps=1e-5)

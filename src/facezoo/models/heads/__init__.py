@@ -10,4 +10,4 @@ HEADS = Registry("head")
 from . import adaptive, margin  # noqa: E402,F401  (register the heads)
 from .base import CosineHead, Head  # noqa: E402
 
-__all__ = ["HEADS", "Head", "CosineHead"]
+__all__ = ["HEADS", "CosineHead", "Head"]

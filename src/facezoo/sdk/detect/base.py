@@ -28,11 +28,12 @@ class Detections:
         return len(self.scores)
 
     @classmethod
-    def empty(cls, with_kps: bool = True) -> "Detections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                   np.zeros((0, 5, 2), np.float32) if with_kps else None)
+    def empty(cls, with_kps: bool = True) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32) if with_kps else None
+        )
 
-    def take(self, idx) -> "Detections":
+    def take(self, idx) -> Detections:
         """The detections at `idx` (indices or boolean mask), order kept."""
         return Detections(self.boxes[idx], self.scores[idx], None if self.kps is None else self.kps[idx])
 
@@ -41,8 +42,10 @@ def check_image(image, where: str = "image") -> np.ndarray:
     """An (H, W, 3) uint8 RGB array, or a DataError saying what was given and what is expected."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
-        raise DataError(f"{where}: expected a uint8 (H, W, 3) RGB image, got {arr.dtype} {arr.shape}; "
-                        "decode it with facezoo.data.image.read_image_file or PIL and convert to RGB.")
+        raise DataError(
+            f"{where}: expected a uint8 (H, W, 3) RGB image, got {arr.dtype} {arr.shape}; "
+            "decode it with facezoo.data.image.read_image_file or PIL and convert to RGB."
+        )
     return arr
 
 

@@ -100,13 +100,16 @@ class ONet(nn.Module):
 
 def _load(module: nn.Module, path: Path) -> nn.Module:
     if not path.is_file():
-        raise ModelError(f"{path}: MTCNN weights missing. Run `facezoo models fetch mtcnn`, "
-                         "or pass weights_dir= a folder holding pnet.pt, rnet.pt and onet.pt.")
+        raise ModelError(
+            f"{path}: MTCNN weights missing. Run `facezoo models fetch mtcnn`, "
+            "or pass weights_dir= a folder holding pnet.pt, rnet.pt and onet.pt."
+        )
     try:
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     except Exception as e:  # unpickling or key/shape mismatch
-        raise ModelError(f"{path}: not a usable MTCNN state dict ({e}); run `facezoo models fetch mtcnn --force`.") \
-            from None
+        raise ModelError(
+            f"{path}: not a usable MTCNN state dict ({e}); run `facezoo models fetch mtcnn --force`."
+        ) from None
     return module.eval()
 
 
@@ -147,11 +150,16 @@ def _trunc(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _nms_per_image(boxes: np.ndarray, scores: np.ndarray, image_idx: np.ndarray, threshold: float,
-                   mode: str = "union") -> np.ndarray:
+def _nms_per_image(
+    boxes: np.ndarray, scores: np.ndarray, image_idx: np.ndarray, threshold: float, mode: str = "union"
+) -> np.ndarray:
     """Indices kept by NMS run separately within each image."""
-    keep = [np.flatnonzero(image_idx == i)[nms(boxes[image_idx == i], scores[image_idx == i], threshold, mode,
-                                                plus_one=True)] for i in np.unique(image_idx)]
+    keep = [
+        np.flatnonzero(image_idx == i)[
+            nms(boxes[image_idx == i], scores[image_idx == i], threshold, mode, plus_one=True)
+        ]
+        for i in np.unique(image_idx)
+    ]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
@@ -165,8 +173,14 @@ class MTCNN(Detector):
     factor: pyramid scale step. device: "cpu", "cuda", "auto" or a torch.device.
     """
 
-    def __init__(self, weights_dir=None, device="cpu", min_face_size: float = 20,
-                 thresholds=(0.6, 0.7, 0.7), factor: float = 0.709):
+    def __init__(
+        self,
+        weights_dir=None,
+        device="cpu",
+        min_face_size: float = 20,
+        thresholds=(0.6, 0.7, 0.7),
+        factor: float = 0.709,
+    ):
         from ...device import resolve_device
         from ...models.fetch import locate
 
@@ -193,8 +207,7 @@ class MTCNN(Detector):
         if max_faces is not None and max_faces < 0:
             raise ConfigError(f"max_faces {max_faces}: give a count >= 0, or None for all faces")
         arrays = [check_image(im, f"image {i}") for i, im in enumerate(images)]
-        tensors = [torch.from_numpy(np.array(a)).to(self.device).permute(2, 0, 1).float()
-                   for a in arrays]
+        tensors = [torch.from_numpy(np.array(a)).to(self.device).permute(2, 0, 1).float() for a in arrays]
         boxes, idx = self._stage1(tensors)
         boxes, idx = self._refine(tensors, boxes, idx)
         boxes, kps, idx = self._output(tensors, boxes, idx)
@@ -204,8 +217,13 @@ class MTCNN(Detector):
             sel = sel[np.argsort(-boxes[sel, 4], kind="stable")][:max_faces]
             b = boxes[sel]
             # 1-based inclusive [x1..x2] -> 0-based continuous [x1 - 1, x2).
-            out.append(Detections(np.stack([b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]], 1).astype(np.float32),
-                                  b[:, 4].astype(np.float32), kps[sel].astype(np.float32)))
+            out.append(
+                Detections(
+                    np.stack([b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]], 1).astype(np.float32),
+                    b[:, 4].astype(np.float32),
+                    kps[sel].astype(np.float32),
+                )
+            )
         return out
 
     def _stage1(self, tensors):
@@ -224,8 +242,19 @@ class MTCNN(Detector):
                     continue
                 b, r, c = hit.T
                 cells = torch.stack([c, r], 1).double()
-                found = torch.cat([torch.floor((2 * cells + 1) / scale), torch.floor((2 * cells + 12) / scale),
-                                   prob[b, r, c, None].double(), reg[b, :, r, c].double()], 1).cpu().numpy()
+                found = (
+                    torch.cat(
+                        [
+                            torch.floor((2 * cells + 1) / scale),
+                            torch.floor((2 * cells + 12) / scale),
+                            prob[b, r, c, None].double(),
+                            reg[b, :, r, c].double(),
+                        ],
+                        1,
+                    )
+                    .cpu()
+                    .numpy()
+                )
                 img = np.asarray(members)[b.cpu().numpy()]
                 keep = _nms_per_image(found[:, :4], found[:, 4], img, 0.5)
                 all_boxes.append(found[keep])
@@ -242,7 +271,7 @@ class MTCNN(Detector):
             t = tensors[i]
             h, w = t.shape[1:]
             x0, y0 = x1 - 1, y1 - 1  # 0-based first pixel; the crop is [x0, x2) x [y0, y2)
-            patch = t[:, max(y0, 0):min(y2, h), max(x0, 0):min(x2, w)]
+            patch = t[:, max(y0, 0) : min(y2, h), max(x0, 0) : min(x2, w)]
             pad = (max(-x0, 0), max(x2 - w, 0), max(-y0, 0), max(y2 - h, 0))
             if any(pad):
                 patch = F.pad(patch, pad)
@@ -252,8 +281,14 @@ class MTCNN(Detector):
     def _valid(self, tensors, boxes, idx):
         """Drop boxes with no pixel inside their image (they would give empty crops)."""
         sizes = np.array([tuple(tensors[i].shape[1:]) for i in idx]).reshape(-1, 2)
-        ok = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (boxes[:, 2] >= 1) & (boxes[:, 3] >= 1)
-              & (boxes[:, 0] <= sizes[:, 1]) & (boxes[:, 1] <= sizes[:, 0]))
+        ok = (
+            (boxes[:, 2] > boxes[:, 0])
+            & (boxes[:, 3] > boxes[:, 1])
+            & (boxes[:, 2] >= 1)
+            & (boxes[:, 3] >= 1)
+            & (boxes[:, 0] <= sizes[:, 1])
+            & (boxes[:, 1] <= sizes[:, 0])
+        )
         return boxes[ok], idx[ok]
 
     def _refine(self, tensors, boxes, idx):
@@ -280,8 +315,9 @@ class MTCNN(Detector):
         idx, reg, pts = idx[ok], reg[ok], pts[ok]
         # Landmark = the box's left/top edge (x1 - 1 in 0-based coordinates) + relative position * side.
         side = boxes[:, 2:4] - boxes[:, 0:2] + 1
-        kps = np.stack([boxes[:, 0:1] - 1 + pts[:, :5] * side[:, 0:1],
-                        boxes[:, 1:2] - 1 + pts[:, 5:] * side[:, 1:2]], 2)
+        kps = np.stack(
+            [boxes[:, 0:1] - 1 + pts[:, :5] * side[:, 0:1], boxes[:, 1:2] - 1 + pts[:, 5:] * side[:, 1:2]], 2
+        )
         boxes = regress(boxes, reg, plus_one=True)
         keep = _nms_per_image(boxes[:, :4], boxes[:, 4], idx, 0.7, mode="min")
         return boxes[keep], kps[keep], idx[keep]

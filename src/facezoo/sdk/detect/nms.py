@@ -17,8 +17,9 @@ def box_iou(box: np.ndarray, boxes: np.ndarray, plus_one: bool = False) -> np.nd
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, mode: str = "union",
-        plus_one: bool = False) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, mode: str = "union", plus_one: bool = False
+) -> np.ndarray:
     """Indices kept, by descending score: a box is dropped when its overlap with a kept box exceeds
     iou_threshold. mode "union": IoU; "min": intersection / min(area) (MTCNN's O-Net stage)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)

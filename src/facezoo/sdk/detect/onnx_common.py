@@ -60,8 +60,11 @@ def hw(size) -> tuple[int, int]:
     """An int or (H, W) size as a tuple of two positive ints; ConfigError otherwise."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
         raise ConfigError(f"input_size must be an int or (H, W) of positive ints, got {size!r}; e.g. (640, 640).")
     return int(size[0]), int(size[1])
 
@@ -74,13 +77,17 @@ def resolve_input_size(spec: InputSpec, input_size, where: str, multiple: int = 
     """
     if spec.size is not None:
         if input_size is not None and hw(input_size) != spec.size:
-            raise ConfigError(f"{where}: the model's input is fixed at (H, W) = {spec.size}, but input_size="
-                              f"{input_size!r} was given; drop input_size or re-export the model.")
+            raise ConfigError(
+                f"{where}: the model's input is fixed at (H, W) = {spec.size}, but input_size="
+                f"{input_size!r} was given; drop input_size or re-export the model."
+            )
         return spec.size
     size = hw(input_size) if input_size is not None else DEFAULT_INPUT_SIZE
     if size[0] % multiple or size[1] % multiple:
-        raise ConfigError(f"{where}: input_size {size} must have both sides divisible by {multiple} (the largest "
-                          f"stride), e.g. ({-(-size[0] // multiple) * multiple}, {-(-size[1] // multiple) * multiple}).")
+        raise ConfigError(
+            f"{where}: input_size {size} must have both sides divisible by {multiple} (the largest "
+            f"stride), e.g. ({-(-size[0] // multiple) * multiple}, {-(-size[1] // multiple) * multiple})."
+        )
     return size
 
 
@@ -96,8 +103,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tup
     h, w = image.shape[:2]
     big_h, big_w = size
     r = min(big_h / h, big_w / w)
-    nh = min(big_h, max(1, int(round(h * r))))
-    nw = min(big_w, max(1, int(round(w * r))))
+    nh = min(big_h, max(1, round(h * r)))
+    nw = min(big_w, max(1, round(w * r)))
     canvas = np.zeros((big_h, big_w, 3), np.uint8)
     canvas[:nh, :nw] = resize_image(np.ascontiguousarray(image), (nh, nw))
     return canvas, (nw / w, nh / h)
@@ -132,8 +139,9 @@ def per_image(outputs: Sequence[np.ndarray], batch: int, where: str) -> list[lis
         elif out.ndim == 2 and out.shape[0] % batch == 0:
             split.append(list(out.reshape(batch, -1, out.shape[1])))
         else:
-            raise ModelError(f"{where}: an output has shape {out.shape} for a batch of {batch}; expected (B, N, k) "
-                             "or (B * N, k).")
+            raise ModelError(
+                f"{where}: an output has shape {out.shape} for a batch of {batch}; expected (B, N, k) or (B * N, k)."
+            )
     return [[s[i] for s in split] for i in range(batch)]
 
 
@@ -141,7 +149,7 @@ def chunks(items: Sequence, size: int | None) -> list[Sequence]:
     """items in consecutive chunks of `size` (one chunk when size is None)."""
     if size is None:
         return [items] if len(items) else []
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def prepare(images, size: tuple[int, int]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -167,13 +175,21 @@ def run_batches(session, spec: InputSpec, canvases: list[np.ndarray], blob_fn, w
 
 
 def check_max_faces(max_faces) -> None:
-    if max_faces is not None and (not isinstance(max_faces, (int, np.integer)) or isinstance(max_faces, bool)
-                                  or max_faces < 0):
+    if max_faces is not None and (
+        not isinstance(max_faces, (int, np.integer)) or isinstance(max_faces, bool) or max_faces < 0
+    ):
         raise ConfigError(f"max_faces must be None or an int >= 0, got {max_faces!r}.")
 
 
-def finish(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray | None, scale: tuple[float, float],
-           score_threshold: float, nms_threshold: float, max_faces: int | None) -> Detections:
+def finish(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    kps: np.ndarray | None,
+    scale: tuple[float, float],
+    score_threshold: float,
+    nms_threshold: float,
+    max_faces: int | None,
+) -> Detections:
     """Keep scores >= score_threshold, map canvas coordinates back to the image (divide x by sx, y by sy), greedy
     NMS at IoU nms_threshold with pixel-inclusive areas (w = x2 - x1 + 1, as insightface's SCRFD and
     Pytorch_Retinaface compute them), best first, at most max_faces."""
@@ -188,7 +204,7 @@ def finish(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray | None, scale:
         kps = kps / np.asarray([sx, sy], np.float32)
     idx = nms(boxes, scores, nms_threshold, plus_one=True)
     if max_faces is not None:
-        idx = idx[:int(max_faces)]
+        idx = idx[: int(max_faces)]
     return Detections(boxes[idx], scores[idx], None if kps is None else kps[idx])
 
 

@@ -63,12 +63,24 @@ class RetinaFace(OnnxDetector):
     probabilities, None to tell from the values (rows of non-negative numbers summing to 1 are probabilities).
     """
 
-    def __init__(self, model, input_size=None, score_threshold: float = 0.5, nms_threshold: float = 0.4,
-                 providers=None, min_sizes: Sequence[Sequence[float]] = ((16, 32), (64, 128), (256, 512)),
-                 steps: Sequence[int] = (8, 16, 32), variances: Sequence[float] = (0.1, 0.2),
-                 mean=(104.0, 117.0, 123.0), std=1.0, channel_order: str = "BGR", conf_softmax: bool | None = None):
-        if (len(min_sizes) != len(steps)
-                or not all(isinstance(m, Sequence) and not isinstance(m, str) and len(m) for m in min_sizes)):
+    def __init__(
+        self,
+        model,
+        input_size=None,
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.4,
+        providers=None,
+        min_sizes: Sequence[Sequence[float]] = ((16, 32), (64, 128), (256, 512)),
+        steps: Sequence[int] = (8, 16, 32),
+        variances: Sequence[float] = (0.1, 0.2),
+        mean=(104.0, 117.0, 123.0),
+        std=1.0,
+        channel_order: str = "BGR",
+        conf_softmax: bool | None = None,
+    ):
+        if len(min_sizes) != len(steps) or not all(
+            isinstance(m, Sequence) and not isinstance(m, str) and len(m) for m in min_sizes
+        ):
             raise ConfigError(f"min_sizes {min_sizes!r} needs one non-empty list of sizes per step {steps!r}.")
         if channel_order not in ("RGB", "BGR"):
             raise ConfigError(f"channel_order '{channel_order}' must be 'RGB' or 'BGR'.")
@@ -81,7 +93,8 @@ class RetinaFace(OnnxDetector):
         if len(outputs) != 3 or len(set(static)) != len(static) or not set(static) <= set(ROLES):
             raise ModelError(
                 f"{self.where}: outputs {describe_outputs(self.session)}; a RetinaFace graph has three: loc (B, N, 4), "
-                "conf (B, N, 2) and landms (B, N, 10). Is it another detector (try 'scrfd')?")
+                "conf (B, N, 2) and landms (B, N, 10). Is it another detector (try 'scrfd')?"
+            )
         self.input_size = resolve_input_size(self.spec, input_size, self.where)
         self.variances = tuple(float(v) for v in variances)
         self.mean, self.std, self.bgr = mean, std, channel_order == "BGR"
@@ -99,12 +112,14 @@ class RetinaFace(OnnxDetector):
             shapes = [tuple(o.shape) for o in outs]
             raise ModelError(
                 f"{self.where}: per-image outputs have shapes {shapes}; expected (N, 4), (N, 2), (N, 10) with N = "
-                f"{n} priors for input {self.input_size[0]}x{self.input_size[1]} (check min_sizes and steps).")
+                f"{n} priors for input {self.input_size[0]}x{self.input_size[1]} (check min_sizes and steps)."
+            )
         return found
 
     def _scores(self, conf: np.ndarray) -> np.ndarray:
         probs = self.conf_softmax is False or (
-            self.conf_softmax is None and conf.min() >= 0 and np.allclose(conf.sum(1), 1.0, atol=1e-3))
+            self.conf_softmax is None and conf.min() >= 0 and np.allclose(conf.sum(1), 1.0, atol=1e-3)
+        )
         return (conf if probs else _softmax(conf.astype(np.float64)))[:, 1]
 
     def _decode(self, outs, scale, max_faces) -> Detections:

@@ -44,17 +44,26 @@ class SCRFD(OnnxDetector):
     providers: onnxruntime execution providers (default: all available). mean, std: input normalisation.
     """
 
-    def __init__(self, model, input_size=None, score_threshold: float = 0.5, nms_threshold: float = 0.4,
-                 providers=None, mean: float = 127.5, std: float = 128.0):
+    def __init__(
+        self,
+        model,
+        input_size=None,
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.4,
+        providers=None,
+        mean: float = 127.5,
+        std: float = 128.0,
+    ):
         self._open(model, providers, score_threshold, nms_threshold)
         outputs = self.session.get_outputs()
         if len(outputs) not in LAYOUTS:
             raise ModelError(
                 f"{self.where}: {len(outputs)} outputs ({describe_outputs(self.session)}); an SCRFD graph has 6 or 9 "
                 "(strides 8/16/32: scores, boxes[, keypoints]) or 10 or 15 (strides 8..128). Is it another detector "
-                "(try 'retinaface')?")
+                "(try 'retinaface')?"
+            )
         levels, self.with_kps = LAYOUTS[len(outputs)]
-        self.strides = tuple(8 * 2 ** i for i in range(levels))
+        self.strides = tuple(8 * 2**i for i in range(levels))
         for j, out in enumerate(outputs):
             kind, k = KINDS[j // levels]
             last = out.shape[-1] if out.shape else None
@@ -62,7 +71,8 @@ class SCRFD(OnnxDetector):
                 raise ModelError(
                     f"{self.where}: output {j} '{out.name}' has shape {list(out.shape)}, but SCRFD's output {j} holds "
                     f"{kind} (last dim {k}); expected all scores, then all boxes, then all keypoints. Found: "
-                    f"{describe_outputs(self.session)}.")
+                    f"{describe_outputs(self.session)}."
+                )
         self.input_size = resolve_input_size(self.spec, input_size, self.where, multiple=self.strides[-1])
         self.mean, self.std = mean, std
         self._centres: dict[tuple[int, int], np.ndarray] = {}
@@ -77,13 +87,14 @@ class SCRFD(OnnxDetector):
         cells = (h // stride) * (w // stride)
         arrays = [outs[i], outs[levels + i]] + ([outs[2 * levels + i]] if self.with_kps else [])
         n = arrays[0].shape[0]
-        for a, (kind, k) in zip(arrays, KINDS):
+        for a, (_kind, k) in zip(arrays, KINDS):
             if a.ndim != 2 or a.shape != (n, k) or n == 0 or n % cells:
                 shapes = [tuple(x.shape) for x in arrays]
                 raise ModelError(
                     f"{self.where}: stride-{stride} outputs have per-image shapes {shapes}; expected (N, 1), (N, 4)"
                     f"{', (N, 10)' if self.with_kps else ''} with N = A * {cells} (a {h // stride}x{w // stride} grid "
-                    f"at input {h}x{w}, A anchors per location).")
+                    f"at input {h}x{w}, A anchors per location)."
+                )
         key = (stride, n // cells)
         if key not in self._centres:
             self._centres[key] = anchor_centres(h // stride, w // stride, stride, n // cells)
@@ -99,5 +110,12 @@ class SCRFD(OnnxDetector):
             scores.append(score[keep])
             if offsets is not None:
                 kps.append(c[:, None, :] + offsets[keep].astype(np.float32).reshape(-1, 5, 2) * stride)
-        return finish(np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps) if self.with_kps else None,
-                      scale, self.score_threshold, self.nms_threshold, max_faces)
+        return finish(
+            np.concatenate(boxes),
+            np.concatenate(scores),
+            np.concatenate(kps) if self.with_kps else None,
+            scale,
+            self.score_threshold,
+            self.nms_threshold,
+            max_faces,
+        )
