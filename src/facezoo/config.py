@@ -7,6 +7,7 @@ names the key and what it accepts. The resolved config is saved beside every run
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class ScheduleConfig:
 
 @dataclass
 class Config:
+    # training mode (facezoo list modes); its options, if it has any, go in a top-level section named after it,
+    # e.g. `mode: semi_siamese` with `semi_siamese: {queue_size: 16384}`
+    mode: str = "conventional"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -103,6 +107,10 @@ class Config:
     # or a mode name; compile_backend: "inductor" (GPU speed), "aot_eager" (fast to compile, for checks)
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
     compile_backend: str = "inductor"
+    skip_nonfinite: bool = False  # skip (and count) steps whose loss is NaN/inf instead of stopping; 1 sync per step
+    callbacks: list[str] = field(default_factory=list)  # optional trackers: wandb, mlflow (facezoo list callbacks)
+    # the selected mode's typed options (its recipe section), filled by load_config; not a YAML key itself
+    mode_options: Any = field(default=None, repr=False)
 
     def validate(self) -> Config:
         """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
@@ -132,10 +140,21 @@ class Config:
             BACKBONES.get(self.model.backbone)  # raises with did-you-mean
         if self.head.name not in HEADS:
             HEADS.get(self.head.name)
+        from .train.callbacks import CALLBACKS
+        from .train.modes import MODES
+
+        MODES.get(self.mode)  # raises with did-you-mean
+        for name in self.callbacks:
+            CALLBACKS.get(name)
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The YAML form: every field, with the mode's options as the section named after the mode."""
+        d = dataclasses.asdict(self)
+        options = d.pop("mode_options")
+        if options is not None:
+            d[self.mode] = options
+        return d
 
 
 def _get(obj, dotted: str):
@@ -183,7 +202,9 @@ def _check_type(value, tp, key: str):
         if value is not None:
             raise ConfigError(f"{key}: expected null")
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     wrong_bool = (tp is bool) != isinstance(value, bool)
     if wrong_bool or not isinstance(value, tp):
@@ -196,11 +217,11 @@ def from_dict(cls, data: dict, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "mode_options"]
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
-        if key not in hints:
+        if key not in hints or key == "mode_options":
             valid = [f"{prefix}{n}" for n in names]
             raise ConfigError(f"unknown config key '{full}'.{did_you_mean(full, valid)} Valid keys: {', '.join(valid)}")
         tp = hints[key]
@@ -246,9 +267,38 @@ def load_config(path=None, overrides: list[str] = ()) -> Config:
     for item in overrides:
         apply_override(data, item)
     try:
-        return from_dict(Config, data).validate()
+        return _with_mode_options(data).validate()
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def _with_mode_options(data: dict) -> Config:
+    """Config from `data`, the section named after the selected mode parsed into that mode's Config dataclass.
+
+    A section for another registered mode is an error (it would be ignored); so is a section for a mode that takes
+    no options.
+    """
+    from .train.modes import MODES
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping, got {data!r}")
+    data = dict(data)
+    sections = {name: data.pop(name) for name in list(data) if name in MODES}
+    cfg = from_dict(Config, data)
+    mode = MODES.get(cfg.mode)
+    for name in sections:
+        if name != cfg.mode:
+            raise ConfigError(
+                f"section '{name}' holds options of mode {name}, but mode is {cfg.mode}; set mode={name} or remove "
+                f"the section"
+            )
+    options_cls = getattr(mode, "Config", None)
+    if options_cls is None:
+        if sections.get(cfg.mode):
+            raise ConfigError(f"mode {cfg.mode} takes no options; remove the '{cfg.mode}' section")
+        return cfg
+    cfg.mode_options = from_dict(options_cls, sections.get(cfg.mode) or {}, prefix=f"{cfg.mode}.")
+    return cfg
 
 
 def save_config(cfg: Config, path) -> None:

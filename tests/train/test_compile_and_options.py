@@ -50,4 +50,4 @@ def test_gpu_decode_is_refused_where_it_cannot_work(tiny_cfg):
         Trainer(tiny_cfg("data.decode=gpu"), dataset=TinyFaces(), verbose=False)
     # prefetch (the default) has no effect on the CPU: batches come straight from the DataLoader
     t = Trainer(tiny_cfg("data.prefetch=true"), dataset=TinyFaces(), verbose=False)
-    assert isinstance(t._loader(0, 0), torch.utils.data.DataLoader)
+    assert isinstance(t.mode.batches(0, 0), torch.utils.data.DataLoader)

@@ -45,9 +45,9 @@ def _rank(rank, world_size, port, out, max_steps, resume, report):
         t.resume(resume)
         torch.save(
             {
-                "weight": t.head.weight.detach().clone(),
-                "start": t.classifier.start,
-                "momentum": t.optimizer.state[t.head.weight]["momentum_buffer"].clone(),
+                "weight": t.mode.head.weight.detach().clone(),
+                "start": t.mode.classifier.start,
+                "momentum": t.optimizer.state[t.mode.head.weight]["momentum_buffer"].clone(),
             },
             f"{report}{rank}.pt",
         )
@@ -71,7 +71,7 @@ def test_train_on_two_ranks_resume_on_one_and_three(tmp_path):
     losses = run(2, tmp_path / "a", max_steps=4)  # 56 images / (8 x 2) = 3 steps per epoch
     assert len(losses) == 4 and all(np.isfinite(losses))
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    full = ckpt["head"]["state"]["weight"]
+    full = ckpt["train"]["mode_state"]["head"]["state"]["weight"]
     assert full.shape == (7, 32) and ckpt["train"]["world_size"] == 2
     index = next(i for i, s in ckpt["train"]["optimizer"]["state"].items() if s["momentum_buffer"].shape == (7, 32))
     momentum = ckpt["train"]["optimizer"]["state"][index]["momentum_buffer"]
@@ -88,8 +88,8 @@ def test_train_on_two_ranks_resume_on_one_and_three(tmp_path):
     os.environ.pop("WORLD_SIZE", None)
     t = Trainer(load_config(None, overrides(tmp_path / "c")), dataset=TinyFaces(classes=7))
     t.resume(tmp_path / "a" / "checkpoint.pt")
-    assert torch.equal(t.head.weight.detach(), full)
-    assert torch.equal(t.optimizer.state[t.head.weight]["momentum_buffer"], momentum)
+    assert torch.equal(t.mode.head.weight.detach(), full)
+    assert torch.equal(t.optimizer.state[t.mode.head.weight]["momentum_buffer"], momentum)
     assert t.steps_per_epoch == 7 and t.step == 4
     rest = [row["train/loss"] for row in t.fit() if "train/loss" in row]
     assert len(rest) == 10 and all(np.isfinite(rest))

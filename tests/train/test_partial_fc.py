@@ -168,15 +168,15 @@ def test_trainer_partial_fc_with_accumulation_resumes_exactly(tiny_cfg, tmp_path
     data = TinyFaces(classes=40, per_class=2)
     opts = ("head.sample_rate=0.25", "grad_accum=2", "epochs=1", "optim.weight_decay=0.01")
     full = Trainer(tiny_cfg(f"output={tmp_path}/a", *opts), dataset=data)
-    w0 = full.head.weight.detach().clone()
+    w0 = full.mode.head.weight.detach().clone()
     first = _losses(full.fit(max_steps=1))
-    rows = full.classifier.rows
+    rows = full.mode.classifier.rows
     assert len(first) == 1 and len(rows) == 16
     out = torch.ones(40, dtype=torch.bool)
     out[rows] = False
-    assert torch.equal(full.head.weight.detach()[out], w0[out])
-    assert not full.optimizer.state[full.head.weight]["momentum_buffer"][out].any()
-    assert full.head.weight.grad is None
+    assert torch.equal(full.mode.head.weight.detach()[out], w0[out])
+    assert not full.optimizer.state[full.mode.head.weight]["momentum_buffer"][out].any()
+    assert full.mode.head.weight.grad is None
     full_losses = _losses(full.fit(max_steps=4))  # the history holds both calls
     part = Trainer(tiny_cfg(f"output={tmp_path}/b", *opts), dataset=data)
     head_part = _losses(part.fit(max_steps=2))

@@ -84,10 +84,10 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
         g = torch.Generator(device=device).manual_seed(0)
         while True:
             images = torch.randint(0, 256, (micro, *size, 3), dtype=torch.uint8, device=device, generator=g)
-            labels = torch.randint(0, trainer.num_classes, (micro,), device=device, generator=g)
+            labels = torch.randint(0, trainer.mode.num_classes, (micro,), device=device, generator=g)
             yield {"images": images, "labels": labels, "skipped": 0}
 
-    batches = synthetic_batches() if synthetic else iter(trainer._loader(0, 0))
+    batches = synthetic_batches() if synthetic else iter(trainer.mode.batches(0, 0))
     generator = torch.Generator().manual_seed(0)
 
     def step():  # the trainer's own step (Partial FC sample, micro-batches, optimiser), no host sync
@@ -109,7 +109,7 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
     return {
         "backbone": backbone,
         "batch_size": batch_size,
-        "classes": trainer.num_classes,
+        "classes": trainer.mode.num_classes,
         "sample_rate": sample_rate,
         "data": "synthetic" if synthetic else str(data),
         "precision": cfg.precision,

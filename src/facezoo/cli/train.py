@@ -26,22 +26,15 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..train.trainer import Trainer
 
+    if args.max_steps is not None and args.max_steps <= 0:
+        raise ConfigError(f"--max-steps must be a positive step count, got {args.max_steps}")
     cfg = load_config(args.recipe, args.overrides)
     trainer = Trainer(cfg)
     if args.resume:
-        path = Path(cfg.output) / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+        path = trainer.checkpoint_path if args.resume == "auto" else Path(args.resume)
         if args.resume == "auto" and not path.exists():
             raise ConfigError(f"--resume: no {path} yet; start without --resume or pass a checkpoint path")
         trainer.resume(path)
-    trainer.logger.print(
-        f"training {cfg.model.backbone} + {cfg.head.name} on {len(trainer.dataset)} images of {trainer.num_classes} "
-        f"identities: {trainer.total_steps} steps of {cfg.batch_size} x {trainer.world.world_size} process(es) on "
-        f"{trainer.device} ({cfg.precision}, sample_rate {cfg.head.sample_rate}, softmax chunks "
-        f"{cfg.head.chunk_size}, compile {cfg.compile})"
-    )
     trainer.fit(max_steps=args.max_steps)
     trainer.close()
-    trainer.logger.print(
-        f"model: {Path(cfg.output) / 'model.pt'}  resumable checkpoint: {Path(cfg.output) / 'checkpoint.pt'}"
-    )
     return 0
