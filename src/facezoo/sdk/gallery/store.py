@@ -133,11 +133,9 @@ class Gallery:
                     f"{self.path}: gallery format version {meta['format_version']} is newer than this facezoo "
                     f"understands ({FORMAT_VERSION}). Upgrade facezoo."
                 )
-            stored = meta.get("embedding_size")
             if embedding_size is not None:
-                if stored is None:
-                    self._set_meta("embedding_size", str(embedding_size))
-                elif int(stored) != embedding_size:
+                stored = self._record_size(embedding_size)
+                if stored is not None:
                     raise ConfigError(
                         f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={embedding_size} "
                         "was asked for. Use the model that built it, or a new gallery file."
@@ -297,7 +295,12 @@ class Gallery:
         total = 0
         with self._transaction() as c:
             for identity, arr, sources in checked:
-                self._check_size(arr.shape[1], identity)
+                stored = self._record_size(arr.shape[1])
+                if stored is not None:
+                    raise DataError(
+                        f"embeddings for '{identity}' are {arr.shape[1]}-d but {self.path} holds {stored}-d "
+                        "embeddings. Embed with the model that built the gallery, or use a new gallery file."
+                    )
                 ident = self._identity_id(identity)
                 if ident is None:
                     ident = c.execute("INSERT INTO identities (name) VALUES (?)", (identity,)).lastrowid
@@ -330,16 +333,12 @@ class Gallery:
             raise ConfigError(f"sources for '{identity}' must be strings (e.g. image paths) or None.")
         return identity, normalise(arr, f"embeddings for '{identity}'"), sources
 
-    def _check_size(self, d: int, identity: str) -> None:
-        """Record D on the first add; DataError when later embeddings have another size."""
+    def _record_size(self, d: int) -> int | None:
+        """Record D when the file has none yet; returns the stored D when it is another size, else None."""
         stored = self._meta("embedding_size")
         if stored is None:
             self._set_meta("embedding_size", str(d))
-        elif int(stored) != d:
-            raise DataError(
-                f"embeddings for '{identity}' are {d}-d but {self.path} holds {stored}-d embeddings. "
-                "Embed with the model that built the gallery, or use a new gallery file."
-            )
+        return int(stored) if stored is not None and int(stored) != d else None
 
     def remove(self, identity: str) -> int:
         """Remove an identity and all its entries; returns how many entries went. ConfigError if unknown."""
