@@ -61,7 +61,7 @@ class HeadConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adamw"] = "sgd"
+    name: str = "sgd"  # a registered optimizer (facezoo list optimizers)
     lr: float = 0.1  # for the reference batch size; not rescaled automatically
     momentum: float = 0.9
     nesterov: bool = False
@@ -73,12 +73,12 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["poly", "step", "cosine", "constant"] = "poly"
+    name: str = "poly"  # a registered schedule (facezoo list schedules)
     warmup_epochs: float = 0.0  # linear warm-up from 0, stepped per iteration
-    power: float = 2.0  # poly: lr * (1 - t)^power after warm-up
+    power: float = 2.0  # poly: min_lr + (lr - min_lr) * (1 - t)^power after warm-up
     milestones: list[float] = field(default_factory=list)  # step: epochs where lr *= gamma
     gamma: float = 0.1
-    min_lr: float = 0.0  # cosine floor
+    min_lr: float = 0.0  # floor: poly and cosine end there, step never goes below it
 
 
 @dataclass
@@ -116,6 +116,10 @@ class Config:
         """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
         from .models.backbones import BACKBONES
         from .models.heads import HEADS
+        from .train.callbacks import CALLBACKS
+        from .train.modes import MODES
+        from .train.optim import OPTIMIZERS
+        from .train.schedules import SCHEDULES
 
         for key in ("epochs", "batch_size", "grad_accum", "log_every", "model.embedding_size", "model.input_size"):
             if _get(self, key) <= 0:
@@ -140,10 +144,11 @@ class Config:
             BACKBONES.get(self.model.backbone)  # raises with did-you-mean
         if self.head.name not in HEADS:
             HEADS.get(self.head.name)
-        from .train.callbacks import CALLBACKS
-        from .train.modes import MODES
-
-        MODES.get(self.mode)  # raises with did-you-mean
+        for registry, name in ((OPTIMIZERS, self.optim.name), (SCHEDULES, self.schedule.name)):
+            registry.get(name)  # an unknown name raises ConfigError with did-you-mean
+        if not 0.0 <= self.schedule.min_lr <= self.optim.lr:
+            raise ConfigError(f"schedule.min_lr must be in [0, optim.lr = {self.optim.lr}], got {self.schedule.min_lr}")
+        MODES.get(self.mode)
         for name in self.callbacks:
             CALLBACKS.get(name)
         return self

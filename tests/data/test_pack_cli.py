@@ -123,7 +123,7 @@ def test_interrupted_pack_leaves_no_train_rec(tmp_path, monkeypatch):
 @pytest.fixture
 def run(monkeypatch, capsys):
     """facezoo.cli.main with only the `data` command registered; returns (rc, stdout, stderr)."""
-    monkeypatch.setattr(cli, "COMMANDS", ("data",))
+    monkeypatch.setattr(cli, "MODULES", ("data",))
 
     def call(*argv):
         rc = cli.main(["data", *map(str, argv)])

@@ -10,7 +10,10 @@ import pytest
 
 from facezoo.data import synthetic as syn
 from facezoo.data.image import decode_image
+from facezoo.data.synthetic import write
+from facezoo.data.synthetic.face import TAG_PAIRS
 from facezoo.errors import ConfigError
+from facezoo.geometry import ARCFACE_TEMPLATE_112
 
 
 def _identity(i: int, seed: int = 0) -> syn.IdentityParams:
@@ -64,23 +67,13 @@ def test_hard_and_frontal_modes():
         assert 35 * deg - 1e-9 <= abs(h.yaw) <= 55 * deg + 1e-9
 
 
-def test_similarity_fit_recovers_a_known_transform():
-    rng = np.random.default_rng(0)
-    src = rng.normal(0, 20, (5, 2))
-    angle, scale, t = 0.3, 1.7, np.array([12.0, -4.0])
-    m = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    got_m, got_t = syn._similarity(src, src @ m.T + t)
-    np.testing.assert_allclose(got_m, m, atol=1e-9)
-    np.testing.assert_allclose(got_t, t, atol=1e-9)
-
-
 def test_canonical_faces_are_aligned_to_the_template():
     """Eyes land near the ArcFace template's (38.3, 51.7) / (73.5, 51.5): centroid of the white sclera pixels."""
     errors = []
     for i in range(8):
         img = syn.render_face(_identity(i), syn.image_rng(0, i, 0), nuisance=0.0).astype(int)
         white = (img.min(-1) > 200) & (np.ptp(img, -1) < 30)
-        for ex, ey in syn.TEMPLATE_112[:2]:
+        for ex, ey in ARCFACE_TEMPLATE_112[:2]:
             x0, y0 = round(ex) - 12, round(ey) - 10
             ys, xs = np.nonzero(white[y0 : y0 + 22, x0 : x0 + 25])
             assert len(xs) >= 3, f"identity {i}: no eye near ({ex:.0f}, {ey:.0f})"
@@ -121,7 +114,7 @@ def test_contact_sheet_layout():
 
 
 def test_pairs_are_balanced_per_fold_and_held_out():
-    pairs = syn._pairs(np.random.default_rng(0), first=50, n_ids=20, per_id=4, n_pairs=200, hard=False)
+    pairs = write._pairs(np.random.default_rng(0), first=50, n_ids=20, per_id=4, n_pairs=200, hard=False)
     same = np.array([s for *_, s in pairs])
     assert same.sum() == 100
     assert all(fold.sum() == 10 for fold in same.reshape(10, 20))
@@ -129,7 +122,7 @@ def test_pairs_are_balanced_per_fold_and_held_out():
         assert 50 <= ia < 70 and 50 <= ib < 70 and kind_a == kind_b == "normal"
         assert (ia == ib) == s
         assert not s or ka != kb
-    hard = syn._pairs(np.random.default_rng(0), first=50, n_ids=20, per_id=4, n_pairs=40, hard=True)
+    hard = write._pairs(np.random.default_rng(0), first=50, n_ids=20, per_id=4, n_pairs=40, hard=True)
     assert {(a[2], b[2]) for a, b, _ in hard} == {("frontal", "hard")}
 
 
@@ -153,8 +146,8 @@ def test_synthesize_writes_training_set(synth_dir):
     image, label = ds[0]
     assert image.shape == (64, 64, 3)
     # any image regenerates alone from (seed, identity, index); the pack keeps images in (label, index) order
-    assert label == 0 and ds.read_encoded(0) == syn._job((4, 0, 0, 64, "normal"))
-    assert ds.read_encoded(14) == syn._job((4, 4, 2, 64, "normal"))
+    assert label == 0 and ds.read_encoded(0) == write._job((4, 0, 0, 64, "normal"))
+    assert ds.read_encoded(14) == write._job((4, 4, 2, 64, "normal"))
     meta = json.loads((out / "synth.json").read_text())
     assert meta["seed"] == 4 and meta["identities"] == 5 and meta["image_size"] == 64
     assert meta["generator_version"] == syn.GENERATOR_VERSION and meta["val_identity_range"] == [5, 9]
@@ -168,12 +161,12 @@ def test_synthesize_writes_verification_sets_of_held_out_identities(synth_dir):
         images, issame = read_bin(out / name)
         assert len(issame) == 40 and len(images) == 80
         assert all(fold.sum() == 2 for fold in issame.reshape(10, 4))
-        looks = np.array([syn._looks(_identity(5 + v, seed=4)) for v in range(4)])
-        plan = syn._pairs(np.random.default_rng([4, syn._TAG_PAIRS, int(hard)]), 5, 4, 3, 40, hard, looks)
+        looks = np.array([write._looks(_identity(5 + v, seed=4)) for v in range(4)])
+        plan = write._pairs(np.random.default_rng([4, TAG_PAIRS, int(hard)]), 5, 4, 3, 40, hard, looks)
         assert all(a[0] >= 5 and b[0] >= 5 for a, b, _ in plan)  # identities after the training ones
         assert [s for *_, s in plan] == issame.tolist()
         a, b, _ = plan[1]
-        assert images[2] == syn._job((4, a[0], a[1], 64, a[2])) and images[3] == syn._job((4, b[0], b[1], 64, b[2]))
+        assert images[2] == write._job((4, a[0], a[1], 64, a[2])) and images[3] == write._job((4, b[0], b[1], 64, b[2]))
         assert decode_image(images[0]).shape == (64, 64, 3)
 
 
@@ -208,7 +201,7 @@ def test_hard_impostors_look_alike():
     looks = np.random.default_rng(1).normal(size=(30, 7))
 
     def impostor_distance(lk):
-        pairs = syn._pairs(np.random.default_rng(0), 0, 30, 4, 400, True, lk)
+        pairs = write._pairs(np.random.default_rng(0), 0, 30, 4, 400, True, lk)
         return np.mean([np.linalg.norm(looks[a[0]] - looks[b[0]]) for a, b, s in pairs if not s])
 
     assert impostor_distance(looks) < 0.8 * impostor_distance(None)

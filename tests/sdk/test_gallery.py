@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from facezoo.errors import ConfigError, DataError, FacezooError
-from facezoo.sdk import gallery as gallery_mod
 from facezoo.sdk.gallery import Gallery, enroll_folder
+from facezoo.sdk.gallery import store as gallery_mod
 
 S2 = math.sqrt(2.0)
 
@@ -233,7 +233,7 @@ def test_killed_process_mid_add_leaves_previous_state(tmp_path):
     out = run_py(f"""
         import os
         import numpy as np
-        from facezoo.sdk import gallery as gm
+        from facezoo.sdk.gallery import store as gm
         g = gm.Gallery.open({str(path)!r})
         g.add("alice", np.eye(64)[:3], sources=["a0", "a1", "a2"])
         n = {{"rows": 0}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import COMMANDS
 from ._sdk_args import (
     add_detector_args,
     add_device_arg,
@@ -16,6 +17,7 @@ from ._sdk_args import (
 )
 
 
+@COMMANDS.register("align")
 def register(sub) -> None:
     p = sub.add_parser("align", help="detect and write aligned face crops", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")

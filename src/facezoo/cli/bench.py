@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import sys
 
+from . import COMMANDS
 
+
+@COMMANDS.register("bench")
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure training throughput or inference latency", description=__doc__)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = actions.add_parser("train", help="images/s and peak GPU memory of the training step", description=__doc__)
-    t.add_argument("--backbone", default="ir50")
+    t.add_argument("--backbone", default="ir50", help="a registered backbone (facezoo list backbones; default ir50)")
     t.add_argument("--batch-size", type=int, default=512, help="per process")
     t.add_argument("--classes", type=int, default=93431, help="identities (synthetic data; real data has its own)")
     t.add_argument("--sample-rate", type=float, default=1.0, help="Partial FC rate (1.0 = full FC)")
@@ -52,16 +55,22 @@ def register(sub) -> None:
     lat.add_argument("--threads", type=int, default=None, help="CPU threads for both runtimes (default: torch's)")
     lat.add_argument("--warmup", type=int, default=5, help="untimed calls per setting (default 5)")
     lat.add_argument("--iters", type=int, default=20, help="timed calls per setting (default 20)")
-    lat.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    lat.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")
     lat.add_argument("--input-size", type=int, default=112, help="square input side in pixels (default 112)")
-    lat.add_argument("--embedding-size", type=int, default=512)
+    lat.add_argument("--embedding-size", type=int, default=512, help="embedding dimension (default 512)")
     lat.add_argument(
         "--backbone-kwargs",
         default="{}",
         metavar="JSON",
         help="extra backbone arguments as JSON, e.g. '{\"width\": 0.5}'",
     )
-    lat.add_argument("--runtimes", nargs="+", choices=("torch", "onnxruntime"), default=["torch", "onnxruntime"])
+    lat.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=("torch", "onnxruntime"),
+        default=["torch", "onnxruntime"],
+        help="runtimes to time (default both)",
+    )
     lat.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     lat.set_defaults(func=run_latency)
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import COMMANDS
 from ._sdk_args import add_device_arg, check_files, log, print_json
 
 
+@COMMANDS.register("calibrate")
 def register(sub) -> None:
     p = sub.add_parser(
         "calibrate", help="verification thresholds by target FAR, saved in the model", description=__doc__

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import COMMANDS
+
 
 def _size(text: str) -> tuple[int, int]:
     """'112' or '112x96' (height x width)."""
@@ -68,6 +70,7 @@ def _synth(args) -> int:
     return 0
 
 
+@COMMANDS.register("data")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "data", help="convert and inspect datasets", description="Convert between dataset formats and check datasets."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import COMMANDS
 from ._sdk_args import (
     add_detector_args,
     add_device_arg,
@@ -18,6 +19,7 @@ from ._sdk_args import (
 ANNOTATED = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 
 
+@COMMANDS.register("detect")
 def register(sub) -> None:
     p = sub.add_parser("detect", help="detect faces: boxes, scores and 5 landmarks as JSON", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -7,6 +7,7 @@ float32 (N, D) .npy; each face's "row" in the JSON is its index there.
 
 from __future__ import annotations
 
+from . import COMMANDS
 from ._sdk_args import (
     add_detector_args,
     add_device_arg,
@@ -18,6 +19,7 @@ from ._sdk_args import (
 )
 
 
+@COMMANDS.register("embed")
 def register(sub) -> None:
     p = sub.add_parser("embed", help="face embeddings as JSON / .npy", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -10,7 +10,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from . import COMMANDS
 
+
+@COMMANDS.register("eval")
 def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)", description=__doc__

@@ -13,7 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import COMMANDS
 
+
+@COMMANDS.register("eval-ijb")
 def register(sub) -> None:
     p = sub.add_parser(
         "eval-ijb", help="IJB-B / IJB-C 1:1 verification (TAR@FAR) and 1:N search (TPIR@FPIR, CMC)", description=__doc__

@@ -13,7 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import COMMANDS
 
+
+@COMMANDS.register("eval-megaface")
 def register(sub) -> None:
     p = sub.add_parser(
         "eval-megaface",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from . import COMMANDS
 
+
+@COMMANDS.register("export")
 def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to ONNX (preprocessing metadata embedded)", description=__doc__

@@ -12,9 +12,11 @@ index G.db --kind ivf|hnsw [--nprobe 16] [--ef-construction 40] [--ef-search 128
 
 from __future__ import annotations
 
+from . import COMMANDS
 from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, print_json
 
 
+@COMMANDS.register("gallery")
 def register(sub) -> None:
     p = sub.add_parser(
         "gallery",
@@ -43,7 +45,7 @@ def register(sub) -> None:
     ls.add_argument("gallery", metavar="G.db")
     ix = actions.add_parser("index", help="build an approximate index; --recall measures it against exact search")
     ix.add_argument("gallery", metavar="G.db")
-    ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
+    ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf", help="faiss index kind (default ivf)")
     ix.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched per query (default 16)")
     ix.add_argument(
         "--ef-construction",

@@ -4,6 +4,7 @@ threshold when --far or --threshold is given)."""
 
 from __future__ import annotations
 
+from . import COMMANDS
 from ._sdk_args import (
     add_detector_args,
     add_device_arg,
@@ -15,6 +16,7 @@ from ._sdk_args import (
 )
 
 
+@COMMANDS.register("identify")
 def register(sub) -> None:
     p = sub.add_parser("identify", help="search faces in a gallery", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import sys
 
+from . import COMMANDS
 
+
+@COMMANDS.register("models")
 def register(sub) -> None:
     p = sub.add_parser(
         "models", help="fetch pretrained model files (e.g. mtcnn) and list what is installed", description=__doc__

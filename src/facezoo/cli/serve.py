@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 
+from . import COMMANDS
 
+
+@COMMANDS.register("serve")
 def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="HTTP JSON API: verify, identify, enroll, remove (API-key auth)", description=__doc__

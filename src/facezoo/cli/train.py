@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import COMMANDS
 
+
+@COMMANDS.register("train")
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML recipe", description=__doc__)
     p.add_argument("recipe", help="YAML recipe, e.g. configs/synthetic_demo.yaml")

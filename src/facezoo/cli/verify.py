@@ -4,6 +4,7 @@ metadata, see `facezoo calibrate`, or given). Exit 0 whether or not they match; 
 
 from __future__ import annotations
 
+from . import COMMANDS
 from ._sdk_args import (
     add_detector_args,
     add_device_arg,
@@ -15,6 +16,7 @@ from ._sdk_args import (
 )
 
 
+@COMMANDS.register("verify")
 def register(sub) -> None:
     p = sub.add_parser("verify", help="are two photos the same person?", description=__doc__)
     p.add_argument("image1", metavar="IMG1")

@@ -8,15 +8,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import normalize
-
-# ArcFace 5-point template at 112x112: left eye, right eye, nose, left and right mouth corners.
-ARCFACE_TEMPLATE_112 = [
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-]
+from ..geometry import ARCFACE_TEMPLATE_112  # the one template; importable from here too
 
 
 @dataclass

@@ -9,88 +9,24 @@ Sizes are (H, W), as everywhere in facezoo (an int means a square).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
-from ..models.embedder import ARCFACE_TEMPLATE_112
+from ..errors import DataError
+from ..geometry import Size, arcface_template, as_points, size_hw, umeyama
 
-Size = int | Sequence[int]
+__all__ = [
+    "align_face",
+    "align_faces",
+    "arcface_template",
+    "estimate_norm",
+    "umeyama",
+    "warp_affine",
+    "warp_affine_torch",
+]
 
-
-def _hw(output_size: Size) -> tuple[int, int]:
-    """Normalise an int or (H, W) size to a (H, W) tuple of positive ints."""
-    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
-        hw = (int(output_size), int(output_size))
-    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        hw = tuple(output_size)
-    else:
-        raise ConfigError(f"output_size must be an int or (H, W), got {output_size!r}; e.g. output_size=(112, 112).")
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw):
-        raise ConfigError(f"output_size {output_size!r} is invalid: both sides must be positive ints, e.g. (112, 112).")
-    return int(hw[0]), int(hw[1])
-
-
-def arcface_template(output_size: Size = (112, 112)) -> np.ndarray:
-    """ArcFace 5-point template (left eye, right eye, nose, left/right mouth corner) for an (H, W) crop, (5, 2) x,y.
-
-    The base points are defined on a 112x112 crop. InsightFace's rule (face_align.estimate_norm): if H is a multiple
-    of 112, scale by ratio = H/112; else if H is a multiple of 128, scale by ratio = H/128 and shift x by +8*ratio
-    (128x128: base + (8, 0)); any other H scales by ratio = H/112. In every case the x shift equals
-    (W - 112*ratio) / 2, which centres the face horizontally, and gives the SphereFace-era 112x96 crop its -8 px shift.
-    """
-    h, w = _hw(output_size)
-    if h % 112 == 0 or h % 128 != 0:
-        ratio = h / 112.0
-    else:
-        ratio = h / 128.0
-    dst = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float64) * ratio
-    dst[:, 0] += (w - 112.0 * ratio) / 2.0
-    return dst
-
-
-def _points(points, name: str, n: int | None = None) -> np.ndarray:
-    """Check an (N, 2) array of finite points (N == n when given) and return it as float64."""
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    arr = np.asarray(points, dtype=np.float64)
-    want = f"({n}, 2)" if n is not None else "(N, 2)"
-    if arr.ndim != 2 or arr.shape[1] != 2 or (n is not None and arr.shape[0] != n):
-        raise DataError(f"{name} must be an array of shape {want} (x, y per point), got shape {tuple(arr.shape)}.")
-    if not np.isfinite(arr).all():
-        raise DataError(f"{name} contains NaN or infinite values; pass finite {want} pixel coordinates.")
-    return arr
-
-
-def umeyama(src, dst, scale: bool = True) -> np.ndarray:
-    """Least-squares similarity transform T (3x3) with dst ~ c R src + t (Umeyama 1991, PAMI 13(4)).
-
-    With centred points and Sigma = dst_c^T src_c / n = U S V^T: R = U D V^T, D = diag(1, .., 1, det(U) det(V)) so R
-    is a rotation even when the best orthogonal fit is a reflection; c = tr(S D) / var(src) (1 when scale=False);
-    t = mean(dst) - c R mean(src).
-    """
-    s = _points(src, "src")
-    d = _points(dst, "dst")
-    if s.shape != d.shape:
-        raise DataError(f"src and dst must hold the same number of points, got {s.shape[0]} and {d.shape[0]}.")
-    n, dim = s.shape
-    mu_s, mu_d = s.mean(0), d.mean(0)
-    sc, dc = s - mu_s, d - mu_d
-    var_s = (sc**2).sum() / n
-    if var_s <= 1e-12:
-        raise DataError("src points all coincide: a similarity transform is undefined; check the landmarks.")
-    u, sv, vt = np.linalg.svd(dc.T @ sc / n)
-    sign = np.ones(dim)
-    sign[-1] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
-    rot = u @ np.diag(sign) @ vt
-    c = float(sv @ sign / var_s) if scale else 1.0
-    t = np.eye(dim + 1)
-    t[:dim, :dim] = c * rot
-    t[:dim, dim] = mu_d - c * rot @ mu_s
-    return t
+_hw = size_hw  # the name sdk/pipeline.py imports; it can import geometry.size_hw directly once that file is free
 
 
 def _affine3(M, name: str = "M") -> np.ndarray:
@@ -121,7 +57,7 @@ def warp_affine(image, M, output_size: Size, border_value: float = 0) -> np.ndar
     up to cv2's 1/32-pixel fixed-point coordinates (within 1 grey level on smooth images).
     """
     img = _image(image)
-    h, w = _hw(output_size)
+    h, w = size_hw(output_size)
     inv = np.linalg.inv(_affine3(M))
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     hin, win = img.shape[:2]
@@ -158,7 +94,7 @@ def warp_affine_torch(
     b, _, hin, win = images.shape
     if M.ndim != 3 or M.shape[0] != b or tuple(M.shape[1:]) not in ((2, 3), (3, 3)):
         raise DataError(f"M must have shape ({b}, 2, 3) (one source -> output affine per image), got {tuple(M.shape)}.")
-    h, w = _hw(output_size)
+    h, w = size_hw(output_size)
     m = M[:, :2].to(device=images.device, dtype=torch.float64)
     a_inv = torch.linalg.inv(m[:, :, :2])  # (B, 2, 2)
     ys, xs = torch.meshgrid(
@@ -180,7 +116,7 @@ def warp_affine_torch(
 
 def estimate_norm(landmarks, output_size: Size = (112, 112)) -> np.ndarray:
     """The 2x3 source -> crop matrix mapping 5 landmarks (x, y) onto arcface_template(output_size), least squares."""
-    lmk = _points(landmarks, "landmarks", 5)
+    lmk = as_points(landmarks, "landmarks", 5)
     return umeyama(lmk, arcface_template(output_size))[:2]
 
 
@@ -202,7 +138,7 @@ def align_faces(images, landmarks, output_size: Size = (112, 112)) -> tuple[np.n
     if len(images) != len(lmks):
         raise DataError(f"got {len(images)} images but {len(lmks)} landmark sets; pass one (5, 2) set per image.")
     pairs = [align_face(img, lmk, output_size) for img, lmk in zip(images, lmks)]
-    h, w = _hw(output_size)
+    h, w = size_hw(output_size)
     if not pairs:
         return np.zeros((0, h, w, 3), np.uint8), np.zeros((0, 2, 3))
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

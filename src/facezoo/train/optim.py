@@ -1,5 +1,9 @@
 """Optimisers: construction with optional weight-decay exclusion of BN/PReLU/bias parameters (ndim <= 1);
-RowOptimizer, the Partial FC update of sampled class rows only; JointStep, several optimisers as one step."""
+RowOptimizer, the Partial FC update of sampled class rows only; JointStep, several optimisers as one step.
+
+An optimiser is registered by name, `@OPTIMIZERS.register("name") def f(groups, cfg)`, returning a torch optimizer
+over the parameter groups with hyper-parameters from OptimConfig `cfg`; optim.name is checked against OPTIMIZERS.
+"""
 
 from __future__ import annotations
 

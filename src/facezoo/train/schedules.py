@@ -1,7 +1,10 @@
 """Learning-rate schedules, stepped per optimiser step: linear warm-up, then a registered decay.
 
 lr(step) = base * (step + 1) / W                          for step < W (warm-up steps)
-         = decay(t, step), t = (step - W) / (T - W)        afterwards, T = total steps
+         = decay(base, t, epoch, cfg)                     afterwards, t = (step - W) / (T - W), T = total steps
+
+A decay is registered by name (`@SCHEDULES.register("name")`) and maps t in [0, 1] to a learning rate: base at
+t = 0, never below the floor cfg.min_lr, and (for a decaying schedule) the floor at t = 1.
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ SCHEDULES: Registry = Registry("schedule")
 
 @SCHEDULES.register("constant")
 def constant(base: float, t: float, epoch: float, cfg) -> float:
+    """base throughout."""
     return base
 
 
 @SCHEDULES.register("poly")
 def poly(base: float, t: float, epoch: float, cfg) -> float:
-    """base * (1 - t)^power (arcface_torch's default, power 2)."""
-    return base * (1.0 - t) ** cfg.power
+    """min_lr + (base - min_lr) * (1 - t)^power (arcface_torch's default: power 2, min_lr 0)."""
+    return cfg.min_lr + (base - cfg.min_lr) * (1.0 - t) ** cfg.power
 
 
 @SCHEDULES.register("step")
 def multistep(base: float, t: float, epoch: float, cfg) -> float:
-    """base * gamma^(number of milestones, in epochs, already passed)."""
-    return base * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    """max(min_lr, base * gamma^(number of milestones, in epochs, already passed))."""
+    return max(cfg.min_lr, base * cfg.gamma ** sum(epoch >= m for m in cfg.milestones))
 
 
 @SCHEDULES.register("cosine")

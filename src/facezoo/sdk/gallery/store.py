@@ -1,35 +1,32 @@
-"""A persistent identity gallery: L2-normalised face embeddings in one SQLite file, with exact blockwise cosine
-search (torch matmul + topk, any device) and an optional approximate faiss index for millions of faces.
+"""The gallery store: L2-normalised face embeddings in one SQLite file, with an in-memory copy for search.
 
 Storage: one SQLite database (standard library sqlite3) with tables `meta` (format, embedding size, model key),
 `identities` (name) and `entries` (identity, source, vector as little-endian float32 blob). Every write runs in one
 transaction in rollback-journal mode with synchronous=FULL, so a crash or an exception mid-write leaves the previous
 state: SQLite rolls a hot journal back the next time the file is opened. At rest the gallery is the single file.
-
-Scores are cosine similarities: both the stored vectors and the queries are L2-normalised, so score = q . g.
+Search runs on a copy in memory (search.Cache), reloaded when any process commits a change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, FacezooError
+from ...errors import ConfigError, DataError, FacezooError
+from .index import APPROXIMATE, INDEX_KINDS, AnnIndex, check_params, import_faiss, recall_at_k
+from .search import Cache, Match, exact_search
+from .vectors import as_matrix, normalise
 
 FORMAT = "facezoo-gallery"
 FORMAT_VERSION = 1
-INDEX_KINDS = ("exact", "ivf", "hnsw")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,14 +41,6 @@ CREATE INDEX IF NOT EXISTS entries_identity ON entries(identity_id);
 """
 
 
-class Match(NamedTuple):
-    """One search hit: the identity, its cosine score and the source (e.g. image path) of the matching entry."""
-
-    identity: str
-    score: float
-    source: str | None
-
-
 class Entry(NamedTuple):
     """One stored embedding: its row id, identity, source and the L2-normalised (D,) float32 vector."""
 
@@ -61,77 +50,9 @@ class Entry(NamedTuple):
     embedding: np.ndarray
 
 
-@dataclass
-class _Cache:
-    """The gallery in memory, entries grouped by identity: vectors (M, D) on `device`, labels (M,) identity index."""
-
-    vectors: np.ndarray  # (M, D) float32, CPU (faiss input; shares memory with `matrix` on CPU)
-    matrix: torch.Tensor  # (M, D) float32 on device
-    labels: torch.Tensor  # (M,) int64 on device: index into `names`
-    labels_np: np.ndarray
-    names: list[str]
-    sources: list[str | None]
-    device: str
-
-
-@dataclass
-class _Ann:
-    """A built faiss index over the cache's rows, with the parameters to rebuild it after a change."""
-
-    kind: str
-    params: dict
-    index: object = None
-
-
-@dataclass
-class EnrollResult:
-    """What enroll_folder did: identities and images enrolled, and (path, message) for each image that failed."""
-
-    identities: int = 0
-    images: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _as_matrix(x, what: str) -> np.ndarray:
-    """A (N, D) float32 array from a (N, D) or (D,) array/tensor."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float32).numpy()
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] == 0:
-        raise DataError(f"{what} must be an array of shape (N, D) or (D,), got shape {tuple(np.shape(x))}.")
-    return arr
-
-
-def _normalise(arr: np.ndarray, what: str) -> np.ndarray:
-    """Rows divided by their L2 norm; DataError naming the first NaN/inf or zero row."""
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise DataError(f"{what}: row {row} contains NaN or infinite values; re-embed that face (was it detected?).")
-    norms = np.linalg.norm(arr.astype(np.float64), axis=1)
-    if (norms == 0).any():
-        row = int(np.flatnonzero(norms == 0)[0])
-        raise DataError(f"{what}: row {row} is an all-zero vector, which has no direction; re-embed that face.")
-    return np.ascontiguousarray(arr / norms[:, None].astype(np.float32), dtype=np.float32)
-
-
 def _blob(vec: np.ndarray) -> bytes:
     """A (D,) vector as little-endian float32 bytes."""
     return vec.astype("<f4", copy=False).tobytes()
-
-
-def _import_faiss(kind: str):
-    """Import faiss lazily (an optional dependency); ConfigError saying how to install it if absent."""
-    try:
-        import faiss
-    except ImportError:
-        raise ConfigError(
-            f"index='{kind}' needs faiss, which is not installed. Install it with `pip install faiss-cpu` "
-            "(or faiss-gpu), or use index='exact'."
-        ) from None
-    return faiss
 
 
 class Gallery:
@@ -142,9 +63,9 @@ class Gallery:
         self.path = path
         self.device = device
         self._lock = threading.RLock()
-        self._cache: _Cache | None = None
+        self._cache: Cache | None = None
         self._version: int | None = None
-        self._ann: _Ann | None = None
+        self._ann: AnnIndex | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -212,11 +133,9 @@ class Gallery:
                     f"{self.path}: gallery format version {meta['format_version']} is newer than this facezoo "
                     f"understands ({FORMAT_VERSION}). Upgrade facezoo."
                 )
-            stored = meta.get("embedding_size")
             if embedding_size is not None:
-                if stored is None:
-                    self._set_meta("embedding_size", str(embedding_size))
-                elif int(stored) != embedding_size:
+                stored = self._record_size(embedding_size)
+                if stored is not None:
                     raise ConfigError(
                         f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={embedding_size} "
                         "was asked for. Use the model that built it, or a new gallery file."
@@ -376,7 +295,12 @@ class Gallery:
         total = 0
         with self._transaction() as c:
             for identity, arr, sources in checked:
-                self._check_size(arr.shape[1], identity)
+                stored = self._record_size(arr.shape[1])
+                if stored is not None:
+                    raise DataError(
+                        f"embeddings for '{identity}' are {arr.shape[1]}-d but {self.path} holds {stored}-d "
+                        "embeddings. Embed with the model that built the gallery, or use a new gallery file."
+                    )
                 ident = self._identity_id(identity)
                 if ident is None:
                     ident = c.execute("INSERT INTO identities (name) VALUES (?)", (identity,)).lastrowid
@@ -395,7 +319,7 @@ class Gallery:
         """Validate one add() item; returns (identity, normalised (N, D) float32, N sources)."""
         if not isinstance(identity, str) or not identity.strip():
             raise ConfigError(f"identity must be a non-empty string, got {identity!r}.")
-        arr = _as_matrix(embeddings, f"embeddings for '{identity}'")
+        arr = as_matrix(embeddings, f"embeddings for '{identity}'")
         if arr.shape[0] == 0:
             raise DataError(f"embeddings for '{identity}': no rows given; pass at least one (D,) embedding.")
         if sources is None:
@@ -407,18 +331,14 @@ class Gallery:
             )
         if not all(s is None or isinstance(s, str) for s in sources):
             raise ConfigError(f"sources for '{identity}' must be strings (e.g. image paths) or None.")
-        return identity, _normalise(arr, f"embeddings for '{identity}'"), sources
+        return identity, normalise(arr, f"embeddings for '{identity}'"), sources
 
-    def _check_size(self, d: int, identity: str) -> None:
-        """Record D on the first add; DataError when later embeddings have another size."""
+    def _record_size(self, d: int) -> int | None:
+        """Record D when the file has none yet; returns the stored D when it is another size, else None."""
         stored = self._meta("embedding_size")
         if stored is None:
             self._set_meta("embedding_size", str(d))
-        elif int(stored) != d:
-            raise DataError(
-                f"embeddings for '{identity}' are {d}-d but {self.path} holds {stored}-d embeddings. "
-                "Embed with the model that built the gallery, or use a new gallery file."
-            )
+        return int(stored) if stored is not None and int(stored) != d else None
 
     def remove(self, identity: str) -> int:
         """Remove an identity and all its entries; returns how many entries went. ConfigError if unknown."""
@@ -439,7 +359,7 @@ class Gallery:
 
     # ------------------------------------------------------------------ loading
 
-    def _load(self, device: str | None = None) -> _Cache:
+    def _load(self, device: str | None = None) -> Cache:
         """The in-memory copy, reloaded when this or another process changed the file, or the device changed."""
         device = str(torch.device(device)) if device is not None else self.device
         with self._lock:
@@ -471,7 +391,7 @@ class Gallery:
                 labels[i] = len(names) - 1
             vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32).reshape(len(rows), d)
             matrix = torch.from_numpy(vectors).to(device)
-            self._cache = _Cache(
+            self._cache = Cache(
                 vectors,
                 matrix,
                 torch.from_numpy(labels).to(device),
@@ -484,56 +404,15 @@ class Gallery:
             return self._cache
 
     def _queries(self, queries, d: int) -> np.ndarray:
-        q = _as_matrix(queries, "queries")
+        q = as_matrix(queries, "queries")
         if d and q.shape[1] != d:
             raise DataError(
                 f"queries are {q.shape[1]}-d but {self.path} holds {d}-d embeddings. Embed them with the model "
                 "that built the gallery."
             )
-        return _normalise(q, "queries")
+        return normalise(q, "queries")
 
-    # ------------------------------------------------------------------ exact search
-
-    @staticmethod
-    def _block_rows(n_cols: int, budget: int) -> int:
-        return max(1, budget // max(1, n_cols))
-
-    def _exact_entries(self, cache: _Cache, q: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k entries per query: (Q, k) scores and row indices, merging per-block top-k over gallery blocks."""
-        m = cache.matrix.shape[0]
-        best_s = torch.full((q.shape[0], 0), -math.inf, device=q.device)
-        best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64, device=q.device)
-        for start in range(0, m, block):
-            sims = q @ cache.matrix[start : start + block].T
-            s, i = sims.topk(min(k, sims.shape[1]), dim=1)
-            best_s, pos = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
-            best_i = torch.cat([best_i, i + start], 1).gather(1, pos)
-        return best_s, best_i
-
-    def _exact_identities(
-        self, cache: _Cache, q: torch.Tensor, k: int, block: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k identities per query by best entry score: (Q, k) scores and the row index of each best entry.
-
-        Per gallery block: block max per identity by scatter-reduce (amax), the entry achieving it by a second
-        scatter over rows equal to that max; then a running elementwise max over blocks.
-        """
-        n_ids, m = len(cache.names), cache.matrix.shape[0]
-        nq = q.shape[0]
-        best = torch.full((nq, n_ids), -math.inf, device=q.device)
-        arg = torch.zeros((nq, n_ids), dtype=torch.int64, device=q.device)
-        for start in range(0, m, block):
-            sims = q @ cache.matrix[start : start + block].T
-            lbl = cache.labels[start : start + block].expand(nq, -1)
-            bmax = torch.full_like(best, -math.inf).scatter_reduce_(1, lbl, sims, "amax")
-            rows = torch.arange(start, start + sims.shape[1], device=q.device).expand(nq, -1)
-            cand = torch.where(sims == bmax.gather(1, lbl), rows, torch.full_like(rows, -1))
-            barg = torch.full_like(arg, -1).scatter_reduce_(1, lbl, cand, "amax")
-            better = bmax > best
-            best = torch.where(better, bmax, best)
-            arg = torch.where(better, barg, arg)
-        s, ids = best.topk(min(k, n_ids), dim=1)
-        return s, arg.gather(1, ids)
+    # ------------------------------------------------------------------ search
 
     def search(
         self,
@@ -561,31 +440,9 @@ class Gallery:
             if cache.matrix.shape[0] == 0:
                 return [[] for _ in range(q.shape[0])]
             kind = self._ann.kind if index == "auto" and self._ann is not None else index
-            if kind in ("ivf", "hnsw"):
-                return self._ann_search(cache, q, top_k, per_identity, kind)
-            return self._exact_search(cache, q, top_k, per_identity, block_elements)
-
-    def _exact_search(self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, budget: int) -> list[list[Match]]:
-        m, n_ids = cache.matrix.shape[0], len(cache.names)
-        block = min(m, max(1, budget // 64))  # gallery rows per block
-        qb = self._block_rows(max(block, n_ids if per_identity else k), budget)
-        out: list[list[Match]] = []
-        for start in range(0, q.shape[0], qb):
-            qt = torch.from_numpy(q[start : start + qb]).to(cache.device)
-            if per_identity:
-                s, rows = self._exact_identities(cache, qt, k, block)
-            else:
-                s, rows = self._exact_entries(cache, qt, k, block)
-            out.extend(self._matches(cache, s.cpu().numpy(), rows.cpu().numpy()))
-        return out
-
-    @staticmethod
-    def _matches(cache: _Cache, scores: np.ndarray, rows: np.ndarray) -> list[list[Match]]:
-        lab = cache.labels_np
-        return [
-            [Match(cache.names[lab[r]], float(s), cache.sources[r]) for s, r in zip(srow, rrow) if r >= 0]
-            for srow, rrow in zip(scores, rows)
-        ]
+            if kind in APPROXIMATE:
+                return self._ann_for(kind).search(cache, q, top_k, per_identity)
+            return exact_search(cache, q, top_k, per_identity, block_elements)
 
     # ------------------------------------------------------------------ approximate search (faiss, optional)
 
@@ -611,171 +468,29 @@ class Gallery:
         if kind == "exact":
             self._ann = None
             return
-        _import_faiss(kind)
-        for name, value in (
-            ("nprobe", nprobe),
-            ("hnsw_m", hnsw_m),
-            ("ef_search", ef_search),
-            ("ef_construction", ef_construction),
-            ("nlist", nlist),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive int, got {value!r}.")
-        params = {
-            "nlist": nlist,
-            "nprobe": nprobe,
-            "hnsw_m": hnsw_m,
-            "ef_search": ef_search,
-            "ef_construction": ef_construction,
-        }
+        import_faiss(kind)
+        params = check_params(
+            nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, ef_construction=ef_construction, nlist=nlist
+        )
         with self._lock:
-            self._ann = _Ann(kind, params)
-            self._ann_index(self._load(), kind)
+            self._ann = AnnIndex(kind, params)
+            self._ann.build(self._load())
 
-    def _ann_index(self, cache: _Cache, kind: str):
-        """The faiss index of `kind` for the current cache, (re)built when missing or stale."""
+    def _ann_for(self, kind: str) -> AnnIndex:
+        """The approximate index of `kind`: the one built by build_index, else one with default parameters."""
         if self._ann is None or self._ann.kind != kind:
-            self._ann = _Ann(kind, {"nlist": None, "nprobe": 16, "hnsw_m": 32, "ef_search": 128, "ef_construction": 40})
-        if self._ann.index is not None:
-            return self._ann.index
-        faiss = _import_faiss(kind)
-        x, p = cache.vectors, self._ann.params
-        m, d = x.shape
-        if kind == "ivf":
-            nlist = p["nlist"] or int(4 * math.sqrt(m))
-            nlist = max(1, min(nlist, m // 39 if m >= 39 else 1))
-            quantizer = faiss.IndexFlatIP(d)
-            idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            sample = x if m <= 256 * nlist else x[np.sort(rng.choice(m, 256 * nlist, replace=False))]
-            idx.train(np.ascontiguousarray(sample))
-            idx.nprobe = min(p["nprobe"], nlist)  # faiss's wrapper keeps `quantizer` referenced by `idx`
-        else:
-            idx = faiss.IndexHNSWFlat(d, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
-            idx.hnsw.efConstruction = p["ef_construction"]
-            idx.hnsw.efSearch = p["ef_search"]
-        idx.add(x)
-        self._ann.index = idx
-        return idx
-
-    def _ann_topk(self, cache: _Cache, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        idx = self._ann_index(cache, kind)
-        scores, rows = idx.search(np.ascontiguousarray(q, dtype=np.float32), min(k, cache.vectors.shape[0]))
-        return scores, rows
-
-    def _ann_search(self, cache: _Cache, q: np.ndarray, k: int, per_identity: bool, kind: str) -> list[list[Match]]:
-        if not per_identity:
-            return self._matches(cache, *self._ann_topk(cache, q, k, kind))
-        # several entries may share an identity: over-fetch, keep each identity's first (best) hit
-        scores, rows = self._ann_topk(cache, q, k * 8, kind)
-        out = []
-        for srow, rrow in zip(scores, rows):
-            seen: set[int] = set()
-            hits = []
-            for s, r in zip(srow, rrow):
-                if r < 0 or cache.labels_np[r] in seen:
-                    continue
-                seen.add(cache.labels_np[r])
-                hits.append(Match(cache.names[cache.labels_np[r]], float(s), cache.sources[r]))
-                if len(hits) == k:
-                    break
-            out.append(hits)
-        return out
+            self._ann = AnnIndex(kind)
+        return self._ann
 
     def recall_at_k(self, queries, k: int = 10, index: str | None = None) -> float:
         """Mean over queries of |approximate top-k  intersect  exact top-k| / k (entries, not identities)."""
         with self._lock:
             kind = index or (self._ann.kind if self._ann is not None else None)
-            if kind not in ("ivf", "hnsw"):
+            if kind not in APPROXIMATE:
                 raise ConfigError("recall_at_k measures an approximate index: call build_index('ivf' or 'hnsw') first.")
             cache = self._load()
             q = self._queries(queries, cache.vectors.shape[1])
             k = min(k, cache.vectors.shape[0])
             if k == 0:
                 raise ConfigError(f"{self.path}: the gallery is empty; add embeddings before measuring recall.")
-            _, exact = self._exact_entries(cache, torch.from_numpy(q).to(cache.device), k, 1 << 16)
-            _, approx = self._ann_topk(cache, q, k, kind)
-            exact = exact.cpu().numpy()
-        hits = [len(set(e.tolist()) & set(a[a >= 0].tolist())) for e, a in zip(exact, approx)]
-        return float(np.mean(hits)) / k
-
-
-# ---------------------------------------------------------------------- enrolment
-
-
-def _images(folder: Path, extensions: Iterable[str]) -> list[Path]:
-    exts = {e.lower() for e in extensions}
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
-    )
-
-
-def _embed_batch(embed_fn, paths: list[Path], errors: list[tuple[str, str]]) -> tuple[list[Path], np.ndarray | None]:
-    """embed_fn on a batch; if it raises a FacezooError/OSError, retry image by image to isolate the bad ones.
-
-    Rows that are NaN/inf (embed_fn's way to say "no face") are reported as errors. Returns the good paths and rows.
-    """
-    try:
-        emb = _as_matrix(embed_fn([str(p) for p in paths]), "embed_fn output")
-    except (FacezooError, OSError) as e:
-        if len(paths) == 1:
-            errors.append((str(paths[0]), str(e)))
-            return [], None
-        good, rows = [], []
-        for p in paths:
-            g, r = _embed_batch(embed_fn, [p], errors)
-            good += g
-            if r is not None:
-                rows.append(r)
-        return good, (np.concatenate(rows) if rows else None)
-    if emb.shape[0] != len(paths):
-        raise ConfigError(
-            f"embed_fn returned {emb.shape[0]} embeddings for {len(paths)} images; it must return one per image."
-        )
-    ok = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
-    for p in np.asarray(paths, dtype=object)[~ok]:
-        errors.append((str(p), "no embedding (embed_fn returned NaN or zeros: no face found?)"))
-    return [p for p, g in zip(paths, ok) if g], emb[ok]
-
-
-def enroll_folder(
-    gallery: Gallery,
-    root,
-    embed_fn: Callable[[list[str]], np.ndarray],
-    batch_size: int = 32,
-    replace: bool = False,
-    extensions: Iterable[str] = IMAGE_EXTENSIONS,
-) -> EnrollResult:
-    """Enroll root/<identity>/<image> files: embed_fn maps a list of image paths to (N, D) embeddings.
-
-    Each identity is added in one transaction (replace=True swaps out its previous entries). Images that fail
-    (embed_fn raises a FacezooError/OSError, or returns a NaN/zero row) are collected in the result's errors,
-    not raised; an identity with no usable image is skipped with an error.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder. Pass a folder with one sub-folder of images per person.")
-    result = EnrollResult()
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DataError(f"{root}: no sub-folders. Put each person's images in root/<name>/.")
-    for folder in folders:
-        paths = _images(folder, extensions)
-        good: list[Path] = []
-        rows: list[np.ndarray] = []
-        for start in range(0, len(paths), batch_size):
-            g, r = _embed_batch(embed_fn, paths[start : start + batch_size], result.errors)
-            good += g
-            if r is not None and len(r):
-                rows.append(r)
-        if not good:
-            result.errors.append((str(folder), "no usable image; identity not enrolled"))
-            continue
-        result.images += gallery.add(
-            folder.name,
-            np.concatenate(rows),
-            sources=[str(p) for p in good],
-            replace=replace,
-        )
-        result.identities += 1
-    return result
+            return recall_at_k(self._ann_for(kind), cache, q, k)
