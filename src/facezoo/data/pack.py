@@ -7,7 +7,6 @@ within a label), each `flag=0, label=class`; identity records a..b-1, record a+c
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -33,16 +32,6 @@ def as_size(image_size) -> tuple[int, int] | None:
         return image_size, image_size
     h, w = (int(v) for v in image_size)
     return h, w
-
-
-def _image_size_of(data: bytes, where: str) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.height, im.width
-    except Exception:
-        return decode_image(data, where).shape[:2]  # raises a DataError naming `where`
 
 
 def resize_encoded(data: bytes, size: tuple[int, int], quality: int | None, where: str) -> bytes:
@@ -128,7 +117,7 @@ def pack(src, out_dir, *, image_size=None, quality: int | None = None) -> dict:
 
     if size is None:
         first = samples[0][0]
-        size = _image_size_of(load(first), str(first))
+        size = decode_image(load(first), str(first)).shape[:2]
     result = write_insightface(out_dir, groups, load, size)
     result["source"] = str(src)
     return result
