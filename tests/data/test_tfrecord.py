@@ -16,11 +16,10 @@ import facezoo.cli as cli
 from facezoo.data.datasets import open_dataset
 from facezoo.data.pack import convert, pack, write_tfrecord
 from facezoo.data.recordio import RecordDataset
+from facezoo.data.tfexample import decode_example, encode_example
 from facezoo.data.tfrecord import (
     TFRecordDataset,
     crc32c,
-    decode_example,
-    encode_example,
     masked_crc,
     read_index,
     relabel,
