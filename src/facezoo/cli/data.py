@@ -18,6 +18,35 @@ def _size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+def _prepare(args) -> int:
+    from ..data.prepare import PrepareOptions, format_summary, prepare
+
+    opts = PrepareOptions(
+        detector=args.detector,
+        device=args.device,
+        choose=args.choose,
+        min_score=args.min_score,
+        ambiguity=args.ambiguity,
+        min_face=args.min_face,
+        detect_max_side=args.detect_max_side,
+        image_size=args.image_size,
+        template=args.template,
+        quality=args.quality,
+        dedup=args.dedup,
+        dedup_threshold=args.dedup_threshold,
+        model=args.model,
+        min_images=args.min_images,
+        exclude=tuple(args.exclude),
+        exclude_threshold=args.exclude_threshold,
+        format=args.format,
+        format_options=_format_options(args),
+        workers=args.workers,
+        work_dir=args.work_dir,
+    )
+    print(format_summary(prepare(args.raw_dir, args.out_dir, opts)))
+    return 0
+
+
 def _format_options(args) -> dict:
     """Writer keywords given on the command line (only those set, so a writer that lacks one is not bothered)."""
     return {k: v for k, v in (("name", args.name), ("shard_size", args.shard_size)) if v is not None}
@@ -123,12 +152,66 @@ def _add_format(p, required: bool = False) -> None:
     )
 
 
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="raw photos (one folder per person) -> detected, aligned, de-duplicated training set + report.csv",
+        description="Detect, choose and align one face per photo, remove duplicates, low-shot identities and "
+        "test-set overlaps, and write the set atomically (resumable: rerun the same command after an interruption).",
+    )
+    p.add_argument("raw_dir", help="RAW_DIR/<person>/<photos, any format, nested>, or a 'path label' list file")
+    p.add_argument("out_dir", help="new or empty folder; gets the set, report.csv and summary.json")
+    _add_format(p)
+    g = p.add_argument_group("faces")
+    g.add_argument("--detector", default="mtcnn", help="detector name or name:path (default mtcnn)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    g.add_argument("--choose", default="largest", help="largest (box area) or center (nearest the image centre)")
+    g.add_argument("--min-score", type=float, default=0.9, help="ignore detections below this score (default 0.9)")
+    g.add_argument(
+        "--ambiguity",
+        type=float,
+        default=0.5,
+        metavar="R",
+        help="reject a photo when another face's area >= R x the chosen face's (default 0.5)",
+    )
+    g.add_argument("--min-face", type=float, default=32, metavar="PX", help="shorter box side, pixels (default 32)")
+    g.add_argument(
+        "--detect-max-side", type=int, default=1024, metavar="PX", help="detect on photos downscaled to this side"
+    )
+    g.add_argument("--image-size", type=_size, default=(112, 112), metavar="H[xW]", help="crop size (default 112)")
+    g.add_argument("--template", default=None, metavar="FILE", help="5 'x y' lines in crop pixels (default ArcFace)")
+    g.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+    g = p.add_argument_group("set hygiene")
+    g.add_argument("--dedup", default="phash", help="phash, embedding (needs --model) or none (default phash)")
+    g.add_argument(
+        "--dedup-threshold",
+        type=float,
+        default=None,
+        help="phash: max Hamming distance of 64 bits (default 8); embedding: min cosine (default 0.95)",
+    )
+    g.add_argument("--min-images", type=int, default=1, help="drop identities left with fewer photos (default 1)")
+    g.add_argument("--exclude", nargs="+", default=[], metavar="BIN", help="test sets (.bin) whose people to drop")
+    g.add_argument(
+        "--exclude-threshold",
+        type=float,
+        default=0.5,
+        help="cosine of an identity's mean embedding with a test image that counts as the same person (default 0.5)",
+    )
+    g.add_argument("--model", default=None, help="recognition model for --exclude and --dedup embedding")
+    g = p.add_argument_group("running")
+    g.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
+    g.add_argument("--work-dir", default=None, help="journal folder (default OUT_DIR.prepare-work beside OUT_DIR)")
+    p.set_defaults(func=_prepare)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "data", help="convert and inspect datasets", description="Convert between dataset formats and check datasets."
     )
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    _add_prepare(sub)
 
     p = sub.add_parser("pack", help="image folder or list file -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="folder with one sub-folder per identity, or a 'relative/path label' list file")

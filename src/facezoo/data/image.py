@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -40,8 +41,9 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
             im.load()
             return _to_rgb(_upright(im))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))
         raise DataError(
-            f"{where}: cannot decode image ({len(data)} bytes): {e}. "
+            f"{where}: cannot decode image ({len(data)} bytes): {reason}. "
             "Re-encode or remove it (training can skip corrupt samples with data.skip_corrupt=true)."
         ) from None
 
