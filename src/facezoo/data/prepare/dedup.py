@@ -7,8 +7,8 @@ re-cropped measured 2-8 bits apart (landmark jitter moves the crop), distinct ph
 synthetic renders of one identity: median 24, 5th percentile 10). Embedding: duplicates when the cosine of
 L2-normalised embeddings is >= the threshold (default 0.95).
 
-Greedy keep: faces are visited largest first (the best-resolution copy survives), each kept unless it duplicates
-one already kept.
+Greedy keep: photos are visited best first (more pixels, then more bytes, i.e. less compressed, then input order),
+each kept unless it duplicates one already kept, so the best copy of a repeated photo survives.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def hamming(a: int, b: int) -> int:
     return bin(int(a) ^ int(b)).count("1")
 
 
-def deduplicate(sizes: list[float], signatures: list, method, threshold: float) -> dict[int, tuple[int, str]]:
-    """{duplicate index: (index of the kept one it repeats, distance text)}; larger faces are kept first."""
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+def deduplicate(quality: list[tuple], signatures: list, method, threshold: float) -> dict[int, tuple[int, str]]:
+    """{duplicate index: (index of the kept one it repeats, distance text)}; higher `quality` tuples are kept first."""
+    order = sorted(range(len(quality)), key=lambda i: (tuple(-q for q in quality[i]), i))
     kept: list[int] = []
     dups: dict[int, tuple[int, str]] = {}
     for i in order:

@@ -53,9 +53,7 @@ class Outcome:
     score: float | None = None
     kps: list | None = None  # 5 x [x, y]
     faces: int = 0  # detections >= min_score
-
-    def face_side(self) -> float:
-        return 0.0 if self.box is None else float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+    pixels: int = 0  # H x W of the decoded photo
 
 
 def detect(detector, image: np.ndarray, max_side: int):
@@ -116,7 +114,7 @@ def process_photo(data: bytes, where: str, detector, opts, template: np.ndarray)
     dets = detect(detector, image, opts.detect_max_side)
     i, status, detail, faces = choose(dets, image.shape[:2], opts)
     if i is None:
-        return Outcome(status, detail, faces=faces)
+        return Outcome(status, detail, faces=faces, pixels=image.shape[0] * image.shape[1])
     kps = dets.kps[i].astype(np.float64)
     return Outcome(
         "kept",
@@ -125,4 +123,5 @@ def process_photo(data: bytes, where: str, detector, opts, template: np.ndarray)
         score=round(float(dets.scores[i]), 4),
         kps=np.round(kps, 2).tolist(),
         faces=faces,
+        pixels=image.shape[0] * image.shape[1],
     )

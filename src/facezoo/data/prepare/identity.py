@@ -59,7 +59,7 @@ def prepare_identity(identity: Identity, raw_root: Path, journal: Path, key: str
     records: list[dict] = []
     crops: list[np.ndarray] = []
     crop_records: list[int] = []  # record index of each crop
-    sizes: list[float] = []
+    quality: list[tuple[int, int]] = []  # (photo pixels, file bytes): which copy of a duplicate to keep
     first_by_digest: dict[str, str] = {}
     for path in identity.files:
         shown = shown_path(path, raw_root)
@@ -82,11 +82,11 @@ def prepare_identity(identity: Identity, raw_root: Path, journal: Path, key: str
             record.update(box=out.box, score=out.score, kps=out.kps)
             crop_records.append(len(records))
             crops.append(out.crop)
-            sizes.append(out.face_side())
+            quality.append((out.pixels, len(data)))
         records.append(record)
 
     embeddings = embed(ctx["model"], crops) if ctx["model"] is not None and crops else None
-    dups = deduplicate(sizes, method.signatures(crops, embeddings), method, opts.dedup_threshold)
+    dups = deduplicate(quality, method.signatures(crops, embeddings), method, opts.dedup_threshold)
     encoded, kept_rows = [], []
     for j, crop in enumerate(crops):
         record = records[crop_records[j]]
