@@ -5,7 +5,6 @@ Needs the MTCNN weights: `facezoo models fetch mtcnn` (make test does it)."""
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 import pytest
@@ -16,28 +15,24 @@ from facezoo.data.datasets import open_dataset
 from facezoo.data.image import encode_image
 from facezoo.data.prepare import PrepareOptions
 from facezoo.data.prepare.faces import process_photo
-from facezoo.paths import models_dir
 from facezoo.sdk.align import arcface_template, warp_affine
 
+# The astronaut's hand-marked landmarks and head region, and the weights fixture (skips without the weights).
+from ..sdk.test_mtcnn import FACE_REGION as HEAD
+from ..sdk.test_mtcnn import (
+    HAND_KPS,
+    weights_dir,  # noqa: F401 (a fixture)
+)
 from .prepare_helpers import similarity
 
-# Marked by eye on a 10x enlargement of data.astronaut() (as in tests/sdk/test_mtcnn.py): eyes, nose, mouth corners.
-HAND_KPS = np.array([[203.5, 100.5], [246.5, 103.0], [224.0, 127.5], [204.0, 140.5], [242.0, 141.5]])
-HEAD = (140, 30, 310, 210)  # x0, y0, x1, y1: the head with some margin, pasted into composites
 TEMPLATE = arcface_template(112)
 
 
 @pytest.fixture(scope="module")
-def detector():
-    folder = models_dir() / "mtcnn"
-    if not all((folder / f).is_file() for f in ("pnet.pt", "rnet.pt", "onet.pt")):
-        reason = "run `facezoo models fetch mtcnn` (make test does it)"
-        if os.environ.get("CI"):
-            pytest.fail(f"MTCNN weights missing in {folder}: {reason}")
-        pytest.skip(reason)
+def detector(weights_dir):  # noqa: F811
     from facezoo.sdk.detect.mtcnn import MTCNN
 
-    return MTCNN(weights_dir=folder)
+    return MTCNN(weights_dir=weights_dir)
 
 
 @pytest.fixture(scope="module")
