@@ -334,3 +334,32 @@ def test_bad_output_folders_and_empty_inputs(tree, tmp_path):
         prepare(tmp_path / "faceless", tmp_path / "o2", detector=det)
     with pytest.raises(ConfigError, match="unknown face choice 'centre'. Did you mean 'center'"):
         PrepareOptions(choose="centre")
+
+
+def test_list_file_input(tree, tmp_path):
+    _, det, _ = tree
+    (tmp_path / "list.txt").write_text("raw/ben/0.png 7\nraw/ann/1.png 12\nraw/ben/group.png 7\nraw/ann/2.png 12\n")
+    summary = prepare(tmp_path / "list.txt", tmp_path / "out", detector=det)
+    rows = {r["path"]: (r["identity"], r["label"], r["status"]) for r in report_rows(tmp_path / "out")}
+    assert rows == {  # labels become zero-padded names (07 < 12), numbered 0.. in that order
+        "raw/ann/1.png": ("12", "1", "kept"),
+        "raw/ann/2.png": ("12", "1", "kept"),
+        "raw/ben/0.png": ("07", "0", "kept"),
+        "raw/ben/group.png": ("07", "", "ambiguous"),
+    }
+    assert summary["identities_kept"] == 2 and open_dataset(tmp_path / "out").labels.tolist() == [0, 1, 1]
+
+
+def test_embedding_dedup_and_template_file(tree, tmp_path):
+    raw, det, info = tree
+    prepare(raw, tmp_path / "e", detector=det, dedup="embedding", dedup_threshold=0.995, model=PixelEmbedder())
+    statuses = {r["path"]: r for r in report_rows(tmp_path / "e")}
+    assert statuses["ann/copy_of_0.png"]["detail"] == "same bytes as ann/0.png"
+    assert statuses["ann/0_q60.jpg"]["detail"].startswith("near-duplicate of ann/0.png (cosine ")
+    assert {p: r["status"] for p, r in statuses.items()} == info["expect"] | {"cy/only.png": "kept"}
+    # A template twice the ArcFace one, for 224 x 224 crops: each crop is the 112 render at twice the size.
+    (tmp_path / "t.txt").write_text("\n".join(f"{2 * x} {2 * y}" for x, y in TEMPLATE))
+    prepare(raw, tmp_path / "t", detector=det, template=tmp_path / "t.txt", image_size=224, format="folder")
+    ds = open_dataset(tmp_path / "t")
+    crop = np.asarray(Image.fromarray(ds[0][0]).resize((112, 112), Image.BOX))
+    assert ds[0][0].shape == (224, 224, 3) and best_shift(crop, info["kept"]["ann/0.png"])[0] == (0, 0)

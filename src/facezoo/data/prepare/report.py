@@ -26,23 +26,38 @@ REASONS = {
 COLUMNS = ("path", "identity", "label", "status", "detail")
 
 
-def write_report(path, rows) -> None:
-    """report.csv with COLUMNS, rows in input order (identities sorted, then their files)."""
+class Tally:
+    """Counts of the rows written: per status, and photos in which a face was detected."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+        self.faces = 0
+
+    def add(self, row: dict) -> None:
+        self.counts[row["status"]] += 1
+        self.faces += row.get("faces", 0) > 0
+
+
+def write_report(path, rows) -> Tally:
+    """Stream `rows` into report.csv (COLUMNS), atomically; returns their tally."""
+    tally = Tally()
     with atomic_write(path, "w") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(COLUMNS)
         for r in rows:
-            w.writerow([r.get(c, "") if r.get(c) is not None else "" for c in COLUMNS])
+            tally.add(r)
+            w.writerow(["" if r.get(c) is None else r[c] for c in COLUMNS])
+    return tally
 
 
-def summarize(rows, identities_in: int, identities_kept: int, resumed: int, output: dict, options: dict) -> dict:
-    counts = Counter(r["status"] for r in rows)
+def summarize(tally: Tally, identities_in: int, identities_kept: int, resumed: int, output: dict, options: dict):
+    """The summary dict (summary.json)."""
+    counts = tally.counts
     photos = sum(n for s, n in counts.items() if s not in ("not_an_image", "hidden", "outside_identity"))
-    faces = sum(1 for r in rows if r.get("faces", 0) > 0)
     return {
-        "files": len(rows),
+        "files": sum(counts.values()),
         "images": photos,
-        "faces_found": faces,
+        "faces_found": tally.faces,
         "kept": counts.get("kept", 0),
         "rejected": {s: counts[s] for s in REASONS if s != "kept" and counts.get(s)},
         "duplicates": counts.get("duplicate", 0),

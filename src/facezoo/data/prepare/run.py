@@ -14,7 +14,11 @@ import multiprocessing
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ...errors import DataError
 from ...io import atomic_write, staged_dir
@@ -22,7 +26,16 @@ from ..pack import write_set
 from .dedup import load_embedder
 from .exclude import centre, overlaps, test_embeddings
 from .identity import init_worker, prepare_identity, run_in_worker
-from .journal import CropReader, clean_partial, is_done, journal_path, read_embeddings, read_meta, work_dir_for
+from .journal import (
+    CropReader,
+    clean_partial,
+    crop_name,
+    is_done,
+    journal_path,
+    read_embeddings,
+    read_meta,
+    work_dir_for,
+)
 from .options import PrepareOptions
 from .report import format_summary, summarize, write_report, write_summary
 from .sources import Identity, collect, shown_path
@@ -61,34 +74,70 @@ def _run_identities(todo: list[Identity], raw_root: Path, work: Path, key: str, 
             done(meta)
 
 
-def _drop(rows: list[dict], status: str, detail: str) -> None:
-    for r in rows:
-        if r["status"] == "kept":
-            r.update(status=status, detail=detail)
-            r.pop("crop", None)
+@dataclass
+class Verdict:
+    """An identity after hygiene: photos it kept, and the reason it is dropped as a whole (None: it stays)."""
+
+    kept: int
+    status: str | None = None
+    detail: str = ""
 
 
-def _hygiene(metas: dict[str, dict], journals: dict[str, Path], opts: PrepareOptions) -> None:
-    """Mark identities with fewer than min_images photos, then those overlapping the test sets."""
-    for meta in metas.values():
-        n = sum(r["status"] == "kept" for r in meta["records"])
+def _verdicts(names: list[str], journals: dict[str, Path], opts: PrepareOptions) -> dict[str, Verdict]:
+    """Identities with fewer than min_images photos are dropped, then those overlapping the test sets."""
+    verdicts = {}
+    for name in names:
+        n = sum(r["status"] == "kept" for r in read_meta(journals[name])["records"])
+        v = verdicts[name] = Verdict(n)
         if 0 < n < opts.min_images:
-            _drop(meta["records"], "too_few_images", f"identity kept {n} < --min-images {opts.min_images}")
-    if not opts.exclude:
-        return
-    model = load_embedder(opts.model)
-    test, test_names = test_embeddings(opts.exclude, model)
-    names = [n for n, m in metas.items() if any(r["status"] == "kept" for r in m["records"])]
-    centres = [centre(read_embeddings(journals[n])) for n in names]
-    if not centres:
-        return
-    import numpy as np
+            v.status, v.detail = "too_few_images", f"identity kept {n} < --min-images {opts.min_images}"
+    candidates = [n for n, v in verdicts.items() if v.kept and v.status is None]
+    if opts.exclude and candidates:
+        test, test_names = test_embeddings(opts.exclude, load_embedder(opts.model))
+        centres = np.stack([centre(read_embeddings(journals[n])) for n in candidates])
+        hit, best, arg = overlaps(centres, test, opts.exclude_threshold)
+        for name, h, s, j in zip(candidates, hit, best, arg):
+            if h:
+                verdicts[name].status = "test_overlap"
+                verdicts[
+                    name
+                ].detail = f"identity centre has cosine {s:.3f} >= {opts.exclude_threshold:g} with {test_names[j]}"
+    return verdicts
 
-    hit, best, arg = overlaps(np.stack(centres), test, opts.exclude_threshold)
-    for name, h, s, j in zip(names, hit, best, arg):
-        if h:
-            detail = f"identity centre has cosine {s:.3f} >= {opts.exclude_threshold:g} with {test_names[j]}"
-            _drop(metas[name]["records"], "test_overlap", detail)
+
+def _rows(junk, journals: dict[str, Path], verdicts: dict[str, Verdict], label_of: dict[str, int], raw_root: Path):
+    """Every report row, streamed identity by identity (files outside any identity first), sorted by path within."""
+    by_identity: dict[str, list[dict]] = {}
+    for j in junk:
+        row = {"path": shown_path(j.path, raw_root), "identity": j.identity, "status": j.status, "detail": j.detail}
+        by_identity.setdefault(j.identity, []).append(row)
+    for name in sorted(set(by_identity) | set(journals)):
+        rows = by_identity.get(name, [])
+        if name in journals:
+            v = verdicts[name]
+            for r in read_meta(journals[name])["records"]:
+                if r["status"] == "kept" and v.status is not None:
+                    r.update(status=v.status, detail=v.detail)
+                r.update(identity=name, label=label_of[name] if r["status"] == "kept" else None)
+                rows.append(r)
+        yield from sorted(rows, key=lambda r: r["path"])
+
+
+class Crops(Sequence):
+    """The kept crops of one journal as (journal, crop name) items, without holding a list of them."""
+
+    def __init__(self, journal: Path, n: int):
+        self.journal, self.n = journal, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.journal, crop_name(i % self.n)
 
 
 def prepare(raw, out_dir, options: PrepareOptions | None = None, **kwargs) -> dict:
@@ -114,39 +163,26 @@ def prepare(raw, out_dir, options: PrepareOptions | None = None, **kwargs) -> di
     ) as bar:
         _run_identities(todo, raw_root, work, key, opts, bar)
 
-    metas = {ident.name: read_meta(journals[ident.name]) for ident in identities}
-    _hygiene(metas, journals, opts)
-    kept_names = [n for n, m in metas.items() if any(r["status"] == "kept" for r in m["records"])]
-    label_of = {name: c for c, name in enumerate(sorted(kept_names))}
-    rows = [
-        {"path": shown_path(j.path, raw_root), "identity": j.identity, "status": j.status, "detail": j.detail}
-        for j in junk
-    ]
-    groups = []
-    for name in sorted(kept_names):
-        items = [(journals[name], r["crop"]) for r in metas[name]["records"] if r["status"] == "kept"]
-        groups.append((label_of[name], items))
-    for name, meta in metas.items():
-        for r in meta["records"]:
-            rows.append({**r, "identity": name, "label": label_of.get(name) if r["status"] == "kept" else None})
-    rows.sort(key=lambda r: r["path"])
-    if not groups:
+    verdicts = _verdicts([i.name for i in identities], journals, opts)
+    kept_names = sorted(n for n, v in verdicts.items() if v.kept and v.status is None)
+    label_of = {name: c for c, name in enumerate(kept_names)}
+    rows = _rows(junk, journals, verdicts, label_of, raw_root)
+    if not kept_names:
         write_report(work / "report.csv", rows)
         raise DataError(
             f"{raw}: no photo survived preparation; see {work / 'report.csv'} for each file's reason "
             "(loosen --min-score, --min-face, --ambiguity or --min-images)."
         )
+    groups = [(label_of[n], Crops(journals[n], verdicts[n].kept)) for n in kept_names]
     reader = CropReader()
     with staged_dir(out) as tmp:
         try:
-            output = write_set(
-                opts.format, tmp, groups, reader, opts.image_size, sorted(kept_names), **opts.format_options
-            )
+            output = write_set(opts.format, tmp, groups, reader, opts.image_size, kept_names, **opts.format_options)
         finally:
             reader.close()
         output["out_dir"] = str(out)
-        write_report(tmp / "report.csv", rows)
-        summary = summarize(rows, len(identities), len(groups), len(identities) - len(todo), output, opts.to_dict())
+        tally = write_report(tmp / "report.csv", rows)
+        summary = summarize(tally, len(identities), len(groups), len(identities) - len(todo), output, opts.to_dict())
         write_summary(tmp / "summary.json", summary)
     shutil.rmtree(work, ignore_errors=True)
     return summary
