@@ -1,4 +1,5 @@
-"""`facezoo data`: pack / unpack / inspect / unpack-bin / synth (thin shells over facezoo.data)."""
+"""`facezoo data`: prepare / pack / convert / relabel / unpack / inspect / unpack-bin / synth (thin shells over
+facezoo.data)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,82 @@ def _size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+def _prepare(args) -> int:
+    from ..data.prepare import PrepareOptions, format_summary, prepare
+
+    opts = PrepareOptions(
+        detector=args.detector,
+        device=args.device,
+        choose=args.choose,
+        min_score=args.min_score,
+        ambiguity=args.ambiguity,
+        min_face=args.min_face,
+        detect_max_side=args.detect_max_side,
+        image_size=args.image_size,
+        template=args.template,
+        quality=args.quality,
+        dedup=args.dedup,
+        dedup_threshold=args.dedup_threshold,
+        model=args.model,
+        min_images=args.min_images,
+        exclude=tuple(args.exclude),
+        exclude_threshold=args.exclude_threshold,
+        format=args.format,
+        format_options=_format_options(args),
+        workers=args.workers,
+        work_dir=args.work_dir,
+    )
+    print(format_summary(prepare(args.raw_dir, args.out_dir, opts)))
+    return 0
+
+
+def _format_options(args) -> dict:
+    """Writer keywords given on the command line (only those set, so a writer that lacks one is not bothered)."""
+    return {k: v for k, v in (("name", args.name), ("shard_size", args.shard_size)) if v is not None}
+
+
+def _written(r: dict) -> str:
+    files = {
+        "recordio": "train.rec, train.idx, property",
+        "tfrecord": f"{r.get('name')}.txt + {r.get('shards')} shard(s)",
+        "folder": "<identity>/<n>.<ext>",
+    }.get(r["format"], r["format"])
+    size = r.get("image_size")
+    return f"{r['images']} images of {r['identities']} identities into {r['out_dir']} ({files}" + (
+        f", {size[0]}x{size[1]})" if size else ")"
+    )
+
+
 def _pack(args) -> int:
     from ..data.pack import pack
 
-    r = pack(args.src, args.out_dir, image_size=args.image_size, quality=args.quality)
+    r = pack(
+        args.src,
+        args.out_dir,
+        image_size=args.image_size,
+        quality=args.quality,
+        format=args.format,
+        **_format_options(args),
+    )
+    print(f"packed {_written(r)}")
+    return 0
+
+
+def _convert(args) -> int:
+    from ..data.pack import convert
+
+    r = convert(args.src, args.out_dir, args.format, **_format_options(args))
+    print(f"converted {_written(r)}")
+    return 0
+
+
+def _relabel(args) -> int:
+    from ..data.tfrecord import relabel
+
+    r = relabel(args.index, args.out, mapping=args.map, keep=args.keep)
     print(
-        f"packed {r['images']} images of {r['identities']} identities into {r['out_dir']} "
-        f"(train.rec, train.idx, property {r['image_size'][0]}x{r['image_size'][1]})"
+        f"wrote {r['index']}: {r['records']} records of {r['identities']} identities kept, {r['dropped']} dropped "
+        "(shards untouched)"
     )
     return 0
 
@@ -34,7 +104,7 @@ def _unpack(args) -> int:
     from ..data.pack import unpack
 
     n = unpack(args.rec_dir, args.out_dir)
-    print(f"wrote {n} images to {args.out_dir}/<label>/<key>.<ext>")
+    print(f"wrote {n} images to {args.out_dir}/<label>/<id>.<ext>")
     return 0
 
 
@@ -70,6 +140,72 @@ def _synth(args) -> int:
     return 0
 
 
+def _add_format(p, required: bool = False) -> None:
+    p.add_argument(
+        "--format",
+        required=required,
+        default=None if required else "recordio",
+        help="recordio (train.rec/.idx/property), tfrecord (NAME.txt + NAME/NAME-%%05d.tfrecord) or folder"
+        + ("" if required else " (default recordio)"),
+    )
+    p.add_argument("--name", default=None, help="tfrecord: the set's name (default TFR-<out_dir name>)")
+    p.add_argument(
+        "--shard-size", type=int, default=None, metavar="N", help="tfrecord: records per shard (default 500000)"
+    )
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="raw photos (one folder per person) -> detected, aligned, de-duplicated training set + report.csv",
+        description="Detect, choose and align one face per photo, remove duplicates, low-shot identities and "
+        "test-set overlaps, and write the set atomically (resumable: rerun the same command after an interruption).",
+    )
+    p.add_argument("raw_dir", help="RAW_DIR/<person>/<photos, any format, nested>, or a 'path label' list file")
+    p.add_argument("out_dir", help="new or empty folder; gets the set, report.csv and summary.json")
+    _add_format(p)
+    g = p.add_argument_group("faces")
+    g.add_argument("--detector", default="mtcnn", help="detector name or name:path (default mtcnn)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    g.add_argument("--choose", default="largest", help="largest (box area) or center (nearest the image centre)")
+    g.add_argument("--min-score", type=float, default=0.9, help="ignore detections below this score (default 0.9)")
+    g.add_argument(
+        "--ambiguity",
+        type=float,
+        default=0.5,
+        metavar="R",
+        help="reject a photo when another face's area >= R x the chosen face's (default 0.5)",
+    )
+    g.add_argument("--min-face", type=float, default=32, metavar="PX", help="shorter box side, pixels (default 32)")
+    g.add_argument(
+        "--detect-max-side", type=int, default=1024, metavar="PX", help="detect on photos downscaled to this side"
+    )
+    g.add_argument("--image-size", type=_size, default=(112, 112), metavar="H[xW]", help="crop size (default 112)")
+    g.add_argument("--template", default=None, metavar="FILE", help="5 'x y' lines in crop pixels (default ArcFace)")
+    g.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+    g = p.add_argument_group("set hygiene")
+    g.add_argument("--dedup", default="phash", help="phash, embedding (needs --model) or none (default phash)")
+    g.add_argument(
+        "--dedup-threshold",
+        type=float,
+        default=None,
+        help="phash: max Hamming distance of 64 bits (default 8); embedding: min cosine (default 0.95)",
+    )
+    g.add_argument("--min-images", type=int, default=1, help="drop identities left with fewer photos (default 1)")
+    g.add_argument("--exclude", nargs="+", default=[], metavar="BIN", help="test sets (.bin) whose people to drop")
+    g.add_argument(
+        "--exclude-threshold",
+        type=float,
+        default=0.5,
+        help="cosine of an identity's mean embedding with a test image that counts as the same person (default 0.5)",
+    )
+    g.add_argument("--model", default=None, help="recognition model for --exclude and --dedup embedding")
+    g = p.add_argument_group("running")
+    g.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
+    g.add_argument("--work-dir", default=None, help="journal folder (default OUT_DIR.prepare-work beside OUT_DIR)")
+    p.set_defaults(func=_prepare)
+
+
 @COMMANDS.register("data")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -78,9 +214,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("pack", help="image folder or list file -> train.rec/train.idx/property")
+    _add_prepare(sub)
+
+    p = sub.add_parser("pack", help="image folder or list file -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="folder with one sub-folder per identity, or a 'relative/path label' list file")
     p.add_argument("out_dir")
+    _add_format(p)
     p.add_argument(
         "--image-size",
         type=_size,
@@ -91,8 +230,22 @@ def register(subparsers) -> None:
     p.add_argument("--quality", type=int, default=None, help="JPEG quality when re-encoding (default 95)")
     p.set_defaults(func=_pack)
 
-    p = sub.add_parser("unpack", help="train.rec -> OUT_DIR/<label>/<key>.<ext> (bytes unchanged)")
-    p.add_argument("rec_dir", help="folder with train.rec/train.idx, or a .rec file")
+    p = sub.add_parser("convert", help="any set facezoo reads -> RecordIO, TFRecord + index, or image folder")
+    p.add_argument("src", help="RecordIO folder/.rec, TFRecord index or folder, image folder or list file")
+    p.add_argument("out_dir")
+    _add_format(p, required=True)
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("relabel", help="rewrite a TFRecord index only: map labels or keep some identities")
+    p.add_argument("index", help="TFace index NAME.txt (or the folder holding it)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--map", metavar="FILE", help="'old_label new_label' lines; records of unlisted labels dropped")
+    how.add_argument("--keep", metavar="FILE", help="one label per line to keep, renumbered 0..K-1 in label order")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the new index here (default: in place)")
+    p.set_defaults(func=_relabel)
+
+    p = sub.add_parser("unpack", help="RecordIO or TFRecord set -> OUT_DIR/<label>/<id>.<ext> (bytes unchanged)")
+    p.add_argument("rec_dir", help="folder with train.rec/train.idx or a .rec file; or a TFace index / its folder")
     p.add_argument("out_dir", help="new or empty folder")
     p.set_defaults(func=_unpack)
 

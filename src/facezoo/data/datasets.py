@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DataError
 from .folders import ImageFolderDataset, ListFileDataset
 from .recordio import RecordDataset
+from .tfrecord import TFRecordDataset, find_index, looks_like_index
 
 
 def _is_rec_dir(p: Path) -> bool:
@@ -16,6 +17,10 @@ def _is_rec_dir(p: Path) -> bool:
 
 def _is_rec_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() == ".rec"
+
+
+def _is_tfrecord_dir(p: Path) -> bool:
+    return p.is_dir() and bool(find_index(p))
 
 
 def _is_image_folder(p: Path) -> bool:
@@ -40,13 +45,15 @@ def is_text_file(p: Path) -> bool:
 LAYOUTS: tuple[tuple[Callable[[Path], bool], Callable, str], ...] = (
     (_is_rec_dir, RecordDataset, "a folder with train.rec/train.idx (InsightFace RecordIO)"),
     (_is_rec_file, RecordDataset, "a .rec file (its .idx beside it)"),
+    (_is_tfrecord_dir, TFRecordDataset, "a folder with a TFace index NAME.txt beside NAME/NAME-00000.tfrecord"),
+    (looks_like_index, TFRecordDataset, "a TFace index file (tfrecord_name<TAB>shard<TAB>offset<TAB>label lines)"),
     (_is_image_folder, ImageFolderDataset, "an image folder with one sub-folder per identity"),
     (is_text_file, ListFileDataset, "a text list file of 'relative/path label' lines"),
 )
 
 
 def open_dataset(path, skip_corrupt: bool = False):
-    """RecordDataset, ImageFolderDataset or ListFileDataset for `path`, chosen by LAYOUTS."""
+    """RecordDataset, TFRecordDataset, ImageFolderDataset or ListFileDataset for `path`, chosen by LAYOUTS."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: not found. Check the path.")

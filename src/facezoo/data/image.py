@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -26,18 +27,44 @@ def image_ext(data: bytes) -> str:
 
 
 def decode_image(data: bytes, where: str = "image") -> np.ndarray:
-    """Decode JPEG/PNG/... bytes to a uint8 (H, W, 3) RGB array; DataError naming `where` if corrupt."""
+    """Decode JPEG/PNG/... bytes to a uint8 (H, W, 3) RGB array as the image is meant to be seen.
+
+    The EXIF orientation tag (1-8) is applied, so a phone photo stored sideways comes out upright. 16-bit and
+    32-bit integer samples (PNG/TIFF grey `I;16`, `I`) are scaled to 8 bits as round(v / 257), i.e. 65535 -> 255,
+    where Pillow's own conversion would clip everything above 255 to white. Alpha is dropped. A DataError names
+    `where` when the bytes are not a decodable image (including decompression bombs).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return np.array(im.convert("RGB"))  # a writable copy
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            return _to_rgb(_upright(im))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))
         raise DataError(
-            f"{where}: cannot decode image ({len(data)} bytes): {e}. "
+            f"{where}: cannot decode image ({len(data)} bytes): {reason}. "
             "Re-encode or remove it (training can skip corrupt samples with data.skip_corrupt=true)."
         ) from None
+
+
+def _upright(im):
+    """The image with its EXIF orientation applied; unchanged when the tag is absent or the EXIF unreadable."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # malformed EXIF: the pixels are still good, only the orientation is unknown
+        return im
+
+
+def _to_rgb(im) -> np.ndarray:
+    """uint8 (H, W, 3) RGB from any Pillow mode; integer modes wider than 8 bits are scaled by 255 / 65535."""
+    if im.mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N (16-bit) and I (32-bit, holding 16-bit PNG data)
+        grey = np.asarray(im, dtype=np.float64)
+        grey = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(im.convert("RGB"))  # a writable copy
 
 
 def encode_image(array: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:

@@ -12,9 +12,15 @@ from .datasets import open_dataset
 from .folders import ImageFolderDataset, ListFileDataset
 from .image import decode_image
 from .recordio import RecordDataset
+from .tfrecord import TFRecordDataset
 from .verification_bin import read_bin
 
-_FORMATS = ((RecordDataset, "recordio"), (ImageFolderDataset, "image_folder"), (ListFileDataset, "list_file"))
+_FORMATS = (
+    (RecordDataset, "recordio"),
+    (TFRecordDataset, "tfrecord"),
+    (ImageFolderDataset, "image_folder"),
+    (ListFileDataset, "list_file"),
+)
 
 
 def _scan(n: int, read, name, scan: bool, sample: int) -> tuple[dict[str, int], list]:
@@ -69,7 +75,8 @@ def inspect(path, *, scan: bool = True, sample: int = 16) -> dict:
     ds = open_dataset(path)
     fmt = next(name for cls, name in _FORMATS if isinstance(ds, cls))
     counts = np.bincount(ds.labels, minlength=ds.num_classes)
-    sizes, corrupt = _scan(len(ds), ds.read_encoded, ds.sample_id, scan, sample)
+    sizes, corrupt = _scan(len(ds), ds.read_encoded, ds.where if fmt == "tfrecord" else ds.sample_id, scan, sample)
+    extra = {"shards": len(ds.shard_files), "index": str(ds.index_path)} if fmt == "tfrecord" else {}
     return {
         "path": str(path),
         "format": fmt,
@@ -80,6 +87,7 @@ def inspect(path, *, scan: bool = True, sample: int = 16) -> dict:
         "image_sizes": sizes,
         "corrupt": corrupt,
         "scanned": scan,
+        **extra,
     }
 
 
