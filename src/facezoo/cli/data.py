@@ -262,14 +262,14 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("synth", help="generate a synthetic face-like training set and verification .bin files")
     p.add_argument("out_dir")
-    p.add_argument("--identities", type=int, required=True)
-    p.add_argument("--images-per-identity", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--identities", type=int, required=True, help="training identities to render")
+    p.add_argument("--images-per-identity", type=int, required=True, help="images of each training identity")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
     p.add_argument(
         "--val-identities",
         type=int,
         default=None,
         help="identities held out for the verification sets (default: the generator's)",
     )
-    p.add_argument("--image-size", type=int, default=112)
+    p.add_argument("--image-size", type=int, default=112, help="square image side in pixels (default 112)")
     p.set_defaults(func=_synth)
