@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -55,9 +56,9 @@ def test_python3_protocol2_pickle_uses_codecs_global(tmp_path):
 def test_numpy_issame_and_numpy_images(tmp_path):
     path = tmp_path / "np.bin"
     arrays = [np.frombuffer(b, dtype=np.uint8) for b in FAKE]
-    path.write_bytes(pickle.dumps((arrays, np.array([True, True])), protocol=4))
+    path.write_bytes(pickle.dumps((arrays, np.array([True, False])), protocol=4))
     images, issame = read_bin(path)
-    assert images == FAKE and issame.tolist() == [True, True]
+    assert images == FAKE and issame.tolist() == [True, False]
 
 
 class _Hostile:
@@ -138,3 +139,36 @@ def test_load_bin_images_decodes_and_resizes(tmp_path):
     assert np.array_equal(images[0], gradient)  # already the right size: untouched
     assert (images[1] == np.array([10, 120, 230], dtype=np.uint8)).all()  # bilinear keeps a constant image
     assert issame.tolist() == [False]
+
+
+def _alloc_pickles():
+    """Tiny pickles whose loading would allocate gigabytes through an admitted constructor."""
+    big = struct.pack("<i", 2**31 - 1)
+    return {
+        "bytes(n)": b"\x80\x02c__builtin__\nbytes\nJ" + big + b"\x85R.",
+        "bytearray(n)": b"\x80\x02cbuiltins\nbytearray\nJ" + big + b"\x85R.",
+        "ndarray shape": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ"
+        + big
+        + b"\x85C\x01b\x87R.",
+    }
+
+
+@pytest.mark.parametrize("name", list(_alloc_pickles()))
+def test_constructors_that_would_allocate_beyond_the_file_are_refused(tmp_path, name):
+    import resource
+
+    path = tmp_path / "hostile.bin"
+    path.write_bytes(_alloc_pickles()[name])
+    assert path.stat().st_size < 80
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match="not a verification .bin"):
+        read_bin(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing near 2 GiB
+
+
+@pytest.mark.parametrize("issame", ["TFTF", [1, 2], [None, True], {"a": True}, 3])
+def test_issame_must_be_booleans(tmp_path, issame):
+    path = tmp_path / "bad.bin"
+    path.write_bytes(pickle.dumps((FAKE, issame), protocol=4))
+    with pytest.raises(DataError, match="issame holds"):
+        read_bin(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import numpy as np
@@ -26,21 +27,52 @@ def image_ext(data: bytes) -> str:
     return "bin"
 
 
-def decode_image(data: bytes, where: str = "image") -> np.ndarray:
-    """Decode JPEG/PNG/... bytes to a uint8 (H, W, 3) RGB array as the image is meant to be seen.
+# The formats facezoo decodes anywhere user files are read (Pillow plugin names); no other plugin ever runs (an EPS
+# would start Ghostscript). Listed in the README's "Guarantees".
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+# Pixel budget (width x height) for one decoded image, checked from the header before any pixel is decoded: far
+# above any face photo or training crop (8000 x 6000 is 48M), far below what fills memory (a 105 KB PNG can claim
+# 6000 x 6000 = 36M, 20000 x 20000 = 400M pixels x 3 bytes). FACEZOO_MAX_PIXELS overrides it; the server sets its own.
+MAX_PIXELS = 50_000_000
+
+
+def max_pixels() -> int:
+    """The pixel budget: $FACEZOO_MAX_PIXELS when set to a positive integer, else MAX_PIXELS."""
+    value = os.environ.get("FACEZOO_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_PIXELS
+
+
+def decode_image(data: bytes, where: str = "image", budget: int | None = None) -> np.ndarray:
+    """Decode JPEG/PNG/BMP/GIF/WebP/TIFF bytes to a uint8 (H, W, 3) RGB array as the image is meant to be seen.
 
     The EXIF orientation tag (1-8) is applied, so a phone photo stored sideways comes out upright. 16-bit and
     32-bit integer samples (PNG/TIFF grey `I;16`, `I`) are scaled to 8 bits as round(v / 257), i.e. 65535 -> 255,
     where Pillow's own conversion would clip everything above 255 to white. Alpha is dropped. A DataError names
-    `where` when the bytes are not a decodable image (including decompression bombs).
+    `where` when the bytes are not a decodable image of an accepted format, or when the header claims more than
+    `budget` pixels (default max_pixels()): refused before any pixel is decoded, so no small hostile file costs
+    time or memory.
     """
     from PIL import Image, UnidentifiedImageError
 
+    budget = budget or max_pixels()
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+            w, h = im.size
+            if w * h > budget:
+                raise DataError(
+                    f"{where}: image of {w} x {h} = {w * h:,} pixels exceeds the budget of {budget:,} pixels; "
+                    "downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
+                )
             im.load()
             return _to_rgb(_upright(im))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # Pillow's own header check fired first (over 2 x its limit)
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        claimed = f"{int(count.group(1)):,}" if count else "too many"
+        raise DataError(
+            f"{where}: image of {claimed} pixels exceeds the budget of "
+            f"{budget:,} pixels; downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))
         raise DataError(
             f"{where}: cannot decode image ({len(data)} bytes): {reason}. "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import DataError
-from ..io import atomic_dir, staged_dir
+from ..io import replace_dir, staged_dir
 from ..registry import Registry
 from .datasets import open_dataset
 from .folders import folder_samples, list_samples
@@ -80,7 +80,8 @@ def _summary(out_dir, fmt: str, groups: Groups, n: int, num_classes: int, image_
 def write_insightface(
     out_dir, groups: Groups, load: Callable[[T], bytes], image_size: tuple[int, int], names=None
 ) -> dict:
-    """Write train.rec/train.idx/property atomically (each file replaced whole) from (label, items) groups."""
+    """Write train.rec/train.idx/property from (label, items) groups; the set replaces out_dir's as a whole
+    (io.replace_dir: other files there, such as lfw.bin, are kept)."""
     n, num_classes = _check_groups(out_dir, groups)
     a, b = n + 1, n + 1 + num_classes
     if b > _FLOAT32_EXACT:
@@ -90,7 +91,7 @@ def write_insightface(
         )
     out_dir = Path(out_dir)
     ranges: dict[int, tuple[int, int]] = {}
-    with atomic_dir(out_dir) as tmp:
+    with replace_dir(out_dir) as tmp:
         with RecordIOWriter(tmp / "train.rec", tmp / "train.idx") as w:
             w.write(0, pack_record([a, b], b""))
             key = 1
@@ -186,6 +187,10 @@ def pack(src, out_dir, *, image_size=None, quality: int | None = None, format: s
     if not src.exists():
         raise DataError(f"{src}: not found. Give an image folder (one sub-folder per identity) or a list file.")
     samples = folder_samples(src) if src.is_dir() else list_samples(src)
+    if not samples:
+        raise DataError(
+            f"{src}: no images found to pack. Give an image folder (one sub-folder per identity) or a list file."
+        )
     by_label: dict[int, list[Path]] = defaultdict(list)
     for path, label in samples:
         by_label[label].append(path)
@@ -199,11 +204,12 @@ def pack(src, out_dir, *, image_size=None, quality: int | None = None, format: s
             raise DataError(f"{path}: cannot read image: {e.strerror}. Fix the path or remove it.") from None
         return resize_encoded(data, size, quality, str(path)) if size else data
 
-    if size is None:
+    recorded = size  # the size `property` states; without image_size, the first image's (bytes stay unchanged)
+    if recorded is None:
         first = samples[0][0]
-        size = decode_image(load(first), str(first)).shape[:2]
+        recorded = decode_image(load(first), str(first)).shape[:2]
     names = sorted({p.parent.name for p, _ in samples}) if src.is_dir() else None
-    result = write_set(format, out_dir, groups, load, size, names, **options)
+    result = write_set(format, out_dir, groups, load, recorded, names, **options)
     result["source"] = str(src)
     return result
 

