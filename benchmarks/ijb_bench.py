@@ -1,7 +1,7 @@
 """IJB-C scoring time from template features, at the real sizes, on synthetic features.
 
 Pooling: 469,375 image features (--images) in 23,124 templates of ~10 media each: `template_features` (pure
-numpy), and the torch index_add_ pooling it replaced (--torch-pooling; same output, bit for bit).
+numpy; tests/eval/test_ijb.py checks it against the torch index_add_ pooling it replaced, bit for bit).
 1:1: 23,124 templates (512-d, float32, L2-normalised), 15,658,489 template pairs (19,557 genuine) with the
 release's shape: first templates from the 3,531 gallery templates, pairs sorted by the first template. Times
 `verify_scores` (numpy BLAS, Gram slices) and `roc_summary` (ROC + TAR at 1e-6 ... 1e-1); with torch, the same
@@ -83,33 +83,6 @@ def synthetic_images(args, n_templates, rng):
     return feats, templates, medias
 
 
-def torch_pooling(feats, templates, medias, chunk=32768):
-    """The pooling facezoo used before: torch index_add_ in float64 over chunks (the same result, bit for bit)."""
-    import torch
-
-    from facezoo.eval.scoring import l2_normalize
-
-    n = templates.shape[0]
-    order = np.lexsort((medias, templates))
-    ts, ms = templates[order], medias[order]
-    change = np.r_[True, (ts[1:] != ts[:-1]) | (ms[1:] != ms[:-1])]
-    starts = np.flatnonzero(change)
-    media_of_image = np.empty(n, np.int64)
-    media_of_image[order] = np.cumsum(change) - 1
-
-    def sums(x, group, n_groups):
-        out = torch.zeros((n_groups, x.shape[1]), dtype=torch.float64)
-        index = torch.from_numpy(group)
-        for a in range(0, x.shape[0], chunk):
-            out.index_add_(0, index[a : a + chunk], torch.from_numpy(np.ascontiguousarray(x[a : a + chunk])).double())
-        return out.numpy()
-
-    means = sums(feats, media_of_image, starts.size) / np.diff(np.append(starts, n))[:, None]
-    mt = ts[starts]
-    tchange = np.r_[True, mt[1:] != mt[:-1]]
-    return l2_normalize(sums(means, np.cumsum(tchange) - 1, int(tchange.sum()))), mt[tchange]
-
-
 def timed(fn, repeat):
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -127,9 +100,6 @@ def main(argv=None):
     p.add_argument("--gallery", type=int, nargs=2, default=(1772, 1759), metavar=("G1", "G2"))
     p.add_argument("--probes", type=int, default=19_593)
     p.add_argument("--images", type=int, default=469_375, help="image features pooled into the templates")
-    p.add_argument(
-        "--torch-pooling", action="store_true", help="also time the torch index_add_ pooling that numpy replaced"
-    )
     p.add_argument("--repeat", type=int, default=1, help="best of N runs")
     p.add_argument(
         "--dtype",
@@ -153,13 +123,9 @@ def main(argv=None):
     rows = []
     img, img_t, img_m = synthetic_images(args, feats.shape[0], rng)
     size_pool = f"{args.images:,} images, {feats.shape[0]:,} templates, {args.dim}-d"
-    t_pool, (pooled, _) = timed(lambda: template_features(img, img_t, img_m), args.repeat)
+    t_pool, _ = timed(lambda: template_features(img, img_t, img_m), args.repeat)
     rows.append(("pooling template_features (numpy)", size_pool, t_pool))
-    if args.torch_pooling:
-        t_old, (old, _) = timed(lambda: torch_pooling(img, img_t, img_m), args.repeat)
-        assert np.array_equal(old, pooled), "torch and numpy pooling differ"
-        rows.append(("pooling, torch index_add_ (before; includes importing torch if not yet)", size_pool, t_old))
-    img = pooled = None  # free the image features before the 1:1 part
+    img = None  # free the image features before the 1:1 part
     size_11 = f"{feats.shape[0]:,} templates, {t1.shape[0]:,} pairs ({int(labels.sum()):,} genuine), {args.dim}-d"
     t_score, scores = timed(lambda: verify_scores(feats, tids, t1, t2), args.repeat)
     rows.append((f"1:1 verify_scores (numpy, {args.dtype})", size_11, t_score))

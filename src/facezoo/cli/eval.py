@@ -15,6 +15,7 @@ TAR at each --far is n/a when the set has fewer than 1/FAR impostor pairs (LFW's
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -72,7 +73,10 @@ from . import COMMANDS
 @COMMANDS.register("eval")
 def register(sub) -> None:
     p = sub.add_parser(
-        "eval", help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)", description=__doc__
+        "eval",
+        help="verification accuracy on .bin pair sets (LFW, CFP-FP, AgeDB-30, ...)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the sets-file example as written
     )
     add_run_args(p, "facezoo .pt checkpoints, .onnx exports, or training run folders (every *.pt inside)")
     p.add_argument(
