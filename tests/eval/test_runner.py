@@ -31,6 +31,7 @@ def test_model_names_are_file_names_made_unique_minimally(tmp_path):
     assert model_names(["a/r50.pt", "b/r100.pt"]) == ["r50", "r100"]
     assert model_names(["run_a/model.pt", "run_b/model.pt"]) == ["run_a", "run_b"]  # named after the run
     assert model_names(["run/model.pt", "run/checkpoint.pt"]) == ["model.pt", "checkpoint.pt"]
+    assert model_names(["runs/r50/best.pt"]) == ["r50"]  # the best checkpoint a training run keeps
     assert model_names(["x/m.pt", "y/m.pt", "z/q.pt"]) == ["x/m.pt", "y/m.pt", "q"]
     assert model_names(["a/run/model.pt", "b/run/model.pt"]) == ["a/run/model.pt", "b/run/model.pt"]
     assert model_names(["m.pt", "m.pt"]) == ["m#1", "m#2"]  # the same file twice: numbered
@@ -77,7 +78,7 @@ def sets(tmp_path):
 def test_run_folder_evaluates_every_checkpoint_and_marks_the_best(tmp_path, sets, monkeypatch, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    noise = {"checkpoint.pt": 50.0, "model.pt": 0.0, "step_100.pt": 5.0}
+    noise = {"best.pt": 0.0, "checkpoint.pt": 50.0, "model.pt": 0.0, "step_100.pt": 5.0}
     for name in noise:
         (run / name).write_bytes(b"")
     (run / "notes.txt").write_text("not a checkpoint")
@@ -91,7 +92,7 @@ def test_run_folder_evaluates_every_checkpoint_and_marks_the_best(tmp_path, sets
     text = capsys.readouterr().out
     assert loaded == sorted(noise)  # every *.pt, one at a time, in name order
     r = json.loads((out / "results.json").read_text())
-    assert list(r) == ["checkpoint.pt", "model.pt", "step_100"]  # run files named by file once the run clashes
+    assert list(r) == ["best.pt", "checkpoint.pt", "model.pt", "step_100"]  # run files: by file name once they clash
     for per in r.values():
         mean = (per["alpha"]["accuracy"] + per["beta"]["accuracy"]) / 2
         assert per["mean"]["accuracy"] == pytest.approx(mean) and per["mean"]["sets"] == ["alpha", "beta"]

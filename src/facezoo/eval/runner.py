@@ -39,7 +39,7 @@ from .report import Report, format_identification_table, format_table, format_ta
 from .sets import as_sets
 from .verification import evaluate_sets
 
-RUN_FILES = ("model", "checkpoint")  # what a training run writes: such files are named after their run folder
+RUN_FILES = ("model", "checkpoint", "best")  # what a training run writes: named after their run folder
 MEAN = "mean"  # the pseudo-benchmark holding a model's mean accuracy over the sets (and whether it is the best)
 
 
