@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import COMMANDS
+
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -66,8 +68,6 @@ def show(report, out) -> int:
     if out:
         print("wrote " + ", ".join(map(str, report.write(out))))
     return 0
-
-from . import COMMANDS
 
 
 @COMMANDS.register("eval")

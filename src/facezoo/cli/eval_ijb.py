@@ -11,9 +11,8 @@ A FAR below 1/#impostor pairs (an FPIR below 1/#non-mated searches) is n/a. Imag
 
 from __future__ import annotations
 
-from .eval import add_run_args, run_kwargs, show
-
 from . import COMMANDS
+from .eval import add_run_args, run_kwargs, show
 
 
 @COMMANDS.register("eval-ijb")

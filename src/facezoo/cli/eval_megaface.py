@@ -10,9 +10,8 @@ ranks. TAR at a FAR below 1/#impostor pairs (probes x distractors) is n/a.
 
 from __future__ import annotations
 
-from .eval import add_run_args, run_kwargs, show
-
 from . import COMMANDS
+from .eval import add_run_args, run_kwargs, show
 
 
 @COMMANDS.register("eval-megaface")
