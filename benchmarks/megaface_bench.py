@@ -122,9 +122,10 @@ def main(argv=None) -> int:
                 print(f"| {b} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
+            tar = "n/a (too few impostor pairs)" if r["tar"] is None else f"{100 * r['tar']:.2f}"
             print(
                 f"| {b} | {args.distractors:,} | {r['wall_s']:.1f} | {r['peak_gib']:.2f} ({r['peak_kind']}) | "
-                f"{100 * r['rank1']:.2f} | {100 * r['tar']:.2f} | {r['threads']} |",
+                f"{100 * r['rank1']:.2f} | {tar} | {r['threads']} |",
                 flush=True,
             )
     return 0

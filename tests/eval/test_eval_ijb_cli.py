@@ -100,9 +100,19 @@ def test_eval_ijb_end_to_end(tmp_path, monkeypatch, capsys):
     assert "IJB-C 1e-06" in out and "6 pairs" in out and "TPIR" not in out
     r = json.loads((tmp_path / "out" / "results.json").read_text())["m"]["IJBC 1:1"]
     assert r["num_genuine"] == 2 and r["num_impostor"] == 4
-    assert all(v["tar"] == 1.0 for v in r["tar_at_far"].values())  # every genuine template pair scores highest
+    # 4 impostor pairs measure no FAR below 1/4: each default FAR is null in the JSON, "n/a" in the table
+    for key, v in r["tar_at_far"].items():
+        need = round(1 / float(key))
+        assert v == {"tar": None, "far": None, "threshold": None, "reason": v["reason"]}
+        assert v["reason"] == f"n/a: needs at least {need} impostor pairs to be measured, only 4 given"
+    assert table_rows(out, "m")[0][1:] == ["n/a"] * 6
+    assert "n/a: IJB-C 1e-01: needs at least 10 impostor pairs to be measured, only 4 given" in out
     assert (tmp_path / "out" / "roc.png").stat().st_size > 1000
     assert not (tmp_path / "out" / "cmc.png").exists()
+    argv = ["eval-ijb", str(tmp_path / "m.pt"), "--root", str(tmp_path), "--device", "cpu", "--protocol", "1:1"]
+    assert main([*argv, "--far", "0.25", "0.5", "--out", str(tmp_path / "out2")]) == 0
+    r = json.loads((tmp_path / "out2" / "results.json").read_text())["m"]["IJBC 1:1"]
+    assert {k: v["tar"] for k, v in r["tar_at_far"].items()} == {"2.5e-01": 1.0, "5e-01": 1.0}  # genuine on top
 
 
 def table_rows(text, first_cell):
@@ -129,6 +139,11 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
                 "--device",
                 "cpu",
                 "--per-gallery",
+                "--far",
+                "0.25",
+                "0.5",
+                "--fpir",
+                "0.5",
                 "--out",
                 str(out_dir),
             ]
@@ -140,16 +155,17 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
     good, flat = table_rows(out, "good"), table_rows(out, "flat")
     assert len(good) == len(flat) == 4
     header = table_rows(out, "model")
-    assert header[0][1:] == [f"IJB-C {k}" for k in ("1e-06", "1e-05", "1e-04", "1e-03", "1e-02", "1e-01")]
-    assert header[1][1:] == ["IJB-C TPIR@1e-02", "IJB-C TPIR@1e-01", "IJB-C rank-1", "IJB-C rank-5", "IJB-C rank-10"]
-    assert good[0][1:] == ["100.00"] * 6
+    assert header[0][1:] == ["IJB-C 2.5e-01", "IJB-C 5e-01"]  # 4 impostor pairs measure FARs from 1/4 on
+    assert header[1][1:] == ["IJB-C TPIR@5e-01", "IJB-C rank-1", "IJB-C rank-5", "IJB-C rank-10"]
+    assert good[0][1:] == ["100.00"] * 2
     # Good model, per gallery: the mated probe scores 1, above both non-mated maxima (G1: C.A = 0.82, B.A = 0;
-    # G2: C.B = 0.58, A.B = 0), so TPIR is 1 at every FPIR and rank-1 is 1.
-    assert good[1][1:] == good[2][1:] == good[3][1:] == ["100.00"] * 5
-    # Flat model: all scores tie. 1:1: the ROC is (0,0) -> (1,1), FAR targets pick FPR 0 -> TAR 0.
-    # 1:N: the mate ties the rest -> rank 1; the threshold is the top non-mated score 1 and 1 is not above it.
-    assert flat[0][1:] == ["0.00"] * 6
-    assert flat[1][1:] == ["0.00", "0.00", "100.00", "100.00", "100.00"]
+    # G2: C.B = 0.58, A.B = 0; FPIR 0.5 of 2 searches: the threshold is the second, 0), so TPIR and rank-1 are 1.
+    assert good[1][1:] == good[2][1:] == good[3][1:] == ["100.00"] * 4
+    # Flat model: all scores tie. 1:1: the ROC is (0,0) -> (1,1); FAR 0.25 picks FPR 0 -> TAR 0; FAR 0.5 is as
+    # near both points and the later one (FPR 1, TPR 1) wins the tie -> TAR 1.
+    # 1:N: the mate ties the rest -> rank 1; the threshold is the (tied) non-mated score 1 and 1 is not above it.
+    assert flat[0][1:] == ["0.00", "100.00"]
+    assert flat[1][1:] == ["0.00", "100.00", "100.00", "100.00"]
     r = json.loads((out_dir / "results.json").read_text())
     assert set(r) == {"good", "flat"} and set(r["good"]) == {"IJBC 1:1", "IJBC 1:N"}
     one_n = r["good"]["IJBC 1:N"]
@@ -158,7 +174,7 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
         "G1": (1, 2),
         "G2": (1, 2),
     }
-    assert one_n["galleries"]["G1"]["tpir_at_fpir"]["1e-02"]["threshold"] == pytest.approx(2 / 6**0.5)  # C.A
+    assert one_n["galleries"]["G1"]["tpir_at_fpir"]["5e-01"]["threshold"] == pytest.approx(0, abs=1e-12)  # B.A
     with open(out_dir / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["model"], row["benchmark"]) for row in rows] == [
@@ -167,7 +183,7 @@ def test_two_checkpoints_one_table_both_protocols(tmp_path, monkeypatch, capsys)
         ("flat", "IJBC 1:1"),
         ("flat", "IJBC 1:N"),
     ]
-    assert float(rows[1]["galleries.G2.cmc.1"]) == 1.0 and float(rows[3]["tpir_at_fpir.1e-01.tpir"]) == 0.0
+    assert float(rows[1]["galleries.G2.cmc.1"]) == 1.0 and float(rows[3]["tpir_at_fpir.5e-01.tpir"]) == 0.0
     for png in ("roc.png", "cmc.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # features were cached per model under the default folder ($FACEZOO_HOME/features): one entry per model

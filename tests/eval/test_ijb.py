@@ -1,24 +1,17 @@
-"""IJB-B / IJB-C protocol: meta readers on hand-written files, template pooling, scores, ROC and 1:N by hand."""
+"""IJB-B / IJB-C protocol: meta readers on hand-written files, template pooling (against the previous torch
+index_add_ pooling), pair scores, and the release end to end."""
 
 import math
 import time
 
 import numpy as np
 import pytest
+import torch
 
 from facezoo.errors import ConfigError, DataError
-from facezoo.eval.ijb import (
-    evaluate_ijb_features,
-    identification,
-    image_features,
-    read_landmarks,
-    read_template_media,
-    read_template_pairs,
-    roc_curve,
-    tar_at_far,
-    template_features,
-    verify_scores,
-)
+from facezoo.eval.ijb import evaluate_ijb_features, image_features, template_features, verify_scores
+from facezoo.eval.ijb_meta import read_landmarks, read_template_media, read_template_pairs
+from facezoo.eval.scoring import roc_summary
 
 R2 = math.sqrt(2.0)
 
@@ -134,6 +127,79 @@ def test_template_features_zero_template_stays_zero():
     np.testing.assert_allclose(feats[1], [0.6, 0.8])
 
 
+def torch_pooling(img_feats, templates, medias):
+    """The pooling facezoo used before (kept here as the reference): torch index_add_ in float64 over chunks of
+    rows, media means, then template sums over media in (template, media) order, then sklearn's normalize."""
+    n = templates.shape[0]
+    order = np.lexsort((medias, templates))
+    t_sorted, m_sorted = templates[order], medias[order]
+    change = np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (m_sorted[1:] != m_sorted[:-1])]
+    starts = np.flatnonzero(change)
+    media_of_image = np.empty(n, np.int64)
+    media_of_image[order] = np.cumsum(change) - 1
+
+    def sums(x, group, n_groups, chunk=32768):
+        out = torch.zeros((n_groups, x.shape[1]), dtype=torch.float64)
+        index = torch.from_numpy(group)
+        for a in range(0, x.shape[0], chunk):
+            out.index_add_(0, index[a : a + chunk], torch.from_numpy(np.ascontiguousarray(x[a : a + chunk])).double())
+        return out.numpy()
+
+    media_means = sums(img_feats, media_of_image, starts.size) / np.diff(np.append(starts, n))[:, None]
+    media_templates = t_sorted[starts]
+    tchange = np.r_[True, media_templates[1:] != media_templates[:-1]]
+    template_sums = sums(media_means, np.cumsum(tchange) - 1, int(tchange.sum()))
+    norms = np.sqrt(np.einsum("ij,ij->i", template_sums, template_sums))
+    norms[norms == 0] = 1
+    return template_sums / norms[:, None], media_templates[tchange]
+
+
+@pytest.mark.parametrize("chunk_rows", [40_000, 70_000])
+def test_numpy_pooling_equals_the_previous_torch_pooling(chunk_rows):
+    """Bit for bit: each media and template sum is the same sequential float64 sum, in the same order."""
+    rng = np.random.default_rng(chunk_rows)
+    n, dim = chunk_rows, 24  # more rows than one torch chunk of 32,768
+    templates = rng.integers(0, 900, n) * 7 - 3000  # unsorted, negative ids too
+    medias = rng.integers(0, 5, n) + templates * 10  # media ids unique to a template, 1..5 media per template
+    big = rng.integers(0, n, 30)
+    templates[big], medias[big] = 424242, 1  # one long media (30+ images): many summation steps
+    scale = 10.0 ** rng.integers(-4, 5, (n, 1))  # mixed magnitudes make any change of summation order visible
+    feats = (rng.standard_normal((n, dim)) * scale).astype(np.float32)
+    got, tids = template_features(feats, templates, medias)
+    want, want_ids = torch_pooling(feats, templates, medias)
+    np.testing.assert_array_equal(tids, want_ids)
+    assert got.dtype == want.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
+def unique_gram_scores(feats, r1, r2, max_entries):
+    """The Gram-slice scoring facezoo used before (reference): np.unique(r2, return_inverse=True) over all pairs."""
+    starts = np.flatnonzero(np.r_[True, r1[1:] != r1[:-1]])
+    u1 = r1[starts]
+    group = np.cumsum(np.r_[0, (r1[1:] != r1[:-1]).astype(np.int64)])
+    u2, inv2 = np.unique(r2, return_inverse=True)
+    right = np.ascontiguousarray(feats[u2].T)
+    step = max(1, max_entries // u2.shape[0])
+    bounds = np.append(starts, r1.shape[0])
+    out = np.empty(r1.shape[0], feats.dtype)
+    for j in range(0, u1.shape[0], step):
+        a, b = bounds[j], bounds[min(j + step, u1.shape[0])]
+        out[a:b] = (feats[u1[j : j + step]] @ right)[group[a:b] - j, inv2[a:b]]
+    return out
+
+
+@pytest.mark.parametrize("max_entries", [1 << 24, 5000])
+def test_lookup_table_gram_equals_the_previous_np_unique_gram(max_entries):
+    rng = np.random.default_rng(7)
+    ids = np.arange(400) * 3 + 11
+    feats = rng.standard_normal((400, 32)).astype(np.float32)
+    r1 = np.sort(rng.integers(0, 150, 20_000))  # sorted by the first template, as the release lists pairs
+    r2 = rng.integers(0, 400, 20_000)
+    r2[r2 % 5 == 0] = 399  # a few templates used often, some rows never used
+    got = verify_scores(feats, ids, ids[r1], ids[r2], gram_ratio=10**9, max_gram_entries=max_entries)
+    np.testing.assert_array_equal(got, unique_gram_scores(feats, r1, r2, max_entries))
+
+
 # ---------------------------------------------------------------------------------------------------- scoring
 
 
@@ -160,120 +226,6 @@ def test_verify_scores_both_paths_match_rowwise_dot(gram_ratio, max_entries, blo
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-# -------------------------------------------------------------------------------------------- ROC and TAR@FAR
-
-# 8 pairs, scores all distinct, labels from the highest score down: 1 0 1 1 0 0 0 1 (4 genuine, 4 impostor).
-ROC_LABELS = np.array([1, 0, 1, 1, 0, 0, 0, 1])
-ROC_SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
-
-
-def test_roc_curve_by_hand():
-    # Cumulative (fps, tps) at each score: (0,1) (1,1) (1,2) (1,3) (2,3) (3,3) (4,3) (4,4). drop_intermediate
-    # removes points whose fps and tps second differences are both 0: (1,2) at 0.7, (2,3) at 0.5, (3,3) at 0.4.
-    fpr, tpr, thr = roc_curve(ROC_LABELS, ROC_SCORES)
-    np.testing.assert_allclose(fpr, [0, 0, 0.25, 0.25, 1, 1])
-    np.testing.assert_allclose(tpr, [0, 0.25, 0.25, 0.75, 0.75, 1])
-    np.testing.assert_allclose(thr, [np.inf, 0.9, 0.8, 0.6, 0.3, 0.2])
-    fpr, tpr, _ = roc_curve(ROC_LABELS, ROC_SCORES, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, [0, 0, 0.25, 0.25, 0.25, 0.5, 0.75, 1, 1])
-    np.testing.assert_allclose(tpr, [0, 0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 0.75, 1])
-
-
-def test_roc_curve_ties_share_one_point():
-    # Scores 0.5 (genuine) and 0.5 (impostor) tie: one point (fps 1, tps 2) after the 0.9 genuine.
-    fpr, tpr, thr = roc_curve([1, 1, 0, 0], [0.9, 0.5, 0.5, 0.1], drop_intermediate=False)
-    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1])
-    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])
-    np.testing.assert_allclose(thr, [np.inf, 0.9, 0.5, 0.1])
-
-
-def test_tar_at_far_nearest_point_insightface_tie_rule():
-    r = tar_at_far(ROC_LABELS, ROC_SCORES, fars=(1e-6, 0.1, 0.25, 0.6, 0.7))
-    t = {k: v["tar"] for k, v in r["tar_at_far"].items()}
-    # 1e-6, 0.1: nearest FPR is 0 (points with TPR 0 and 0.25): the later point, 0.25.
-    # 0.25: FPR 0.25 at TPR 0.25 and 0.75 -> 0.75.  0.6: |0.25-0.6| < |1-0.6| -> 0.75.
-    # 0.7: |1-0.7| < |0.25-0.7| -> FPR 1 points, the later has TPR 1 (the dropped curve has no FPR 0.75 point).
-    assert t == {"1e-06": 0.25, "1e-01": 0.25, "2e-01": 0.75, "6e-01": 0.75, "7e-01": 1.0}
-    assert r["tar_at_far"]["2e-01"]["threshold"] == 0.6
-    full = tar_at_far(ROC_LABELS, ROC_SCORES, fars=(0.7,), drop_intermediate=False)
-    assert full["tar_at_far"]["7e-01"] == {"tar": 0.75, "far": 0.75, "threshold": 0.4}
-    # AUC by hand: area under the step curve = P(genuine score > impostor score) = (4 + 3 + 3 + 0) / 16.
-    assert r["auc"] == pytest.approx(10 / 16)
-
-
-def ref_roc(labels, scores, drop):
-    """sklearn's definition written plainly: one point per distinct threshold, then the collinear-drop rule."""
-    pts = []
-    for t in sorted(set(scores.tolist()), reverse=True):
-        above = [y for y, s in zip(labels, scores) if s >= t]
-        pts.append((above.count(0), above.count(1)))
-    if drop and len(pts) > 2:
-        kept = [pts[0]]
-        for i in range(1, len(pts) - 1):
-            (f0, t0), (f1, t1), (f2, t2) = pts[i - 1], pts[i], pts[i + 1]
-            if f2 - 2 * f1 + f0 != 0 or t2 - 2 * t1 + t0 != 0:
-                kept.append(pts[i])
-        pts = kept + [pts[-1]]
-    fps, tps = np.array([0] + [p[0] for p in pts]), np.array([0] + [p[1] for p in pts])
-    return fps / fps[-1], tps / tps[-1]
-
-
-@pytest.mark.parametrize("drop", [True, False])
-def test_roc_curve_matches_plain_definition_with_ties(drop):
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 300)
-    scores = np.round(rng.normal(labels * 0.7, 0.5), 1)  # rounding makes many ties
-    fpr, tpr, _ = roc_curve(labels, scores, drop)
-    rf, rt = ref_roc(labels, scores, drop)
-    np.testing.assert_allclose(fpr, rf)
-    np.testing.assert_allclose(tpr, rt)
-
-
-def test_roc_needs_both_classes():
-    with pytest.raises(DataError, match="both genuine"):
-        roc_curve([1, 1], [0.1, 0.2])
-
-
-# --------------------------------------------------------------------------------------------- 1:N identification
-
-
-def test_identification_by_hand():
-    # Gallery: identity 1 = e1, identity 2 = {e2, e4} (best of the two counts), identity 3 = e3.
-    gallery = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
-    gallery_ids = np.array([1, 2, 3, 2])
-    probes = np.array(
-        [
-            [0.6, 0.8, 0, 0],  # id 1: true 0.6 < id 2's 0.8 -> rank 2
-            [0, 0, 0.6, 0.8],  # id 2: true 0.8 (via e4) > id 3's 0.6 -> rank 1
-            [0, 0, 2, 0],  # id 3: true 1.0 (norm removed) -> rank 1
-            [0.8, 0, 0.6, 0],  # non-mated, max 0.8
-            [0.28, 0.96, 0, 0],  # non-mated, max 0.96
-            [0, 0, 0, 1],  # non-mated, max 1.0
-            [0.6, 0, 0, 0.8],  # non-mated, max 0.8 (tie)
-            [0.5, 0.5, 0.5, 0.5],  # non-mated, max 0.5
-        ]
-    )
-    probe_ids = np.array([1, 2, 3, 9, 8, 7, 6, 5])
-    r = identification(gallery, gallery_ids, probes, probe_ids, ranks=(1, 2, 5), fpirs=(0.01, 0.2, 0.5, 0.8))
-    assert r["ranks"].tolist() == [2, 1, 1]
-    assert r["cmc"] == pytest.approx({1: 2 / 3, 2: 1.0, 5: 1.0})
-    assert (r["num_mated"], r["num_nonmated"]) == (3, 5)
-    # Non-mated maxima, descending: 1.0, 0.96, 0.8, 0.8, 0.5. Threshold = the (floor(fpir*5)+1)-th, accept if >.
-    tp = r["tpir_at_fpir"]
-    assert tp["1e-02"]["threshold"] == pytest.approx(1.0) and tp["1e-02"]["fpir"] == 0.0
-    assert tp["1e-02"]["tpir"] == 0.0  # probe 3's 1.0 is not above 1.0
-    assert tp["2e-01"]["threshold"] == pytest.approx(0.96) and tp["2e-01"]["fpir"] == pytest.approx(0.2)
-    assert tp["2e-01"]["tpir"] == pytest.approx(1 / 3)
-    assert tp["5e-01"]["threshold"] == pytest.approx(0.8) and tp["5e-01"]["fpir"] == pytest.approx(0.4)  # tie
-    assert tp["5e-01"]["tpir"] == pytest.approx(1 / 3)  # probe 2's 0.8 is not above the tied 0.8
-    assert tp["8e-01"]["threshold"] == pytest.approx(0.5) and tp["8e-01"]["tpir"] == pytest.approx(2 / 3)
-    # Gallery order and probe blocking do not matter.
-    perm = np.array([3, 1, 0, 2])
-    r2 = identification(gallery[perm], gallery_ids[perm], probes, probe_ids, ranks=(1, 2, 5), fpirs=(0.2, 0.8), block=3)
-    assert r2["cmc"] == r["cmc"] and r2["ranks"].tolist() == [2, 1, 1]
-    assert r2["tpir_at_fpir"]["8e-01"]["tpir"] == tp["8e-01"]["tpir"]
-
-
 # -------------------------------------------------------------------------------------------------- end to end
 
 
@@ -294,7 +246,9 @@ def test_evaluate_ijb_features_from_files(tmp_path):
     # Pairs (7,3) (7,5) (3,5) (5,7): 0, 1/sqrt10, 0, 1/sqrt10.
     np.testing.assert_allclose(r["scores"], [0, 1 / math.sqrt(10), 0, 1 / math.sqrt(10)], atol=1e-12)
     assert (r["num_images"], r["num_templates"], r["num_pairs"], r["num_genuine"], r["num_impostor"]) == (7, 3, 4, 2, 2)
-    assert all(v["tar"] == 1.0 for v in r["tar_at_far"].values())  # genuine scores above every impostor
+    # 2 impostor pairs measure no FAR below 1/2: every IJB FAR is n/a; at FAR 0.5 genuine scores top every impostor
+    assert all(v["reason"].endswith("only 2 given") for v in r["tar_at_far"].values())
+    assert evaluate_ijb_features(tmp_path, "ijbc", emb, flip, fars=(0.5,))["tar_at_far"]["5e-01"]["tar"] == 1.0
     assert r["options"] == {"flip": True, "norm": True, "detector_score": True}
     r = evaluate_ijb_features(tmp_path / "IJBC", "IJBC", emb, use_flip=False, use_detector_score=False)
     np.testing.assert_allclose(r["scores"], [0, 1 / R2, 0, 1 / R2], atol=1e-12)
@@ -324,7 +278,7 @@ def test_scale_two_million_pairs_in_seconds():
     start = time.perf_counter()
     scores = verify_scores(feats, ids, ids[i1], ids[i2])
     t_score = time.perf_counter() - start
-    r = tar_at_far(labels, scores)
+    r = roc_summary(labels, scores, (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1))
     t_total = time.perf_counter() - start
     print(f"\n2M pairs x 128-d: scores {t_score:.2f} s, scores + ROC + TAR@FAR {t_total:.2f} s")
     check = rng.integers(0, n_pairs, 1000)

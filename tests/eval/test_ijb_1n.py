@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from facezoo.errors import ConfigError, DataError
-from facezoo.eval.ijb import evaluate_ijb, evaluate_ijb_features, identification, load_ijb_meta, resolve_protocols
-from facezoo.eval.ijb_1n import (
+from facezoo.eval.ijb import evaluate_1n, evaluate_ijb, evaluate_ijb_features
+from facezoo.eval.ijb_meta import (
     IJB1N,
     TemplateSubjects,
-    cmc_curve,
-    evaluate_1n,
     ijb_1n_paths,
+    load_ijb_meta,
     read_ijb_1n,
     read_template_subjects,
+    resolve_protocols,
 )
 
 HEADER = "TEMPLATE_ID,SUBJECT_ID,FILENAME,SIGHTING_ID,FRAME,FACE_X,FACE_Y,FACE_WIDTH,FACE_HEIGHT\n"
@@ -138,20 +138,25 @@ def test_1n_by_hand(tmp_path):
     assert g1["ranks"].tolist() == [1, 2, 1] and g2["ranks"].tolist() == [1, 2, 1]
     assert g1["cmc"] == pytest.approx({1: 2 / 3, 5: 1.0, 10: 1.0})
     np.testing.assert_allclose(g1["cmc_curve"], [2 / 3, 1, 1])  # ranks 1..3 (three gallery subjects)
-    # G1 non-mated maxima: 0.96, 0.6, 0, 0. FPIR 0.01 and 0.25: k = 0 and 1 -> thresholds 0.96, 0.6 (accept >);
-    # 0.5: k = 2 -> threshold 0, accepting 0.96 and 0.6 (FPIR 0.5). Mated rank-1 true scores: 0.8 and 0.6.
+    # FPIR 0.01 needs 100 non-mated searches; each gallery has 4: n/a, in each gallery and in the mean.
+    reason = "n/a: needs at least 100 non-mated searches to be measured, only 4 given"
+    assert g1["tpir_at_fpir"]["1e-02"]["reason"] == g2["tpir_at_fpir"]["1e-02"]["reason"] == reason
+    assert n["tpir_at_fpir"]["1e-02"] == {"tpir": None, "fpir": None, "reason": reason}
+    # G1 non-mated maxima: 0.96, 0.6, 0, 0. FPIR 0.25: k = 1 -> threshold 0.6 (accept >); 0.5: k = 2 ->
+    # threshold 0, accepting 0.96 and 0.6 (FPIR 0.5). Mated rank-1 true scores: 0.8 and 0.6.
     t1 = g1["tpir_at_fpir"]
-    assert [t1[k]["threshold"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([0.96, 0.6, 0.0], abs=1e-12)
-    assert [t1[k]["fpir"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([0, 0.25, 0.5])
-    assert [t1[k]["tpir"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([0, 1 / 3, 2 / 3])
-    # G2 non-mated maxima: 0.8, 0, 0, 0 -> thresholds 0.8, 0, 0; rank-1 true scores 0.28 and 1.0.
+    assert [t1[k]["threshold"] for k in ("2.5e-01", "5e-01")] == pytest.approx([0.6, 0.0], abs=1e-12)
+    assert [t1[k]["fpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([0.25, 0.5])
+    assert [t1[k]["tpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([1 / 3, 2 / 3])
+    # G2 non-mated maxima: 0.8, 0, 0, 0 -> thresholds 0, 0; rank-1 true scores 0.28 and 1.0.
     t2 = g2["tpir_at_fpir"]
-    assert [t2[k]["threshold"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([0.8, 0.0, 0.0], abs=1e-12)
-    assert [t2[k]["fpir"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([0, 0.25, 0.25])
-    assert [t2[k]["tpir"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([1 / 3, 2 / 3, 2 / 3])
+    assert [t2[k]["threshold"] for k in ("2.5e-01", "5e-01")] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert [t2[k]["fpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([0.25, 0.25])
+    assert [t2[k]["tpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([2 / 3, 2 / 3])
     # The reported figures: means over the two galleries.
     assert n["cmc"] == pytest.approx({1: 2 / 3, 5: 1.0, 10: 1.0})
-    assert [n["tpir_at_fpir"][k]["tpir"] for k in ("1e-02", "2e-01", "5e-01")] == pytest.approx([1 / 6, 1 / 2, 2 / 3])
+    assert [n["tpir_at_fpir"][k]["tpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([1 / 2, 2 / 3])
+    assert [n["tpir_at_fpir"][k]["fpir"] for k in ("2.5e-01", "5e-01")] == pytest.approx([0.25, 0.375])
     np.testing.assert_allclose(n["cmc_curve"], [2 / 3, 1])  # up to the smaller gallery's 2 subjects
 
 
@@ -176,10 +181,6 @@ def test_gallery_template_without_images_names_the_csv(tmp_path):
     meta = load_ijb_meta(tmp_path, "IJBC")
     with pytest.raises(DataError, match=r"ijbc_1N_gallery_G2\.csv have no images.*\[999\]"):
         evaluate_ijb(meta, np.ones((len(meta.media.names), 6)), use_flip=False)
-
-
-def test_cmc_curve():
-    np.testing.assert_allclose(cmc_curve(np.array([1, 3, 1, 7]), 5), [0.5, 0.5, 0.75, 0.75, 0.75])
 
 
 # --------------------------------------------------------------------------------------------------- scale
@@ -221,17 +222,3 @@ def test_scale_ijbc_sized_search_matches_brute_force():
     assert 0.3 < g["cmc"][1] < 1  # a task that is neither trivial nor hopeless
     assert r["cmc"][1] == pytest.approx((g["cmc"][1] + r["galleries"]["G2"]["cmc"][1]) / 2)
     assert elapsed < 10.0
-
-
-def test_identification_with_one_unsorted_entry_per_identity():
-    # IJB galleries list one template per subject in file order, not sorted by subject.
-    gallery, ids = np.eye(3), np.array([30, 10, 20])
-    probes = np.array([[0.6, 0.8, 0], [0, 0.28, 0.96], [1, 0, 0]])
-    r = identification(gallery, ids, probes, np.array([30, 10, 99]), ranks=(1, 2))
-    assert r["ranks"].tolist() == [2, 2]  # 30 scores 0.6 < 10's 0.8; 10 scores 0.28 < 20's 0.96
-    assert r["cmc"] == {1: 0.0, 2: 1.0} and r["num_nonmated"] == 1
-
-
-def test_identification_rejects_mismatched_shapes():
-    with pytest.raises(DataError, match="gallery"):
-        identification(np.ones((3, 4)), [1, 2], np.ones((2, 4)), [1, 2])

@@ -143,11 +143,18 @@ def test_verification_hand_case():
     assert out["far"] == pytest.approx(3 / 12)
 
 
-def test_verification_far_zero_uses_max_impostor():
-    out = mf.verification(PROBES, IDS, DISTRACTORS, far=0.0)[5]  # t = cos 5: no genuine pair is nearer
-    assert out["tar"] == 0.0 and out["far"] == 0.0
-    with pytest.raises(ConfigError, match="far"):
-        mf.verification(PROBES, IDS, DISTRACTORS, far=2.0)
+def test_verification_below_one_impostor_is_not_measured():
+    # 30 impostor pairs at 5 distractors measure FARs from 1/30 on; 12 at the first 2 from 1/12 on.
+    out = mf.verification(PROBES, IDS, DISTRACTORS, far=0.05, sizes=(2, 5))
+    # k = 1: t = the 2nd highest impostor score, cos 5 (four impostors tie there, none is above: achieved FAR 0)
+    assert out[5]["threshold"] == pytest.approx(math.cos(math.radians(5)), abs=1e-6)
+    assert out[5]["tar"] == 0.0 and out[5]["far"] == 0.0
+    assert out[2]["tar"] is None and out[2]["threshold"] is None
+    assert out[2]["reason"] == "n/a: needs at least 20 impostor pairs to be measured, only 12 given"
+    assert (out[2]["genuine"], out[2]["impostors"]) == (6, 12)
+    for far in (0.0, 1.0, 2.0):  # a false accept rate lies strictly between 0 and 1
+        with pytest.raises(ConfigError, match="far"):
+            mf.verification(PROBES, IDS, DISTRACTORS, far=far)
 
 
 # ---------------------------------------------------------------------------------------- noise dimension
@@ -278,6 +285,10 @@ def test_torch_and_faiss_agree_with_brute_force(metric):
             want = _brute_force(probes, labels, dist, probes, metric, s, r)
             assert t["identification"][s][f"rank{r}"] == pytest.approx(want)
             assert f["identification"][s][f"rank{r}"] == pytest.approx(want)
+        if s == 10:  # 480 impostor pairs cannot measure FAR 1e-3: n/a from both searches
+            assert t["verification"][s]["reason"] == f["verification"][s]["reason"]
+            assert "needs at least 1000 impostor pairs" in t["verification"][s]["reason"]
+            continue
         assert f["verification"][s]["tar"] == pytest.approx(t["verification"][s]["tar"])
         assert f["verification"][s]["threshold"] == pytest.approx(t["verification"][s]["threshold"], rel=1e-4, abs=1e-4)
     # at 3000 distractors 48 probes give 144,000 impostors: k = 144 -> the 145th largest impostor score

@@ -15,9 +15,9 @@ from facezoo.eval.metrics import (
     kfold_val,
     pair_scores,
     slinear_interp,
-    tar_at_far,
     verification_metrics,
 )
+from facezoo.eval.scoring import tar_at_far
 
 # ---------------------------------------------------------------- plain reference, written as plainly as possible
 
@@ -237,36 +237,39 @@ def test_val_zero_threshold_when_target_unreachable():
     assert r["val"].tolist() == [0.0, 0.0]
 
 
-# ---------------------------------------------------------------- TAR@FAR on all pairs
+# ---------------------------------------------------------------- TAR@FAR on all pairs (rule: test_scoring.py)
 
 
-def test_tar_at_far_hand_case():
-    imp = np.arange(1, 11) / 10  # 0.1 .. 1.0
-    gen = np.array([0.05, 0.25, 0.35])
-    dist = np.r_[gen, imp]
-    same = np.r_[np.ones(3, bool), np.zeros(10, bool)]
-    r = tar_at_far(dist, same, 0.2)  # k = 2 impostors may pass: t = 3rd smallest impostor = 0.3
-    assert r["threshold"] == pytest.approx(0.3)
-    assert r["far"] == pytest.approx(0.2)
-    assert r["tar"] == pytest.approx(2 / 3)
-    # Ties: impostors 0.1, 0.2, 0.2, 0.5 at FAR 0.5 -> k = 2, t = 0.2; only 0.1 is below it -> FAR 0.25.
-    r = tar_at_far(np.array([0.15, 0.1, 0.2, 0.2, 0.5]), np.array([True, False, False, False, False]), 0.5)
-    assert (r["threshold"], r["far"], r["tar"]) == (0.2, 0.25, 1.0)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_tar_at_far_thresholds_in_the_metric_s_own_units(metric):
+    # e1 = (1, 0); e2 at angle a: cosine cos(a), squared distance 2 - 2 cos(a). 3 genuine, 10 impostor pairs.
+    gen, imp = [10, 50, 70], [20, 40, 60, 80, 90, 100, 110, 120, 130, 140]
+    ang = np.radians(gen + imp)
+    e1 = np.tile([1.0, 0.0], (len(ang), 1))
+    e2 = np.stack([np.cos(ang), np.sin(ang)], 1)
+    same = np.arange(len(ang)) < 3
+    m = verification_metrics(e1, e2, same, nfolds=2, metric=metric, tar_fars=(0.2, 0.05))
+    # FAR 0.2: k = 2 impostors may pass -> the 3rd most similar impostor (60 degrees) is the threshold; genuine
+    # pairs at 10 and 50 degrees pass, 70 does not; 2 of 10 impostors pass (20, 40).
+    r = m["tar_at_far"]["2e-01"]
+    assert r["tar"] == pytest.approx(2 / 3) and r["far"] == pytest.approx(0.2)
+    want = 0.5 if metric == "cosine" else 1.0  # cos 60 = 0.5; 2 - 2 cos 60 = 1
+    assert r["threshold"] == pytest.approx(want)
+    # FAR 0.05 needs 20 impostor pairs: n/a, with the count
+    assert m["tar_at_far"]["5e-02"] == {
+        "tar": None,
+        "far": None,
+        "threshold": None,
+        "reason": "n/a: needs at least 20 impostor pairs to be measured, only 10 given",
+    }
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_tar_at_far_is_best_threshold_within_far(seed):
-    rng = np.random.default_rng(seed)
-    dist = rng.integers(0, 40, 300) / 10.0  # many ties
-    same = rng.random(300) < 0.3
-    for far in (1e-3, 1e-2, 0.05, 0.3):
-        r = tar_at_far(dist, same, far)
-        best = 0.0  # brute force over every candidate threshold
-        for t in np.r_[np.unique(dist), np.inf]:
-            if np.mean(dist[~same] < t) <= far:
-                best = max(best, np.mean(dist[same] < t))
-        assert r["tar"] == best
-        assert r["far"] <= far
+def test_nan_embeddings_are_an_error():
+    e = np.eye(4)
+    bad = e.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        verification_metrics(e, bad, [True, False, True, False], nfolds=2)
 
 
 # ---------------------------------------------------------------- whole protocol
@@ -282,7 +285,10 @@ def test_separable_embeddings_give_perfect_accuracy():
     m = verification_metrics(e1 + 1e-9 * rng.random(e1.shape), e2, same)
     assert m["accuracy"] == 1.0 and m["accuracy_std"] == 0.0
     assert m["val"] == 1.0 and m["far"] == 0.0
-    assert m["tar_at_far"]["1e-04"]["tar"] == 1.0
+    assert m["tar_at_far"]["1e-03"]["reason"].endswith(
+        "needs at least 1000 impostor pairs to be measured, only 200 given"
+    )
+    assert verification_metrics(e1, e2, same, tar_fars=(0.01,))["tar_at_far"]["1e-02"]["tar"] == 1.0
     assert m["tpr"].shape == m["fpr"].shape == (400,)
 
 
@@ -339,7 +345,7 @@ def test_fast_on_a_full_size_set():
     kfold_accuracy(dist, same, 10, EUCLIDEAN_THRESHOLDS)
     kfold_val(dist, same, 10, EUCLIDEAN_VAL_THRESHOLDS)
     assert time.perf_counter() - start < 2.0
-    assert math.isfinite(tar_at_far(dist, same, 1e-3)["tar"])
+    assert math.isfinite(tar_at_far(-dist[same], -dist[~same], 1e-3)["tar"])
 
 
 def test_public_entry_point_is_the_protocol():

@@ -130,15 +130,27 @@ def test_cli_eval_prints_table_and_writes_reports(tmp_path, monkeypatch, capsys,
     out = tmp_path / "report"
     rc = main(["eval", *ckpts, "--bin", *map(str, bins), "--device", "cpu", "--nfolds", "5", "--out", str(out)])
     assert rc == 0
-    header = capsys.readouterr().out.splitlines()[0]
-    assert [c.strip() for c in header.strip("|").split("|")] == ["model", "LFW", "CFP-FP"]
+    text = capsys.readouterr().out
+    header = text.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["model", "LFW", "CFP-FP", "mean"]
     # Each file decoded once (both models share the input size), at the model's input size.
     assert fake_reader == [(str(bins[0]), (4, 4)), (str(bins[1]), (4, 4))]
     results = json.loads((out / "results.json").read_text())
     assert sorted(results) == ["run_a", "run_b"]  # a run's model.pt is named after its run folder
-    assert sorted(results["run_a"]) == ["cfp_fp", "lfw"]
+    assert sorted(results["run_a"]) == ["cfp_fp", "lfw", "mean"]
     assert len(results["run_a"]["lfw"]["fold_accuracy"]) == 5
-    assert (out / "results.csv").read_text().count("\n") == 5  # header + 2 models x 2 files
+    means = {m: (per["lfw"]["accuracy"] + per["cfp_fp"]["accuracy"]) / 2 for m, per in results.items()}
+    best = max(means, key=means.get)
+    for m, per in results.items():
+        assert per["mean"]["accuracy"] == pytest.approx(means[m]) and per["mean"]["sets"] == ["lfw", "cfp_fp"]
+        assert per["mean"]["best"] == (m == best)
+    rows = [line.split("|")[1].strip() for line in text.splitlines()[2:4]]
+    assert sorted(rows) == sorted([f"{best} (best)", next(m for m in results if m != best)])
+    assert f"best: {best} (mean accuracy" in text
+    assert "TAR (%) at FAR" in text and "LFW 1e-04" in text  # 20 pairs: both FARs n/a, with the reason
+    assert "n/a: LFW 1e-03: needs at least 1000 impostor pairs to be measured, only 20 given" in text
+    assert results["run_a"]["lfw"]["tar_at_far"]["1e-04"]["tar"] is None
+    assert (out / "results.csv").read_text().count("\n") == 7  # header + 2 models x (2 files + mean)
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -3,10 +3,11 @@ thresholds by target false accept rate, written into a copy of the model so `ver
 
 For each FAR the threshold is the smallest t with #{impostor pairs with cosine >= t} / #impostors <= FAR, on the
 listed pairs of .bin sets and/or all pairs of a folder of aligned crops (FOLDER/<person>/<crop>), pooled. A FAR
-needs at least 1/FAR impostor pairs (LFW's 3000 reach 1e-3 at best); without --far every FAR of 1e-2 ... 1e-6
-that the pairs support is calibrated. Scores are single-view cosines, as verify computes them (--flip: e(x) +
-e(flip x)). .pt: meta.thresholds; .onnx: the metadata key "facezoo.thresholds" (and meta.thresholds of facezoo
-exports). The output is written atomically; TAR at each threshold is printed with it.
+needs at least 1/FAR impostor pairs (LFW's 3000 reach 1e-3 at best; `facezoo eval` reports n/a by the same
+rule); without --far every FAR of 1e-2 ... 1e-6 that the pairs support is calibrated. Scores are single-view
+cosines, as verify computes them (--flip: e(x) + e(flip x)). .pt: meta.thresholds; .onnx: the metadata key
+"facezoo.thresholds" (and meta.thresholds of facezoo exports). The output is written atomically; TAR at each
+threshold is printed with it.
 """
 
 from __future__ import annotations
@@ -54,11 +55,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import ConfigError
+    from ..far import check_far
     from ..sdk.embed import load_recognizer
     from ..sdk.thresholds import calibrate, write_thresholds
 
     if not args.bins and not args.folders:
         raise ConfigError("nothing to calibrate on: give --bin FILE ... and/or --folder DIR ...")
+    for f in args.far or ():
+        check_far(f, "--far")  # before the model loads; the impostor count is checked by the same rule later
     check_files(args.bins)
     model = Path(args.model)
     out = Path(args.out) if args.out else model.with_name(f"{model.stem}_calibrated{model.suffix}")

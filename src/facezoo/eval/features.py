@@ -36,6 +36,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write
+from .progress import bar
 
 FORMAT = 1
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -138,11 +139,11 @@ def eval_mode(embed):
             embed.train()
 
 
-def embed_chunk(embed, images, batch_size: int = 256, device=None, flip: bool = True) -> np.ndarray:
+def embed_chunk(embed, images, batch_size: int = 256, device=None, flip: bool = True, pbar=None) -> np.ndarray:
     """float32 (views, N, D) raw embeddings: views = [e] or, with flip, [e, e(flip_W(x))].
 
     images: uint8 (N, H, W, 3) RGB; batches travel to the device as uint8. The embedder may return a torch tensor
-    or a numpy array (OnnxEmbedder).
+    or a numpy array (OnnxEmbedder). pbar: a progress bar advanced by each batch's image count.
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -157,6 +158,8 @@ def embed_chunk(embed, images, batch_size: int = 256, device=None, flip: bool = 
             outs[0].append(torch.as_tensor(embed(x)).float())
             if flip:
                 outs[1].append(torch.as_tensor(embed(torch.flip(x, dims=[2]))).float())
+            if pbar is not None:
+                pbar.update(x.shape[0])
     if len(images) == 0:
         return np.zeros((len(outs), 0, 0), dtype=np.float32)
     return np.stack([torch.cat(o).cpu().numpy() for o in outs]).astype(np.float32, copy=False)
@@ -240,6 +243,8 @@ def extract_features(
     chunk: int = 4096,
     combine: bool = False,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
+    desc: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embed n images -> (e, e_flip) float32 (n, D) each (e_flip None without flip).
 
@@ -247,7 +252,8 @@ def extract_features(
     key: names the data set and its preprocessing, e.g. "ijbc-loose_crop-aligned112" or a file path + mtime.
     cache_dir: folder of the feature cache (None: no cache; required, and defaulted to facezoo.paths.features_dir(),
     under torchrun). combine=True returns (e + e_flip, None) without holding both views (large galleries).
-    The next chunk is loaded on a worker thread while the current one is embedded.
+    The next chunk is loaded on a worker thread while the current one is embedded. progress: a bar (stderr, when
+    it is a terminal) counting this rank's images, titled desc (default: the key).
     """
     if n < 0:
         raise ConfigError(f"n={n}: the number of images cannot be negative")
@@ -285,7 +291,11 @@ def extract_features(
             keep(i, arr)
     if folder is not None and log is not None and len(todo) < len(mine):
         log(f"{key}: {len(mine) - len(todo)} of {len(mine)} chunks found in {folder}")
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    total = sum(ranges[i][1] - ranges[i][0] for i in todo)
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+        bar(total, f"embedding {desc or key[:40]}", "img", progress) as pbar,
+    ):
         fut = pool.submit(load, *ranges[todo[0]]) if todo else None
         for j, i in enumerate(todo):
             a, b = ranges[i]
@@ -293,7 +303,7 @@ def extract_features(
             fut = pool.submit(load, *ranges[todo[j + 1]]) if j + 1 < len(todo) else None
             if len(images) != b - a:
                 raise DataError(f"{key}: load({a}, {b}) returned {len(images)} images, expected {b - a}")
-            arr = embed_chunk(embed, images, batch_size, device, flip)
+            arr = embed_chunk(embed, images, batch_size, device, flip, pbar)
             if folder is not None:
                 _write_chunk(_chunk_path(folder, a, b), arr)
             keep(i, arr)

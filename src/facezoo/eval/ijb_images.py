@@ -11,7 +11,7 @@ import numpy as np
 from ..data.image import read_image_file
 from ..errors import DataError
 from .features import extract_features, file_key
-from .ijb import meta_dir, read_landmarks
+from .ijb_meta import meta_dir, read_landmarks
 
 
 def loose_crop_dir(root, target: str) -> Path:
@@ -32,11 +32,13 @@ def embed_ijb_images(
     chunk: int = 4096,
     log: Callable[[str], None] | None = None,
     cache_dir=None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order).
 
     Embedded through facezoo.eval.features.extract_features: with cache_dir the aligned-crop features are cached
     per model (key: the landmark file and crop folder, the alignment size) and an interrupted run resumes.
+    progress: a bar over the images embedded (stderr, when it is a terminal).
     """
     from ..sdk.align import align_faces
 
@@ -62,5 +64,7 @@ def embed_ijb_images(
         cache_dir=cache_dir,
         chunk=chunk,
         log=log,
+        progress=progress,
+        desc=f"{target} images",
     )
     return e.astype(np.float64), e_flip.astype(np.float64)

@@ -6,7 +6,7 @@ pair (p, g) of distinct probe images of one identity, the gallery is {g} + the f
 g is 1 + #{distractors d : s(p, d) > s(p, g)} (ties go to g). CMC(r) = fraction of pairs with rank <= r.
 Verification: genuine pairs are unordered probe-probe pairs of one identity, impostor pairs are all
 probe x distractor pairs; TAR at FAR f uses the strict threshold t = (k+1)-th largest impostor score,
-k = floor(f * n_impostors), as `facezoo.eval.metrics.tar_at_far` does.
+k = floor(f * n_impostors), by `facezoo.eval.scoring.tar_at_far` (n/a when f < 1/n_impostors).
 
 Scores: `metric="cosine"` (default) is <p/|p|, d/|d|>; `metric="l2"` is -||p - d||^2 on the raw features, the
 devkit's distance, which keeps the 100 put into the extra slot of noisy distractors at full strength.
@@ -24,14 +24,16 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator, Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..far import check_far, far_rank
 from ..io import atomic_write
+from .progress import bar
+from .scoring import tar_at_far
 
 METRICS = ("cosine", "l2")
 DEVKIT_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)
@@ -231,9 +233,11 @@ def evaluate(
     block: int | None = None,
     search: str = "torch",
     gallery_feats=None,
+    progress: bool = False,
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Identification (ranks) and verification (far) in one pass over the distractors ->
     {"identification": {size: ...}, "verification": {size: ...}} (a part is left out when its argument is None).
+    progress: a bar over the distractors scored (stderr, when it is a terminal).
 
     search="torch": blockwise exact scores on `device`, keeping the top max(ranks) per probe and the top k+1
     overall. search="faiss": exact search with a faiss IndexFlatIP (cosine) / IndexFlatL2 (l2, score = -d^2)
@@ -242,8 +246,8 @@ def evaluate(
     """
     if search not in SEARCHES:
         raise ConfigError(f"search={search!r}: choose one of {SEARCHES}.")
-    if far is not None and not 0.0 <= far <= 1.0:
-        raise ConfigError(f"far={far}: must be within [0, 1], e.g. 1e-6.")
+    if far is not None:
+        far = check_far(far)
     rs = _check_ranks(ranks) if ranks is not None else []
     dev, probes, dist, sizes, codes = _setup(probe_feats, probe_ids, distractor_feats, metric, device, sizes)
     gallery = probes
@@ -266,7 +270,7 @@ def evaluate(
         if ver_pairs[0].numel() == 0:
             raise DataError("no identity has two probe images, so there is no genuine pair to verify.")
     n_probes = probes.shape[0]
-    keep = math.floor(Fraction(repr(float(far))) * n_probes * sizes[-1]) + 1 if far is not None else 0
+    keep = far_rank(far, n_probes * sizes[-1]) + 1 if far is not None else 0
     top_r = rs[-1] if rs else 0
     out: dict[str, dict] = {}
     if rs:
@@ -276,23 +280,25 @@ def evaluate(
         out["verification"] = {}
         genuine_ver = _score_pairs(probes, gallery, *ver_pairs, metric)
     tops = _faiss_tops if search == "faiss" else _torch_tops
-    for b, per_probe, overall in tops(probes, dist, sizes, metric, block, dev, top_r, keep):
-        if rs:
-            pi = id_pairs[0]
-            above = (per_probe[pi] > genuine_id[:, None]).sum(1)  # distractors beating g, capped at top_r
-            counts = torch.stack([(above < r).sum() for r in rs]).cpu().tolist()
-            n = float(pi.numel())
-            out["identification"][b] = {f"rank{r}": c / n for r, c in zip(rs, counts)} | {"pairs": int(n)}
-        if far is not None:
-            out["verification"][b] = _tar(genuine_ver, overall, far, n_probes * b)
+    with bar(sizes[-1], f"MegaFace {search} search", "distractor", progress) as pbar:
+        for b, per_probe, overall in tops(probes, dist, sizes, metric, block, dev, top_r, keep, pbar):
+            if rs:
+                pi = id_pairs[0]
+                above = (per_probe[pi] > genuine_id[:, None]).sum(1)  # distractors beating g, capped at top_r
+                counts = torch.stack([(above < r).sum() for r in rs]).cpu().tolist()
+                n = float(pi.numel())
+                out["identification"][b] = {f"rank{r}": c / n for r, c in zip(rs, counts)} | {"pairs": int(n)}
+            if far is not None:
+                out["verification"][b] = _tar(genuine_ver, overall, far, n_probes * b)
     return out
 
 
-def _torch_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
+def _torch_tops(probes, dist, sizes, metric, block, dev, top_r, keep, pbar):
     """Yield (size, per-probe top top_r scores (P, <=top_r), overall top keep scores) at each size boundary."""
     per_probe = torch.full((probes.shape[0], top_r), -math.inf, device=dev)
     overall = torch.empty(0, device=dev)
-    for _a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
+    for a, b, scores in _score_blocks(probes, dist, sizes, metric, block, dev):
+        pbar.update(b - a)
         # the overall top `keep` lies within the per-row top `keep`: one row-wise top-k serves both parts, and
         # avoids a slow top-k over the flattened block
         k_row = min(max(top_r, keep), scores.shape[1])
@@ -311,7 +317,7 @@ def _torch_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
             yield b, per_probe, overall
 
 
-def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
+def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep, pbar):
     """As _torch_tops, with exact faiss search (CPU) over the first `size` distractors for each size."""
     try:
         import faiss
@@ -333,6 +339,7 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
                 else torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
             )
             index.add(np.ascontiguousarray(_prepare(chunk.float(), metric).numpy(), dtype=np.float32))
+            pbar.update(b - a)
         added = s
         k = min(max(top_r, keep), s)
         d, _ = index.search(q, k)
@@ -342,18 +349,10 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep):
         yield s, per_probe, overall
 
 
-def _tar(genuine: torch.Tensor, top: torch.Tensor, far: float, n_imp: int) -> dict[str, float]:
-    """TAR / achieved FAR / threshold from the genuine scores and the top impostor scores of n_imp."""
-    k = math.floor(Fraction(repr(float(far))) * n_imp)
-    desc = torch.sort(top, descending=True).values
-    thr = float(desc[k]) if k < desc.numel() else -math.inf
-    return {
-        "tar": float((genuine > thr).double().mean()),
-        "far": float((desc > thr).sum()) / n_imp,
-        "threshold": thr,
-        "genuine": int(genuine.numel()),
-        "impostors": int(n_imp),
-    }
+def _tar(genuine: torch.Tensor, top: torch.Tensor, far: float, n_imp: int) -> dict:
+    """`scoring.tar_at_far` from the genuine scores and the top impostor scores of n_imp, plus the counts."""
+    r = tar_at_far(genuine.double().cpu().numpy(), top.double().cpu().numpy(), far, n_imp)
+    return r | {"genuine": int(genuine.numel()), "impostors": int(n_imp)}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import megaface as mf
+from .features import extract_features
 
 PROBE_JSON = "facescrub_features_list.json"
 DISTRACTOR_JSON = "megaface_features_list.json_{size}_1"
@@ -272,11 +273,11 @@ def embed_megaface(
     device=None,
     cache_dir=None,
     log=None,
+    progress: bool = False,
 ):
     """(probe, distractor, gallery or None) float32 features, each e + e_flip (or e), L2-normalised per image
-    (InsightFace's gen_megaface). With masked_dir the probes come from it and the gallery from probe_dir."""
-    from .features import extract_features
-
+    (InsightFace's gen_megaface). With masked_dir the probes come from it and the gallery from probe_dir.
+    progress: a bar per image list (stderr, when it is a terminal)."""
     size = tuple(getattr(embed, "input_size", (112, 112)))
 
     def run(folder: Path, paths, name):
@@ -292,6 +293,8 @@ def embed_megaface(
             cache_dir=cache_dir,
             combine=True,
             log=log,
+            progress=progress,
+            desc=name,
         )
         return _normalise(e)
 
@@ -416,6 +419,7 @@ def evaluate_lists(
     device=None,
     search: str = "torch",
     log=None,
+    progress: bool = False,
 ) -> dict:
     """{"raw": {...}, "clean": {...} (when noise lists are there)} with each part {"identification": {size: ..},
     "verification": {size: ..}}. clean=True requires the noise lists, False skips them, None uses them if present.
@@ -438,7 +442,9 @@ def evaluate_lists(
     for name, (p, d, g) in variants.items():
         if log is not None:
             log(f"scoring {name}: {len(p):,} probes x {len(d):,} distractors ({search})")
-        out[name] = _evaluate_sizes(lists, p, d, g, metric=metric, far=far, ranks=ranks, device=device, search=search)
+        out[name] = _evaluate_sizes(
+            lists, p, d, g, metric=metric, far=far, ranks=ranks, device=device, search=search, progress=progress
+        )
     return out
 
 

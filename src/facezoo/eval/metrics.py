@@ -16,12 +16,12 @@ good thresholds the strictest (highest cosine) wins, as the lowest distance wins
 from __future__ import annotations
 
 import itertools
-import math
-from fractions import Fraction
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..far import far_key
+from .scoring import l2_normalize, tar_at_far
 
 METRICS = ("euclidean", "cosine")
 EUCLIDEAN_THRESHOLDS = np.arange(0, 4, 0.01)  # InsightFace calculate_roc grid, 400 values
@@ -30,19 +30,6 @@ COSINE_THRESHOLDS = np.arange(-200, 201) / 200  # -1, -0.995, ..., 1 (each the d
 COSINE_VAL_THRESHOLDS = np.arange(-1000, 1001) / 1000  # step 0.001
 VAL_FAR = 1e-3
 TAR_FARS = (1e-3, 1e-4)
-
-
-def far_key(far: float) -> str:
-    """Dictionary / JSON key for a FAR target, e.g. 1e-3 -> "1e-03"."""
-    return f"{far:.0e}"
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """x / ||x||_2 per row in float64 (zero rows stay zero), computed as sklearn.preprocessing.normalize does."""
-    x = np.asarray(x, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    norms[norms == 0.0] = 1.0
-    return x / norms[:, None]
 
 
 def kfold_splits(n: int, nfolds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -149,27 +136,6 @@ def kfold_val(
     return {"val": np.asarray(vals, float), "far": np.asarray(fars, float), "thresholds": np.asarray(thrs)}
 
 
-def tar_at_far(dist: np.ndarray, same: np.ndarray, far: float) -> dict:
-    """TAR at a FAR target on all pairs, by the exact sorted-score method ("same" iff d < t).
-
-    With n impostor distances sorted ascending d_(1) <= ... <= d_(n) and k = floor(far * n) (exact decimal
-    arithmetic), t = d_(k+1) (+inf if k >= n): the largest strict threshold whose FAR is <= far. Returns
-    tar = #{genuine d < t} / #genuine, the achieved far = #{impostor d < t} / n (<= far; lower with ties),
-    and the threshold t. NaN where a class is empty.
-    """
-    imp = np.sort(dist[~same])
-    gen = dist[same]
-    if imp.size == 0 or gen.size == 0:
-        return {"tar": math.nan, "far": math.nan, "threshold": math.nan}
-    k = math.floor(Fraction(repr(float(far))) * imp.size)
-    thr = float(imp[k]) if k < imp.size else math.inf
-    return {
-        "tar": float(np.mean(gen < thr)),
-        "far": float(np.searchsorted(imp, thr, side="left") / imp.size),
-        "threshold": thr,
-    }
-
-
 def pair_scores(embeddings1: np.ndarray, embeddings2: np.ndarray, metric: str = "euclidean") -> np.ndarray:
     """Euclidean: ||e1/|e1| - e2/|e2| ||^2 in [0, 4] (InsightFace's arithmetic). Cosine: <e1/|e1|, e2/|e2|>."""
     e1, e2 = l2_normalize(embeddings1), l2_normalize(embeddings2)
@@ -212,11 +178,13 @@ def verification_metrics(
     Returns accuracy (mean over folds, fraction), accuracy_std (population std), threshold (mean chosen),
     fold_accuracy, fold_thresholds, val / val_std / far (VAL@FAR=val_far as InsightFace), tpr / fpr (test-fold
     ROC averaged over folds, one value per threshold in roc_thresholds), tar_at_far {far_key: {tar, far,
-    threshold}} on all pairs, metric, and xnorm if norms were given.
+    threshold}} on all pairs (scoring.tar_at_far: n/a below 1/#impostors), metric, and xnorm if norms were given.
     """
     _check_inputs(embeddings1, embeddings2, issame, nfolds)
     same = np.asarray(issame, dtype=bool)
     scores = pair_scores(embeddings1, embeddings2, metric)
+    if not np.isfinite(scores).all():
+        raise DataError("pair embeddings contain NaN or inf values; check the model's output")
     if metric == "euclidean":
         roc_t = EUCLIDEAN_THRESHOLDS if thresholds is None else np.asarray(thresholds, float)
         val_t = EUCLIDEAN_VAL_THRESHOLDS if val_thresholds is None else np.asarray(val_thresholds, float)
@@ -232,9 +200,12 @@ def verification_metrics(
     val = kfold_val(dist, same, nfolds, internal_val, val_far)
     tpr, fpr = (acc["tpr"], acc["fpr"]) if sign > 0 else (acc["tpr"][::-1], acc["fpr"][::-1])
     tars = {}
+    sims = -dist  # higher = more alike, the direction tar_at_far takes
     for f in tar_fars:
-        r = tar_at_far(dist, same, f)
-        tars[far_key(f)] = {**r, "threshold": sign * r["threshold"]}
+        r = tar_at_far(sims[same], sims[~same], f)
+        if "reason" not in r:
+            r["threshold"] = -sign * r["threshold"]  # back to a distance (euclidean) or a cosine
+        tars[far_key(f)] = r
     out = {
         "metric": metric,
         "accuracy": float(np.mean(acc["fold_accuracy"])),

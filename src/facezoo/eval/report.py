@@ -1,8 +1,11 @@
-"""Evaluation reports: markdown tables laid out as published ones, JSON, CSV, ROC and CMC plots.
+"""Evaluation reports: markdown tables laid out as published ones, JSON, CSV, ROC and CMC plots, and `Report`, what
+an evaluation run (facezoo.eval.run / run_ijb / run_megaface) hands back.
 
 `results` is {model: {benchmark: result}} with each result as returned by `evaluate_bin` / `verification_metrics`
 (accuracy tables), or by the IJB evaluations (`format_tar_table`: results with tar_at_far;
-`format_identification_table`: results with tpir_at_fpir and cmc).
+`format_identification_table`: results with tpir_at_fpir and cmc). A rate that was not measured (an entry with a
+`reason`, e.g. TAR at a FAR below 1/#impostors) shows as "n/a" with the reason under the table; JSON has null
+values and the reason.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..far import far_key
 from ..io import atomic_write
-from .metrics import far_key
 
 # How published tables spell the usual benchmark names; others are shown as given.
 BENCHMARK_TITLES = {
@@ -49,6 +54,24 @@ def _percent(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
+class _Cells:
+    """Formats cells, "n/a" for entries with a reason, and collects those reasons as notes under the table."""
+
+    def __init__(self):
+        self.notes: dict[str, str] = {}
+
+    def __call__(self, entry, key: str, where: str) -> str:
+        if entry is None:
+            return "-"
+        if entry.get("reason"):
+            self.notes.setdefault(where, str(entry["reason"]).removeprefix("n/a: "))
+            return "n/a"
+        return _percent(entry.get(key))
+
+    def text(self) -> str:
+        return "".join(f"\nn/a: {where}: {why}" for where, why in self.notes.items())
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
@@ -56,23 +79,30 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), rule, *map(line, rows)])
 
 
-def _table(results: dict, title: str, cell) -> str:
+def _label(model: str, best: str | None) -> str:
+    return f"{model} (best)" if model == best else model
+
+
+def _table(results: dict, title: str, cell, best: str | None = None) -> str:
     benches = _benchmarks(results)
-    rows = [[model] + [cell(per.get(b)) for b in benches] for model, per in results.items()]
+    rows = [[_label(model, best)] + [cell(per.get(b), b) for b in benches] for model, per in results.items()]
     return _markdown([title] + [benchmark_title(b) for b in benches], rows)
 
 
-def format_table(results: dict[str, dict[str, dict]], tar_far: float | None = None) -> str:
+def format_table(results: dict[str, dict[str, dict]], tar_far: float | None = None, best: str | None = None) -> str:
     """Markdown table: one row per model, one column per benchmark, accuracy in % with 2 decimals ("-" if
-    missing). With tar_far (e.g. 1e-4) a second table gives TAR (%) at that FAR from each result's tar_at_far."""
-    text = _table(results, "model", lambda r: _percent(None if r is None else r.get("accuracy")))
+    missing, "n/a" if not measured). With tar_far (e.g. 1e-4) a second table gives TAR (%) at that FAR from each
+    result's tar_at_far. best: the model whose row is marked "(best)"."""
+    acc = _Cells()
+    text = _table(results, "model", lambda r, b: acc(r, "accuracy", benchmark_title(b)), best) + acc.text()
     if tar_far is not None:
         key = far_key(tar_far)
+        tar = _Cells()
 
-        def tar(r):
-            return _percent(None if r is None else r.get("tar_at_far", {}).get(key, {}).get("tar"))
+        def cell(r, b):
+            return "-" if r is None else tar(r.get("tar_at_far", {}).get(key), "tar", f"{benchmark_title(b)} {key}")
 
-        text += f"\n\nTAR (%) at FAR={key}\n\n" + _table(results, "model", tar)
+        text += f"\n\nTAR (%) at FAR={key}\n\n" + _table(results, "model", cell, best) + tar.text()
     return text
 
 
@@ -92,12 +122,13 @@ def format_tar_table(results: dict[str, dict[str, dict]], fars) -> str:
     benches = _with(results, "tar_at_far")
     cols = [(b, far_key(f)) for b in benches for f in fars]
     header = ["model"] + [f"{_bench_title(b)} {k}" for b, k in cols]
+    cells = _Cells()
 
-    def cell(r, k):
-        return _percent(None if r is None else r.get("tar_at_far", {}).get(k, {}).get("tar"))
+    def cell(r, b, k):
+        return "-" if r is None else cells(r.get("tar_at_far", {}).get(k), "tar", f"{_bench_title(b)} {k}")
 
-    rows = [[m] + [cell(per.get(b), k) for b, k in cols] for m, per in results.items()]
-    return "TAR (%) at FAR\n\n" + _markdown(header, rows)
+    rows = [[m] + [cell(per.get(b), b, k) for b, k in cols] for m, per in results.items()]
+    return "TAR (%) at FAR\n\n" + _markdown(header, rows) + cells.text()
 
 
 def format_identification_table(results: dict[str, dict[str, dict]], fpirs, ranks, gallery: str | None = None) -> str:
@@ -110,20 +141,22 @@ def format_identification_table(results: dict[str, dict[str, dict]], fpirs, rank
     ]
     cols.sort(key=lambda c: benches.index(c[0]))  # group by benchmark, stable: TPIRs then ranks
     header = ["model"] + [f"{_bench_title(b)} " + (f"TPIR@{k}" if w == "tpir" else f"rank-{k}") for b, w, k in cols]
+    cells = _Cells()
 
-    def cell(r, what, k):
+    def cell(r, b, what, k):
         if r is not None and gallery is not None:
             r = r.get("galleries", {}).get(gallery)
         if r is None:
             return "-"
         if what == "tpir":
-            return _percent(r.get("tpir_at_fpir", {}).get(k, {}).get("tpir"))
+            return cells(r.get("tpir_at_fpir", {}).get(k), "tpir", f"{_bench_title(b)} TPIR@{k}")
         cmc = r.get("cmc", {})
         return _percent(cmc.get(k, cmc.get(str(k))))
 
-    rows = [[m] + [cell(per.get(b), w, k) for b, w, k in cols] for m, per in results.items()]
+    rows = [[m] + [cell(per.get(b), b, w, k) for b, w, k in cols] for m, per in results.items()]
     where = "mean over the galleries" if gallery is None else f"gallery {gallery}"
-    return f"TPIR (%) at FPIR and rank-k identification rate (%), {where}\n\n" + _markdown(header, rows)
+    title = f"TPIR (%) at FPIR and rank-k identification rate (%), {where}\n\n"
+    return title + _markdown(header, rows) + cells.text()
 
 
 def _plain(x):
@@ -222,3 +255,34 @@ def plot_roc(path, curves: dict[str, tuple]) -> None:
     if curves:
         ax.legend(loc="lower right", fontsize="small")
     _save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------ a run's report
+
+
+@dataclass
+class Report:
+    """What an evaluation run hands back: the results, the tables as printed, and what `write` puts in a folder.
+
+    results: {model: {benchmark: result}} (results.json); text: the tables (and a line or two on the data);
+    best: the model marked best (verification runs: highest mean accuracy over the sets), else None;
+    rows: the {model: {benchmark: result}} of results.csv when it differs from results (MegaFace's summary);
+    plots: {file name: (plot function, curves)}, e.g. {"roc.png": (plot_roc, {label: (fpr, tpr)})}.
+    """
+
+    results: dict
+    text: str
+    best: str | None = None
+    rows: dict | None = None
+    plots: dict[str, tuple[Callable, dict]] = field(default_factory=dict)
+
+    def write(self, out) -> list[Path]:
+        """results.json, results.csv and the plots into folder `out` (each written atomically); the paths."""
+        out = Path(out)
+        written = [out / "results.json", out / "results.csv"]
+        write_json(written[0], self.results)
+        write_csv(written[1], self.results if self.rows is None else self.rows)
+        for name, (plot, curves) in self.plots.items():
+            plot(out / name, curves)
+            written.append(out / name)
+        return written

@@ -13,7 +13,8 @@ import torch
 
 from ..errors import DataError
 from .features import embed_chunk, extract_features, file_key
-from .metrics import verification_metrics
+from .metrics import TAR_FARS, verification_metrics
+from .progress import bar
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,10 +29,12 @@ def embed_views(
     return [v.astype(np.float64) for v in embed_chunk(embed, images, batch_size, device, flip)]
 
 
-def _cached_views(embed, images: np.ndarray, key: str | None, batch_size, device, flip, cache_dir, log=None):
-    """embed_views through the feature cache (facezoo.eval.features) when cache_dir and key are given."""
+def _cached_views(embed, images: np.ndarray, key: str | None, batch_size, device, flip, cache_dir, progress, desc):
+    """embed_views, through the feature cache (facezoo.eval.features) when cache_dir and key are given; with a
+    progress bar either way."""
     if cache_dir is None or key is None:
-        return embed_views(embed, images, batch_size, device, flip)
+        with bar(len(images), f"embedding {desc or 'pairs'}", "img", progress) as pbar:
+            return [v.astype(np.float64) for v in embed_chunk(embed, images, batch_size, device, flip, pbar)]
     e, e_flip = extract_features(
         embed,
         key,
@@ -41,7 +44,8 @@ def _cached_views(embed, images: np.ndarray, key: str | None, batch_size, device
         batch_size=batch_size,
         device=device,
         cache_dir=cache_dir,
-        log=log,
+        progress=progress,
+        desc=desc,
     )
     return [v.astype(np.float64) for v in ((e, e_flip) if flip else (e,))]
 
@@ -65,19 +69,27 @@ def evaluate_pairs(
     flip: bool = True,
     cache_dir=None,
     cache_key: str | None = None,
+    tar_fars=TAR_FARS,
+    progress: bool = False,
+    desc: str | None = None,
 ) -> dict:
     """verification_metrics of pairs (images[2i], images[2i+1]) plus xnorm and pairs.
 
     xnorm is InsightFace's: the mean L2 norm of every raw per-view embedding (each image and each flip).
     With cache_dir and cache_key (naming the images and their preprocessing) embeddings go through the cache.
+    progress: a bar over the images embedded (stderr, when it is a terminal), titled desc.
     """
     issame = np.asarray(issame, dtype=bool)
     if len(images) != 2 * len(issame):
         raise DataError(f"{len(images)} images for {len(issame)} pairs; a pair set needs exactly 2 images per pair")
-    views = _cached_views(embed, images, cache_key, batch_size, device, flip, cache_dir)
+    if len(images) == 0:
+        raise DataError("the pair set is empty; a verification set needs at least one pair")
+    views = _cached_views(embed, images, cache_key, batch_size, device, flip, cache_dir, progress, desc)
     emb = views[0] + views[1] if flip else views[0]
     norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
-    result = verification_metrics(emb[0::2], emb[1::2], issame, nfolds=nfolds, metric=metric, norms=norms)
+    result = verification_metrics(
+        emb[0::2], emb[1::2], issame, nfolds=nfolds, metric=metric, norms=norms, tar_fars=tuple(tar_fars)
+    )
     result["pairs"] = len(issame)
     return result
 
@@ -115,41 +127,48 @@ def evaluate_sets(
     metric: str = "euclidean",
     log: Callable[[str], None] | None = None,
     cache_dir=None,
+    tar_fars=TAR_FARS,
+    progress: bool = False,
+    decoded: dict | None = None,
 ) -> dict[str, dict[str, dict]]:
     """{model: {set name: result}}; `sets` maps a name to load(image_size) -> (uint8 images, issame).
 
-    Each set is loaded once per distinct model input size (a model's `input_size`, (112, 112) if it has none).
-    With cache_dir, sets whose load has a `cache_key` attribute (see `keyed`) are embedded through the feature
-    cache (key + input size), so a rerun with the same model and files embeds nothing.
+    Each set is loaded once per distinct model input size (a model's `input_size`, (112, 112) if it has none)
+    and kept in `decoded` ({(set name, size): (images, issame)}; pass one dict to several calls to share the
+    loads, e.g. one call per checkpoint). With cache_dir, sets whose load has a `cache_key` attribute (see `keyed`)
+    are embedded through the feature cache (key + input size), so a rerun with the same model and files embeds
+    nothing.
     """
+    decoded = {} if decoded is None else decoded
     results: dict[str, dict[str, dict]] = {name: {} for name in models}
-    sizes = {name: tuple(getattr(m, "input_size", (112, 112))) for name, m in models.items()}
-    for set_name, load in sets.items():
-        for size in dict.fromkeys(sizes.values()):
-            images, issame = load(size)
-            for name, m in models.items():
-                if sizes[name] != size:
-                    continue
-                key = getattr(load, "cache_key", None)
-                r = evaluate_pairs(
-                    m,
-                    images,
-                    issame,
-                    batch_size=batch_size,
-                    device=device,
-                    nfolds=nfolds,
-                    metric=metric,
-                    cache_dir=cache_dir,
-                    cache_key=None if key is None else f"{key}:{size[0]}x{size[1]}",
+    for name, m in models.items():
+        size = tuple(getattr(m, "input_size", (112, 112)))
+        for set_name, load in sets.items():
+            if (set_name, size) not in decoded:
+                decoded[(set_name, size)] = load(size)
+            images, issame = decoded[(set_name, size)]
+            key = getattr(load, "cache_key", None)
+            r = evaluate_pairs(
+                m,
+                images,
+                issame,
+                batch_size=batch_size,
+                device=device,
+                nfolds=nfolds,
+                metric=metric,
+                cache_dir=cache_dir,
+                cache_key=None if key is None else f"{key}:{size[0]}x{size[1]}",
+                tar_fars=tar_fars,
+                progress=progress,
+                desc=f"{name} {set_name}",
+            )
+            r["name"] = set_name
+            results[name][set_name] = r
+            if log is not None:
+                log(
+                    f"[{name}] {set_name}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
+                    f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}"
                 )
-                r["name"] = set_name
-                results[name][set_name] = r
-                if log is not None:
-                    log(
-                        f"[{name}] {set_name}: accuracy {100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}"
-                        f"  VAL@FAR={r['val_far_target']:g} {100 * r['val']:.2f}  XNorm {r['xnorm']:.3f}"
-                    )
-            del images
     return results
 
 

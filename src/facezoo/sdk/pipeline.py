@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, NoFaceError
-from ..eval.metrics import far_key
+from ..far import far_key
 from .align import _hw, align_face
 from .detect.base import Detector, check_image
 from .face import Face

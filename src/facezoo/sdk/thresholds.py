@@ -1,10 +1,11 @@
 """Verification thresholds chosen by target false accept rate (FAR), and writing them into a model file.
 
-Rule: predict "same" iff cosine >= t. FAR(t) = #{impostor scores >= t} / n. For a target far, t is the smallest
-threshold with FAR(t) <= far: with impostor scores sorted descending s_1 >= s_2 >= ... >= s_n and
-k = floor(far * n) (exact decimal arithmetic), every t > s_(k+1) accepts at most k impostors and every t <= s_(k+1)
-accepts at least k + 1, so t = the next float64 above s_(k+1). A far below 1/n cannot be measured (k = 0 would
-only say "no impostor accepted in n"): that is a ConfigError asking for at least ceil(1/far) impostor pairs.
+Rule (facezoo.far, the one evaluation reports by): predict "same" iff cosine >= t. FAR(t) = #{impostor scores >= t}
+/ n. For a target far, t is the smallest threshold with FAR(t) <= far: with impostor scores sorted descending
+s_1 >= s_2 >= ... >= s_n and k = floor(far * n) (exact decimal arithmetic), every t > s_(k+1) accepts at most k
+impostors and every t <= s_(k+1) accepts at least k + 1, so t = the next float64 above s_(k+1). A far below 1/n
+cannot be measured (k = 0 would only say "no impostor accepted in n"): that is a ConfigError asking for at least
+ceil(1/far) impostor pairs, where evaluation reports n/a.
 
 Scores for calibration are the ones FaceAnalyzer.verify computes: cosine of the L2-normalised embeddings of the
 two aligned crops, single view (no flip) by default; flip=True uses e(x) + e(flip(x)) for pipelines that do.
@@ -15,57 +16,38 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from ..eval.metrics import far_key
+from ..far import check_far, far_key, min_impostors, strict_threshold, unmeasurable
 from ..io import atomic_write
 
 DEFAULT_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def _check_far(far) -> float:
-    try:
-        f = float(far)
-    except (TypeError, ValueError):
-        raise ConfigError(f"FAR {far!r} is not a number; use e.g. 1e-4.") from None
-    if not 0 < f < 1:
-        raise ConfigError(f"FAR {far!r} must be between 0 and 1 (exclusive), e.g. 1e-4.")
-    return f
-
-
-def _k(far: float, n: int) -> int:
-    """floor(far * n) in exact decimal arithmetic (1e-3 * 3000 is 3, not 2.9999...)."""
-    return math.floor(Fraction(repr(float(far))) * n)
-
-
 def calibrate_thresholds(impostor_scores, fars) -> dict[str, float]:
     """{far_key(far): t} with t the smallest threshold whose FAR (fraction of impostor scores >= t) is <= far."""
-    s = np.sort(np.asarray(impostor_scores, dtype=np.float64).reshape(-1))[::-1]
+    s = np.asarray(impostor_scores, dtype=np.float64).reshape(-1)
     if s.size == 0:
         raise ConfigError("no impostor scores: calibration needs pairs of different people.")
     if not np.isfinite(s).all():
         raise DataError("impostor scores contain NaN or infinite values; check the embeddings.")
     out = {}
     for far in fars:
-        f = _check_far(far)
-        k = _k(f, s.size)
-        if k < 1:
-            raise ConfigError(
-                f"FAR {f:g} needs at least {math.ceil(1 / f)} impostor pairs to be measured, but only {s.size} are "
-                "given; add pair sets (--bin, --folder) or choose a larger FAR."
-            )
-        out[far_key(f)] = float(np.nextafter(s[k], np.inf)) if k < s.size else -1.0
+        f = check_far(far, "FAR")
+        reason = unmeasurable(f, s.size)
+        if reason is not None:
+            raise ConfigError(f"FAR {f:g} {reason}; add pair sets (--bin, --folder) or choose a larger FAR.")
+        out[far_key(f)] = float(np.nextafter(strict_threshold(s, f), np.inf))  # "s >= t" form of "s > s_(k+1)"
     return out
 
 
 def supported_fars(n_impostors: int, fars=DEFAULT_FARS) -> list[float]:
     """The fars that n impostor pairs can measure (far * n >= 1)."""
-    return [f for f in fars if _k(f, n_impostors) >= 1]
+    return [f for f in fars if unmeasurable(f, n_impostors) is None]
 
 
 def threshold_report(genuine_scores, impostor_scores, thresholds: dict[str, float]) -> dict[str, dict]:
@@ -153,7 +135,7 @@ def calibrate(recognizer, bins=(), folders=(), fars=None, flip: bool = False) ->
         if not fars:
             raise ConfigError(
                 f"only {impostor.size} impostor pairs: even FAR {DEFAULT_FARS[0]:g} needs "
-                f"{math.ceil(1 / DEFAULT_FARS[0])}; add pair sets."
+                f"{min_impostors(DEFAULT_FARS[0])}; add pair sets."
             )
     thresholds = calibrate_thresholds(impostor, fars)
     view = "e(x) + e(flip(x))" if flip else "e(x), single view"
