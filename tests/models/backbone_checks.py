@@ -66,6 +66,34 @@ def check_forward_backward(name: str, kw: dict, size, embedding_size: int = 16, 
     return model
 
 
+def check_trains(name: str, kw: dict, tmp_path, size: int = 32) -> None:
+    """Three trainer steps (bf16 autocast, channels_last, AdamW, ArcFace with Partial FC 0.5): finite losses, and
+    the model.pt it writes rebuilds this backbone from its metadata and embeds."""
+    from facezoo.config import load_config
+    from facezoo.train.trainer import Trainer
+
+    from ..train.conftest import TinyFaces
+
+    flow = "{" + ", ".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in kw.items()) + "}"
+    cfg = load_config(
+        None,
+        [
+            f"output={tmp_path}/run", f"model.backbone={name}", f"model.input_size={size}", "model.embedding_size=16",
+            f"model.kwargs={flow}", "head.name=arcface", "head.kwargs={s: 16, m: 0.2}", "head.sample_rate=0.5",
+            "batch_size=16", "epochs=1", "optim.name=adamw", "optim.lr=0.001", "log_every=1", "save_every=3",
+            "data.num_workers=0", "tensorboard=false", "precision=bf16",
+        ],
+    )  # fmt: skip
+    history = Trainer(cfg, dataset=TinyFaces(size=size)).fit(max_steps=3)
+    losses = [row["train/loss"] for row in history if "train/loss" in row]
+    assert len(losses) == 3 and all(np.isfinite(losses)), losses
+    embedder = facezoo.load_model(tmp_path / "run" / "model.pt")
+    assert embedder.meta.backbone == name and embedder.meta.backbone_kwargs == cfg.model.kwargs
+    with torch.no_grad():
+        out = embedder(torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8))
+    assert out.shape == (2, 16) and torch.isfinite(out).all()
+
+
 def check_input_errors(name: str, kw: dict, size) -> None:
     """Wrong spatial size, channel count or rank is a ModelError that names the expected shape."""
     model = facezoo.create_backbone(name, embedding_size=8, input_size=size, **kw).eval()

@@ -13,6 +13,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
 )
@@ -62,6 +63,10 @@ def test_module_output_is_unit_of_one_plus_mask_times_trunk():
 def test_forward_backward_small():
     check_forward_backward("attention56", SMALL, (32, 32))
     check_forward_backward("attention92", SMALL, (40, 36))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("attention56", SMALL, tmp_path)
 
 
 def test_input_errors():

@@ -15,6 +15,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
     random_state_dict,
@@ -90,6 +91,10 @@ def test_channel_and_spatial_attention_by_hand():
 def test_forward_backward_small():
     check_forward_backward("cbam_ir50", SMALL, (32, 32))
     check_forward_backward("cbam_ir50", {**SMALL, "layers": (1, 1, 1, 1), "dropout": 0.4}, (32, 24))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("cbam_ir50", SMALL, tmp_path)
 
 
 def test_input_errors():

@@ -12,6 +12,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
 )
@@ -56,6 +57,10 @@ def test_odd_sizes_fuse_by_size_not_scale():
 def test_forward_backward_small():
     check_forward_backward("hrnet_w18", SMALL, (32, 32))
     check_forward_backward("hrnet_w18", {**SMALL, "modules": (1, 2, 1)}, (36, 28))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("hrnet_w18", SMALL, tmp_path)
 
 
 def test_input_errors():

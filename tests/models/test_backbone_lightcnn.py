@@ -14,6 +14,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
 )
@@ -52,6 +53,10 @@ def test_mix_pool_and_final_map():
 def test_forward_backward_small():
     check_forward_backward("lightcnn29", SMALL, (32, 32))
     check_forward_backward("lightcnn29", {**SMALL, "dropout": 0.2}, (48, 32))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("lightcnn29", SMALL, tmp_path)
 
 
 def test_input_errors():

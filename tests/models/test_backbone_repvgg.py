@@ -20,6 +20,7 @@ from .backbone_checks import (
     bn_keys,
     check_forward_backward,
     check_input_errors,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
     randomise_norms,
@@ -169,6 +170,10 @@ def test_cli_export_deploy_writes_the_fused_graph(tmp_path, capsys):
 def test_forward_backward_small():
     check_forward_backward("repvgg_b0", SMALL, (32, 32))
     check_forward_backward("repvgg_b1", {**SMALL, "deploy": True}, (32, 40))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("repvgg_a0", SMALL, tmp_path)
 
 
 def test_input_errors():

@@ -14,6 +14,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
     random_state_dict,
@@ -90,6 +91,10 @@ def test_paper_net_has_no_batch_norm_and_sphereface_crop_gives_7x6():
 def test_forward_backward_small():
     check_forward_backward("sphere20", SMALL, (32, 32))
     check_forward_backward("sphere64", {**SMALL, "batch_norm": False}, (32, 24))
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("sphere20", SMALL, tmp_path)
 
 
 def test_input_errors():

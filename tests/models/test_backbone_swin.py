@@ -16,12 +16,15 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     meta_params,
     one_thread,  # noqa: F401  (autouse fixture)
 )
 
 # patch 4, window 4: stage grids 16, 8, 4 (one window), 2 (one window, unshifted) at 64x64
 SMALL = {"embed_dim": 8, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4), "window_size": 4}
+# two stages, patch 2 on 32x32: a 16x16 grid (a plain and a shifted block), merging, an 8x8 grid
+TINY = {"embed_dim": 8, "depths": (2, 1), "num_heads": (1, 2), "window_size": 4, "patch_size": 2}
 
 
 @pytest.mark.parametrize("name, published", [("swin_t", 46.74), ("swin_s", 68.01)])
@@ -124,6 +127,10 @@ def test_forward_backward_small():
     check_forward_backward("swin_s", {**SMALL, "depths": (1, 1, 2, 1)}, (64, 32))  # non-square grids
 
 
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("swin_t", TINY, tmp_path)
+
+
 def test_input_errors():
     check_input_errors("swin_t", SMALL, (64, 64))
 
@@ -138,6 +145,4 @@ def test_untileable_sizes_are_config_errors():
 
 
 def test_onnx_export_parity(tmp_path):
-    # two stages, patch 2 on 32x32: a 16x16 grid (a plain and a shifted block), merging, an 8x8 grid
-    tiny = {"embed_dim": 8, "depths": (2, 1), "num_heads": (1, 2), "window_size": 4, "patch_size": 2}
-    check_onnx_parity("swin_t", tiny, (32, 32), tmp_path)
+    check_onnx_parity("swin_t", TINY, (32, 32), tmp_path)

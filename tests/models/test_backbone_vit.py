@@ -16,6 +16,7 @@ from .backbone_checks import (
     check_forward_backward,
     check_input_errors,
     check_onnx_parity,
+    check_trains,
     n_params,
     one_thread,  # noqa: F401  (autouse fixture)
     random_state_dict,
@@ -110,6 +111,10 @@ def test_registered_hyperparameters():
 def test_forward_backward_small():
     check_forward_backward("vit_t", SMALL, (36, 36))
     check_forward_backward("vit_h", {**SMALL, "depth": 1}, (36, 45))  # checkpointing on, non-square grid
+
+
+def test_trains_with_partial_fc_and_reloads(tmp_path):
+    check_trains("vit_t", SMALL, tmp_path)
 
 
 def test_input_errors():
