@@ -15,6 +15,9 @@ from facezoo.errors import ModelError
 from facezoo.models.checkpoint import save_checkpoint
 from facezoo.models.embedder import ModelMeta
 
+from .test_backbones import _bn as bn_keys  # noqa: F401  (key tables of a BatchNorm, shared with IResNet's)
+from .test_backbones import random_state_dict  # noqa: F401
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -123,31 +126,6 @@ def check_onnx_parity(name: str, kw: dict, size, tmp_path, embedding_size: int =
     assert got.shape == (3, embedding_size)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
     return result
-
-
-def bn_keys(prefix: str, c: int) -> dict[str, tuple]:
-    """State-dict keys and shapes of a BatchNorm over c features."""
-    return {
-        f"{prefix}.weight": (c,),
-        f"{prefix}.bias": (c,),
-        f"{prefix}.running_mean": (c,),
-        f"{prefix}.running_var": (c,),
-        f"{prefix}.num_batches_tracked": (),
-    }
-
-
-def random_state_dict(table: dict[str, tuple]) -> dict[str, torch.Tensor]:
-    """Random tensors of the table's shapes (positive variances, integer batch counters)."""
-    gen = torch.Generator().manual_seed(0)
-    sd = {}
-    for key, shape in table.items():
-        if key.endswith("num_batches_tracked"):
-            sd[key] = torch.tensor(7)
-        elif key.endswith("running_var"):
-            sd[key] = torch.rand(shape, generator=gen) + 0.5
-        else:
-            sd[key] = torch.randn(shape, generator=gen) * 0.05
-    return sd
 
 
 def table_params(table: dict[str, tuple], buffers=("running_mean", "running_var", "num_batches_tracked")) -> int:
