@@ -16,6 +16,8 @@ position bias tables (held by a non-leaf layer: 23,322 for Swin-T, 47,658 for Sw
 rule: 24,768 and 43,200); ours minus both is 46.740M and 68.016M. FaceX-Zoo reports 4.37 / 8.53 GMACs
 (THOP counts no attention matmuls; ours are FLOPs = 2 MACs, attention included).
 
+`dropout` is FaceX-Zoo's drop_rate: after the patch embedding, in each MLP and attention projection.
+
 Small sizes for tests: embed_dim, depths, num_heads, window_size, patch_size and input_size are keywords; each
 stage's token grid must divide by its window (a grid no larger than the window is one window, unshifted).
 """

@@ -20,6 +20,8 @@ vit_l is its "vit_l_dp005_mask_005" (the only ViT-L it defines); vit_b/l/h use a
 training as arcface_torch does (`checkpointing`). Its WebFace42M recipes use drop_path_rate 0.05 and
 mask_ratio 0 for ViT-T/S ("vit_t_dp005_mask0"): pass them as kwargs (configs/webface_vit_t_cosface.yaml does).
 
+`dropout` is arcface_torch's drop_rate: after the positional embedding, in each MLP and attention projection.
+
 Small sizes for tests: embed_dim, depth, num_heads, patch_size and input_size are all keywords.
 """
 
