@@ -27,13 +27,27 @@ def register(sub) -> None:
         help="parity tolerance on max |torch - onnxruntime|, times max(1, max |torch|) (default 1e-3)",
     )
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the onnxruntime parity check")
+    p.add_argument(
+        "--deploy",
+        action="store_true",
+        help="fuse train-time branches before exporting (backbones with a reparameterize() method, e.g. RepVGG: "
+        "3x3+1x1+identity -> one 3x3 conv); the metadata records the fused layout",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..export.onnx import export_onnx
 
-    r = export_onnx(args.checkpoint, args.onnx, opset=args.opset, input=args.input, check=args.check, atol=args.atol)
+    source = args.checkpoint
+    if args.deploy:
+        from ..models.checkpoint import load_model
+        from ..models.deploy import reparameterize
+
+        source = load_model(args.checkpoint)
+        if not reparameterize(source):
+            print(f"--deploy: backbone '{source.meta.backbone}' has no train-time branches to fuse; exported as is")
+    r = export_onnx(source, args.onnx, opset=args.opset, input=args.input, check=args.check, atol=args.atol)
     shape = "x".join(str(d) for d in r["input_shape"])
     print(
         f"wrote {r['path']} (exporter {r['exporter']}, opset {r['opset']}, input '{r['input_name']}' "
