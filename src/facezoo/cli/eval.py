@@ -92,9 +92,9 @@ def _pairs_key(spec: str, pairset) -> str:
 
 def run(args) -> int:
 
+    from .. import load_model
     from ..device import resolve_device
     from ..errors import ConfigError
-    from ..eval.models import load_embedder
     from ..eval.pairs import load_pair_images, read_pairs, rfw_race, rfw_summary
     from ..eval.report import format_table, plot_roc, write_csv, write_json
     from ..eval.verification import bin_sets, evaluate_sets, keyed
@@ -113,7 +113,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     models = {}
     for name, path in zip(model_names(args.checkpoints), args.checkpoints):
-        models[name] = load_embedder(path, device)
+        models[name] = load_model(path, device)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else features_dir()
     results = evaluate_sets(

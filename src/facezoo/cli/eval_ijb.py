@@ -65,12 +65,12 @@ def _lean(result: dict) -> dict:
 
 def run(args) -> int:
 
+    from .. import load_model
     from ..device import resolve_device
     from ..errors import ConfigError
     from ..eval.ijb import IJB_FARS, evaluate_ijb, load_ijb_meta
     from ..eval.ijb_1n import IJB_FPIRS, IJB_RANKS
     from ..eval.ijb_images import embed_ijb_images, loose_crop_dir
-    from ..eval.models import load_embedder
     from ..eval.report import format_identification_table, format_tar_table, plot_cmc, plot_roc, write_csv, write_json
     from ..paths import features_dir
     from .eval import model_names
@@ -83,7 +83,7 @@ def run(args) -> int:
         metas[target] = load_ijb_meta(args.root, target, args.protocol)  # every meta file read before a model loads
         loose_crop_dir(args.root, target)
     device = resolve_device(args.device)
-    models = {n: load_embedder(p, device) for n, p in zip(model_names(args.checkpoints), args.checkpoints)}
+    models = {n: load_model(p, device) for n, p in zip(model_names(args.checkpoints), args.checkpoints)}
     options = {
         "use_flip": not args.no_flip,
         "use_norm": not args.no_norm,

@@ -84,10 +84,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
 
+    from .. import load_model
     from ..device import resolve_device
     from ..errors import ConfigError
     from ..eval import megaface_data as md
-    from ..eval.models import load_embedder
     from ..eval.report import format_table, plot_cmc, write_csv, write_json
     from ..paths import features_dir
     from ..train.distributed import world_from_env
@@ -120,7 +120,7 @@ def run(args) -> int:
     table, full = {}, {}
     for name, src in zip(names, [*args.checkpoints, *args.features]):
         if src in args.checkpoints:
-            model = load_embedder(src, device)
+            model = load_model(src, device)
             feats = md.embed_megaface(
                 model,
                 lists,

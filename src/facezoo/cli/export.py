@@ -10,7 +10,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to ONNX (preprocessing metadata embedded)", description=__doc__
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt")
+    p.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt, or a pretrained model name"
+    )
     p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file (written atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument(
