@@ -40,14 +40,15 @@ def _is_number(v) -> bool:
 
 def _per_channel(value, name: str, positive: bool = False):
     """A float, or a tuple of 3 floats, after checking each is finite (and > 0 when positive)."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(values) != (3 if isinstance(value, (list, tuple)) else 1) or not all(_is_number(v) for v in values):
+    several = isinstance(value, (list, tuple, np.ndarray))
+    values = list(value.reshape(-1) if isinstance(value, np.ndarray) else value) if several else [value]
+    if len(values) != (3 if several else 1) or not all(_is_number(v) for v in values):
         raise ModelError(f"model metadata: {name} must be a number or 3 numbers (one per channel), got {value!r}")
     values = [float(v) for v in values]
     if not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
         want = "positive and finite" if positive else "finite"
         raise ModelError(f"model metadata: {name} must be {want}, got {value!r}")
-    return values[0] if not isinstance(value, (list, tuple)) else tuple(values)
+    return tuple(values) if several else values[0]
 
 
 def channel_values(value) -> tuple[float, float, float]:
