@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from facezoo import load_model
 from facezoo.cli import main
 from facezoo.data.image import encode_image
 from facezoo.data.verification_bin import write_bin
@@ -17,7 +18,6 @@ from facezoo.models.checkpoint import load_checkpoint, save_checkpoint
 from facezoo.models.embedder import ARCFACE_TEMPLATE_112, ModelMeta
 from facezoo.sdk.align import align_face
 from facezoo.sdk.detect.base import DETECTORS, Detections, Detector
-from facezoo.sdk.embed import load_recognizer
 from facezoo.sdk.thresholds import calibrate_thresholds
 
 META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
@@ -103,7 +103,7 @@ def test_embed_npy_rows_are_normalised_model_embeddings(env, capsys, tmp_path):
     assert code == 0 and "torch on cpu" in err  # the device in use is said
     emb = np.load(out)
     assert emb.shape == (4, 32) and [f["row"] for r in recs for f in r["faces"]] == [0, 1, 2, 3]
-    rec = load_recognizer(env / "tiny.pt", "cpu")
+    rec = load_model(env / "tiny.pt", "cpu")
     crop = align_face(face_like(2), KPS + 20, (64, 64))[0]
     want = rec(crop[None])[0]
     np.testing.assert_allclose(emb[2], want / np.linalg.norm(want), atol=1e-5)
@@ -160,7 +160,7 @@ def test_gallery_round_trip_and_identify(env, capsys, tmp_path):
     assert code == 0 and r["entries"] == 1
     code, (r,), _ = _run(capsys, "gallery", "list", g)
     assert [i["name"] for i in r["identities"]] == ["ben", "cat", "dan"] and r["faces"] == 3
-    assert r["embedding_size"] == 32 and r["model_key"] == load_recognizer(env / "tiny.pt", "cpu").key
+    assert r["embedding_size"] == 32 and r["model_key"] == load_model(env / "tiny.pt", "cpu").key
     code, (r,), _ = _run(capsys, "gallery", "index", g, "--kind", "ivf", "--recall", "--k", 2)
     # 3 entries give one IVF cell, searched whole: the approximate top-k equals the exact one
     assert code == 0 and r["recall_at_k"] == 1.0 and r["queries"] == 3 and r["k"] == 2
@@ -169,7 +169,7 @@ def test_gallery_round_trip_and_identify(env, capsys, tmp_path):
 
 
 def test_calibrate_writes_thresholds_that_verify_uses(env, capsys, tmp_path):
-    rec = load_recognizer(env / "tiny.pt", "cpu")
+    rec = load_model(env / "tiny.pt", "cpu")
     imgs = np.stack([align_face(face_like(50 + i), KPS + 20, (64, 64))[0] for i in range(40)])
     issame = [False] * 20
     write_bin(tmp_path / "set.bin", [encode_image(im, "png") for im in imgs], issame)

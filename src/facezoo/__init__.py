@@ -32,11 +32,15 @@ def list_heads() -> list[str]:
     return HEADS.names()
 
 
-def load_model(path, map_location="cpu"):
-    """Load a facezoo checkpoint as a ready embedder (preprocessing from its metadata)."""
-    from .models.checkpoint import load_model as _load
+def load_model(model, device="auto", runtime=None, *, mean=None, std=None, channel_order=None, batch_size=None):
+    """A ready Embedder from a facezoo .pt, a facezoo or third-party .onnx, a pretrained model name or an object.
 
-    return _load(path, map_location=map_location)
+    embedder(uint8 (B, H, W, 3) crops, channel_order="RGB") -> float32 (B, D) raw embeddings; runtime "torch" |
+    "onnxruntime" | ... (default by file type); device "auto" | "cpu" | "cuda[:i]". See facezoo.models.loader.
+    """
+    from .models.loader import load_model as _load
+
+    return _load(model, device, runtime, mean=mean, std=std, channel_order=channel_order, batch_size=batch_size)
 
 
 __all__ = ["__version__", "create_backbone", "create_head", "list_backbones", "list_heads", "load_model"]

@@ -104,7 +104,7 @@ def test_run_folder_evaluates_every_checkpoint_and_marks_the_best(tmp_path, sets
 
 
 def test_names_option(tmp_path, sets, monkeypatch, capsys):
-    monkeypatch.setattr("facezoo.eval.runner.load_embedder", lambda path, device: Flat())  # .pt and .onnx alike
+    monkeypatch.setattr("facezoo.load_model", lambda path, device: Flat())  # .pt and .onnx alike
     models = [str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]
     out = tmp_path / "out"
     base = ["eval", *models, "--bin", str(sets[0]), "--device", "cpu", "--nfolds", "2", "--no-cache"]

@@ -18,6 +18,7 @@ from facezoo.errors import ConfigError, ModelError
 from facezoo.export import onnx as fonnx
 from facezoo.models.checkpoint import save_checkpoint
 from facezoo.models.embedder import ModelMeta
+from facezoo.models.runtimes.ort import read_onnx_meta
 
 MODELS = {
     "ir18": ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=16, input_size=(32, 32)),
@@ -100,7 +101,7 @@ def test_float_graph_equals_pytorch_at_batch_1_and_5(name, ckpts, exported):
     sess = _session(path)
     (inp,) = sess.get_inputs()
     assert inp.type == "tensor(float)" and inp.shape[1:] == [3, *meta.input_size] and isinstance(inp.shape[0], str)
-    backbone = facezoo.load_model(ckpts[name]).backbone
+    backbone = facezoo.load_model(ckpts[name], "cpu").module.backbone
     for batch in (1, 5):
         x = _by_hand(_faces(batch, meta.input_size, batch), meta)
         got = sess.run(None, {inp.name: x})[0]
@@ -118,21 +119,22 @@ def test_uint8_graph_equals_embedder(ckpts, exported):
     sess = _session(path)
     (inp,) = sess.get_inputs()
     assert inp.type == "tensor(uint8)" and inp.shape[1:] == [*meta.input_size, 3]
-    embedder = facezoo.load_model(ckpts[name])
+    embedder = facezoo.load_model(ckpts[name], "cpu")
     for batch in (1, 5):
         images = _faces(batch, meta.input_size, 10 + batch)
         got = sess.run(None, {inp.name: images})[0]
-        with torch.no_grad():
-            want = embedder(torch.from_numpy(images)).numpy()
+        want = embedder(images)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * max(1.0, np.abs(want).max()))
 
 
-def test_metadata_round_trip(exported):
+def test_metadata_round_trip(ckpts, exported):
     for (name, layout), (path, result) in exported.items():
         raw = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert json.loads(raw["facezoo.meta"]) == MODELS[name].to_dict()
         assert raw["facezoo.input"] == layout and raw["facezoo.version"] == facezoo.__version__
-        info = fonnx.read_onnx_meta(path)
+        assert raw["facezoo.weights"] == facezoo.load_model(ckpts[name]).weights_digest()  # by hand: test_loader
+        info = read_onnx_meta(path)
+        assert info["weights"] == raw["facezoo.weights"]
         assert ModelMeta.from_dict(info["meta"]) == MODELS[name]
         assert info["input"] == layout and info["opset"] == result["opset"] == 17
         assert info["input_shape"][1:] == result["input_shape"][1:]
@@ -142,11 +144,10 @@ def test_metadata_round_trip(exported):
 def test_onnx_embedder_equals_embedder(ckpts, exported):
     for name, layout in EXPORTS:
         meta = MODELS[name]
-        emb = fonnx.OnnxEmbedder(exported[name, layout][0])
-        assert emb.input_size == meta.input_size and emb.meta == meta
+        emb = facezoo.load_model(exported[name, layout][0], "cpu")
+        assert emb.runtime == "onnxruntime" and emb.input_size == meta.input_size and emb.meta == meta
         images = _faces(3, meta.input_size, 7)
-        with torch.no_grad():
-            want = facezoo.load_model(ckpts[name])(torch.from_numpy(images)).numpy()
+        want = facezoo.load_model(ckpts[name], "cpu")(images)
         for given in (images, torch.from_numpy(images)):
             got = emb(given)
             assert got.dtype == np.float32 and got.shape == want.shape
@@ -158,11 +159,11 @@ def test_bgr_metadata_honoured(exported):
     path = exported["mbf", "float"][0]
     images = _faces(2, meta.input_size, 3)
     raw = _session(path).run(None, {"input": _by_hand(images, meta)})[0]
-    emb = fonnx.OnnxEmbedder(path)
+    emb = facezoo.load_model(path)
     np.testing.assert_allclose(emb(images), raw, rtol=1e-5, atol=1e-5)
     swapped = emb(np.ascontiguousarray(images[..., ::-1]))
     assert np.abs(swapped - raw).max() > 100 * np.abs(emb(images) - raw).max() + 1e-4
-    uint8_emb = fonnx.OnnxEmbedder(exported["mbf", "uint8"][0])
+    uint8_emb = facezoo.load_model(exported["mbf", "uint8"][0])
     np.testing.assert_allclose(uint8_emb(images), raw, rtol=0, atol=1e-3 * max(1.0, np.abs(raw).max()))
 
 
@@ -172,16 +173,16 @@ def test_foreign_onnx_needs_explicit_preprocessing(exported, tmp_path):
     del model.metadata_props[:]
     bare = tmp_path / "insightface_style.onnx"
     onnx.save(model, str(bare))
-    assert fonnx.read_onnx_meta(bare)["meta"] is None
+    assert read_onnx_meta(bare)["meta"] is None
     with pytest.raises(ConfigError, match="mean, std, channel_order"):
-        fonnx.OnnxEmbedder(bare)
+        facezoo.load_model(bare)
     with pytest.raises(ConfigError, match="channel_order"):
-        fonnx.OnnxEmbedder(bare, mean=127.5, std=127.5)
-    emb = fonnx.OnnxEmbedder(bare, mean=127.5, std=127.5, channel_order="RGB")
+        facezoo.load_model(bare, mean=127.5, std=127.5)
+    emb = facezoo.load_model(bare, mean=127.5, std=127.5, channel_order="RGB")
     images = _faces(2, meta.input_size, 5)
-    np.testing.assert_allclose(emb(images), fonnx.OnnxEmbedder(exported["ir18", "float"][0])(images), atol=1e-6)
-    with pytest.raises(ConfigError, match="the file says"):
-        fonnx.OnnxEmbedder(exported["ir18", "float"][0], channel_order="BGR")
+    np.testing.assert_allclose(emb(images), facezoo.load_model(exported["ir18", "float"][0])(images), atol=1e-6)
+    with pytest.raises(ConfigError, match="the model says"):
+        facezoo.load_model(exported["ir18", "float"][0], channel_order="BGR")
     with pytest.raises(ModelError, match="uint8"):
         emb(images.astype(np.float32))
 
@@ -215,10 +216,9 @@ def test_cli_export(ckpts, tmp_path, monkeypatch, capsys):
     assert cli.main(["export", str(ckpts["ir18"]), "--onnx", str(out), "--input", "uint8"]) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "max |diff|" in printed and "min cosine" in printed
-    assert fonnx.read_onnx_meta(out)["input"] == "uint8"
+    assert read_onnx_meta(out)["input"] == "uint8"
     images = _faces(2, MODELS["ir18"].input_size, 9)
-    with torch.no_grad():
-        want = facezoo.load_model(ckpts["ir18"])(torch.from_numpy(images)).numpy()
-    np.testing.assert_allclose(fonnx.OnnxEmbedder(out)(images), want, rtol=0, atol=1e-3 * max(1, np.abs(want).max()))
+    want = facezoo.load_model(ckpts["ir18"], "cpu")(images)
+    np.testing.assert_allclose(facezoo.load_model(out)(images), want, rtol=0, atol=1e-3 * max(1, np.abs(want).max()))
     assert cli.main(["export", str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "x.onnx")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "missing.pt: model file not found" in capsys.readouterr().err

@@ -92,9 +92,8 @@ def check_trains(name: str, kw: dict, tmp_path, size: int = 32) -> None:
     assert len(losses) == 3 and all(np.isfinite(losses)), losses
     embedder = facezoo.load_model(tmp_path / "run" / "model.pt")
     assert embedder.meta.backbone == name and embedder.meta.backbone_kwargs == cfg.model.kwargs
-    with torch.no_grad():
-        out = embedder(torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8))
-    assert out.shape == (2, 16) and torch.isfinite(out).all()
+    out = embedder(torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8))
+    assert out.shape == (2, 16) and np.isfinite(out).all()
 
 
 def check_input_errors(name: str, kw: dict, size) -> None:
@@ -111,7 +110,7 @@ def check_onnx_parity(name: str, kw: dict, size, tmp_path, embedding_size: int =
     equals the PyTorch embedder. Returns the export result."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from facezoo.export.onnx import OnnxEmbedder, export_onnx
+    from facezoo.export.onnx import export_onnx
 
     meta = ModelMeta(backbone=name, backbone_kwargs=dict(kw), embedding_size=embedding_size, input_size=tuple(size))
     torch.manual_seed(0)
@@ -120,9 +119,9 @@ def check_onnx_parity(name: str, kw: dict, size, tmp_path, embedding_size: int =
     save_checkpoint(ckpt, meta, net.state_dict())
     result = export_onnx(ckpt, tmp_path / f"{name}.onnx")
     images = np.random.default_rng(1).integers(0, 256, (3, *size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        want = facezoo.load_model(ckpt)(torch.from_numpy(images)).numpy()
-    got = OnnxEmbedder(tmp_path / f"{name}.onnx")(images)
+    want = facezoo.load_model(ckpt)(images)
+    got = facezoo.load_model(tmp_path / f"{name}.onnx")(images)
+    assert facezoo.load_model(tmp_path / f"{name}.onnx").describe().count("onnxruntime")
     assert got.shape == (3, embedding_size)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
     return result

@@ -1,4 +1,4 @@
-"""Recognizers: torch and ONNX give the same embeddings, preprocessing from metadata, batching, devices, keys."""
+"""Embedders: torch and ONNX give the same embeddings, preprocessing from metadata, batching, devices, keys."""
 
 import json
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from facezoo import load_model
 from facezoo.errors import ConfigError, ModelError
 from facezoo.models.checkpoint import save_checkpoint
 from facezoo.models.embedder import ModelMeta
-from facezoo.sdk.embed import THRESHOLDS_KEY, load_recognizer
+from facezoo.models.runtimes.ort import THRESHOLDS_KEY
 
 META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
 
@@ -42,13 +43,11 @@ def _crops(n, seed=0, size=(64, 64)):
     return np.random.default_rng(seed).integers(0, 256, (n, *size, 3), dtype=np.uint8)
 
 
-def test_torch_recognizer_matches_the_backbone_by_hand(model):
-    rec = load_recognizer(model, "cpu")
-    assert rec.input_size == (64, 64) and rec.device == "cpu" and rec.backend == "torch"
+def test_torch_embedder_matches_the_backbone_by_hand(model):
+    rec = load_model(model, "cpu")
+    assert rec.input_size == (64, 64) and rec.device == "cpu" and rec.runtime == "torch"
     x = _crops(3)
-    import facezoo
-
-    net = facezoo.load_model(model).backbone.eval()
+    net = load_model(model).module.backbone
     by_hand = torch.from_numpy(((x.astype(np.float32) - 127.5) / 127.5).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         want = net(by_hand).numpy()
@@ -59,17 +58,17 @@ def test_torch_recognizer_matches_the_backbone_by_hand(model):
 
 def test_batching_does_not_change_results(model):
     x = _crops(7, seed=1)
-    whole = load_recognizer(model, "cpu", batch_size=64)(x)
-    in_threes = load_recognizer(model, "cpu", batch_size=3)(x)
+    whole = load_model(model, "cpu", batch_size=64)(x)
+    in_threes = load_model(model, "cpu", batch_size=3)(x)
     np.testing.assert_allclose(in_threes, whole, rtol=1e-5, atol=1e-4 * np.abs(whole).max())
-    one = load_recognizer(model, "cpu")(x[4])  # a single (H, W, 3) crop is a batch of one
+    one = load_model(model, "cpu")(x[4])  # a single (H, W, 3) crop is a batch of one
     np.testing.assert_allclose(one[0], whole[4], rtol=1e-5, atol=1e-4 * np.abs(whole).max())
 
 
-def test_onnx_and_torch_recognizers_agree_within_1e_4(model, onnx_model):
-    torch_rec = load_recognizer(model, "cpu")
-    onnx_rec = load_recognizer(onnx_model, "cpu")
-    assert onnx_rec.backend == "onnxruntime" and onnx_rec.providers[0] == "CPUExecutionProvider"
+def test_onnx_and_torch_embedders_agree_within_1e_4(model, onnx_model):
+    torch_rec = load_model(model, "cpu")
+    onnx_rec = load_model(onnx_model, "cpu")
+    assert onnx_rec.runtime == "onnxruntime" and onnx_rec.providers[0] == "CPUExecutionProvider"
     x = _crops(5, seed=2)
     a, b = torch_rec(x), onnx_rec(x)
     # untrained weights give embeddings in the hundreds: 1e-4 relative to the scale, and on unit vectors
@@ -85,26 +84,27 @@ def test_insightface_style_onnx_needs_explicit_preprocessing(onnx_model, tmp_pat
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
     with pytest.raises(ConfigError, match="mean, std, channel_order"):
-        load_recognizer(bare, "cpu")
-    rec = load_recognizer(bare, "cpu", mean=127.5, std=127.5, channel_order="RGB")
-    assert rec.meta is None and rec.input_size == (64, 64) and rec.thresholds == {}
+        load_model(bare, "cpu")
+    rec = load_model(bare, "cpu", mean=127.5, std=127.5, channel_order="RGB")
+    assert rec.input_size == (64, 64) and rec.thresholds == {} and rec.embedding_size == 32
+    assert (rec.meta.mean, rec.meta.std, rec.meta.channel_order) == (127.5, 127.5, "RGB")  # as given
     x = _crops(2, seed=3)
-    np.testing.assert_allclose(rec(x), load_recognizer(onnx_model, "cpu")(x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(rec(x), load_model(onnx_model, "cpu")(x), rtol=0, atol=1e-6)
     # BGR reverses the channels before normalising: same as feeding the channel-reversed crops as RGB
-    bgr = load_recognizer(bare, "cpu", mean=127.5, std=127.5, channel_order="BGR")
+    bgr = load_model(bare, "cpu", mean=127.5, std=127.5, channel_order="BGR")
     np.testing.assert_allclose(bgr(x), rec(np.ascontiguousarray(x[..., ::-1])), rtol=0, atol=1e-6)
 
 
 def test_preprocessing_that_contradicts_metadata_is_refused(model):
     with pytest.raises(ConfigError, match="std=128.0 but the model says 127.5"):
-        load_recognizer(model, "cpu", std=128.0)
+        load_model(model, "cpu", std=128.0)
 
 
 def test_cuda_without_cuda_is_an_error_not_a_cpu_run(model, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA"):
-        load_recognizer(model, "cuda")
-    assert load_recognizer(model, "auto").device == "cpu"
+        load_model(model, "cuda")
+    assert load_model(model, "auto").device == "cpu"
 
 
 def test_onnx_cuda_without_provider_is_an_error(onnx_model):
@@ -113,11 +113,11 @@ def test_onnx_cuda_without_provider_is_an_error(onnx_model):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(ConfigError, match="CUDAExecutionProvider"):
-        load_recognizer(onnx_model, "cuda")
+        load_model(onnx_model, "cuda")
 
 
 def test_other_crop_sizes_are_resized_and_bad_dtypes_refused(model):
-    rec = load_recognizer(model, "cpu")
+    rec = load_model(model, "cpu")
     from facezoo.data.image import resize_image
 
     big = _crops(2, seed=4, size=(128, 128))
@@ -129,17 +129,17 @@ def test_other_crop_sizes_are_resized_and_bad_dtypes_refused(model):
 
 def test_missing_model_and_key_ignores_metadata(model, tmp_path):
     with pytest.raises(ModelError, match="not found"):
-        load_recognizer(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")
     from facezoo.sdk.thresholds import write_thresholds
 
     calibrated = write_thresholds(model, {"1e-03": 0.3}, tmp_path / "cal.pt")
-    a, b = load_recognizer(model, "cpu"), load_recognizer(calibrated, "cpu")
+    a, b = load_model(model, "cpu"), load_model(calibrated, "cpu")
     assert b.thresholds == {"1e-03": 0.3} and a.thresholds == {}
     assert a.key == b.key and a.key.startswith("sha256:")
     torch.manual_seed(1)
     other = tmp_path / "other.pt"
     save_checkpoint(other, META, META.build_backbone().state_dict())
-    assert load_recognizer(other, "cpu").key != a.key
+    assert load_model(other, "cpu").key != a.key
 
 
 def test_onnx_thresholds_round_trip(onnx_model, tmp_path):
@@ -151,7 +151,7 @@ def test_onnx_thresholds_round_trip(onnx_model, tmp_path):
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props[THRESHOLDS_KEY]) == {"1e-04": 0.41, "1e-03": 0.33}
     assert json.loads(props["facezoo.meta"])["thresholds"] == {"1e-04": 0.41, "1e-03": 0.33}
-    rec = load_recognizer(out, "cpu")
+    rec = load_model(out, "cpu")
     assert rec.thresholds == {"1e-04": 0.41, "1e-03": 0.33}
     x = _crops(2, seed=5)
-    np.testing.assert_array_equal(rec(x), load_recognizer(onnx_model, "cpu")(x))  # weights untouched
+    np.testing.assert_array_equal(rec(x), load_model(onnx_model, "cpu")(x))  # weights untouched

@@ -453,7 +453,7 @@ import sys
 import facezoo.sdk.pipeline as pipeline
 
 class Fake:
-    def __init__(self, detector, recognizer, device):
+    def __init__(self, detector, recognizer, device, **options):
         self.detector = detector
 
     def identify(self, image, gallery, top_k=5, threshold=None):

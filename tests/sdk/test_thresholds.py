@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from facezoo import load_model
 from facezoo.data.image import encode_image
 from facezoo.data.verification_bin import write_bin
 from facezoo.errors import ConfigError
 from facezoo.models.checkpoint import save_checkpoint
 from facezoo.models.embedder import ModelMeta
-from facezoo.sdk.embed import load_recognizer
 from facezoo.sdk.thresholds import calibrate, calibrate_thresholds, supported_fars, threshold_report
 
 
@@ -64,7 +64,7 @@ def rec(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("cal") / "tiny.pt"
     save_checkpoint(path, meta, meta.build_backbone().state_dict())
-    return load_recognizer(path, "cpu")
+    return load_model(path, "cpu")
 
 
 def _images(n, seed):

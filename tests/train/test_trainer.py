@@ -44,8 +44,8 @@ def test_checkpoint_loads_as_a_ready_embedder(tiny_cfg, tmp_path):
     images = torch.from_numpy(np.stack([TinyFaces()[i][0] for i in range(4)]))
     t.backbone.eval()
     with torch.no_grad():
-        assert torch.allclose(model(images), t.embedder()(images), atol=1e-5)
-    assert model.input_size == (32, 32) and not model.training
+        np.testing.assert_allclose(model(images), t.embedder()(images).numpy(), rtol=0, atol=1e-5)
+    assert model.input_size == (32, 32) and not model.module.training
     with pytest.raises(ModelError, match="cannot resume"):
         Trainer(tiny_cfg("epochs=1"), dataset=TinyFaces(), verbose=False).resume(tmp_path / "run" / "model.pt")
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
-from ..models.embedder import Embedder, ModelMeta
+from ..models.embedder import EmbedderModule, ModelMeta
 
 RUNTIMES = ("torch", "onnxruntime")
 RUNTIME_LABELS = {"torch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
@@ -113,21 +113,15 @@ def _time(call, sync, warmup: int, iters: int) -> list[float]:
 
 def _ort_session(path: Path, device: torch.device, threads: int):
     """An onnxruntime session on `device` with `threads` intra-op threads; ConfigError if the provider is absent."""
-    from ..export.onnx import _require
+    from ..models.runtimes.ort import open_session, require, session_providers
 
-    ort = _require("onnxruntime")
+    ort = require("onnxruntime")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
-    if provider not in ort.get_available_providers():
-        raise ConfigError(
-            f"onnxruntime has no {provider} here (available: {ort.get_available_providers()}); "
-            "install onnxruntime-gpu for --device cuda."
-        )
-    options = [{"device_id": device.index or 0}] if device.type == "cuda" else [{}]
-    return ort.InferenceSession(str(path), opts, providers=[provider], provider_options=options)
+    name = "cpu" if device.type != "cuda" else f"cuda:{device.index or 0}"
+    return open_session(path, session_providers(name)[0][:1], options=opts)
 
 
 def _ort_call(sess, x: np.ndarray, device: torch.device):
@@ -237,7 +231,7 @@ def _bench_backbone(
     meta = ModelMeta(
         backbone=name, backbone_kwargs=dict(kwargs), embedding_size=embedding_size, input_size=(input_size, input_size)
     )
-    embedder = Embedder(meta.build_backbone(), meta).eval()
+    embedder = EmbedderModule(meta.build_backbone(), meta).eval()
     net = embedder.backbone
     calibrate_batchnorm(net, input_size, seed=seed)
     params = sum(p.numel() for p in net.parameters()) / 1e6

@@ -30,27 +30,60 @@ def add_device_arg(p) -> None:
     )
 
 
-def add_model_args(p, required: bool = True) -> None:
+MODEL_HELP = (
+    "facezoo model.pt / checkpoint.pt, an .onnx recognition model, or a pretrained model name (facezoo models list)"
+)
+
+
+def add_model_args(p, required: bool = True, batch_size: int = 32) -> None:
+    """--model and add_runtime_args' options."""
+    p.add_argument("--model", required=required, metavar="M", help=MODEL_HELP)
+    add_runtime_args(p, batch_size)
+
+
+def add_runtime_args(p, batch_size: int = 32) -> None:
+    """--runtime, the preprocessing of ONNX files without metadata (--mean --std --channel-order), --batch-size."""
     p.add_argument(
-        "--model",
-        required=required,
-        metavar="M",
-        help="facezoo model.pt / checkpoint.pt, or an .onnx recognition model",
+        "--runtime",
+        default=None,
+        metavar="NAME",
+        help="torch or onnxruntime (default: by file type, .pt torch, .onnx onnxruntime)",
     )
     p.add_argument(
         "--mean",
         type=float,
+        nargs="+",
         default=None,
-        help="pixel mean, for ONNX files without facezoo metadata (127.5 for insightface w600k_r50.onnx)",
+        metavar="M",
+        help="pixel mean (one value, or 3 in the network's channel order), for ONNX files without facezoo "
+        "metadata (127.5 for insightface w600k_r50.onnx)",
     )
-    p.add_argument("--std", type=float, default=None, help="pixel std, for ONNX files without facezoo metadata")
+    p.add_argument(
+        "--std",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="pixel std (one value or 3), for ONNX files without facezoo metadata",
+    )
     p.add_argument(
         "--channel-order",
         choices=("RGB", "BGR"),
         default=None,
-        help="channel order, for ONNX files without facezoo metadata",
+        help="the network's channel order, for ONNX files without facezoo metadata",
     )
-    p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"faces per forward pass (default {batch_size})")
+
+
+def preprocessing(args) -> dict:
+    """load_model's runtime, mean, std and channel_order from add_model_args' options (one value: a float)."""
+    one = lambda v: v[0] if isinstance(v, list) and len(v) == 1 else v
+    return {
+        "runtime": getattr(args, "runtime", None),
+        "mean": one(getattr(args, "mean", None)),
+        "std": one(getattr(args, "std", None)),
+        "channel_order": getattr(args, "channel_order", None),
+    }
 
 
 def check_files(paths) -> list[Path]:
@@ -79,9 +112,7 @@ def build_analyzer(args, recognizer: bool = True, crop_size=None):
         min_det_score=getattr(args, "min_score", 0.5),
         batch_size=getattr(args, "batch_size", 32),
         crop_size=crop_size,
-        mean=getattr(args, "mean", None),
-        std=getattr(args, "std", None),
-        channel_order=getattr(args, "channel_order", None),
+        **preprocessing(args),
     )
     if fa.recognizer is not None:
         log(fa.recognizer.describe())

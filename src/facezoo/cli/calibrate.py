@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import COMMANDS
-from ._sdk_args import add_device_arg, check_files, log, print_json
+from ._sdk_args import MODEL_HELP, add_device_arg, add_runtime_args, check_files, log, preprocessing, print_json
 
 
 @COMMANDS.register("calibrate")
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "calibrate", help="verification thresholds by target FAR, saved in the model", description=__doc__
     )
-    p.add_argument("model", metavar="MODEL", help="facezoo .pt or .onnx recognition model")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--bin", dest="bins", nargs="+", default=[], metavar="FILE", help="InsightFace .bin pair sets")
     p.add_argument(
         "--folder",
@@ -43,12 +43,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", default=None, metavar="FILE", help="calibrated copy (default MODEL_calibrated.<ext>)")
     p.add_argument("--flip", action="store_true", help="score e(x) + e(flip x) instead of single-view embeddings")
-    p.add_argument("--mean", type=float, default=None, help="for ONNX files without facezoo metadata")
-    p.add_argument("--std", type=float, default=None, help="for ONNX files without facezoo metadata")
-    p.add_argument(
-        "--channel-order", choices=("RGB", "BGR"), default=None, help="for ONNX files without facezoo metadata"
-    )
-    p.add_argument("--batch-size", type=int, default=128, help="faces per forward pass (default 128)")
+    add_runtime_args(p, batch_size=128)
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -56,7 +51,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..far import check_far
-    from ..sdk.embed import load_recognizer
+    from ..models.loader import load_model
+    from ..models.zoo import is_name, resolve
     from ..sdk.thresholds import calibrate, write_thresholds
 
     if not args.bins and not args.folders:
@@ -64,11 +60,10 @@ def run(args) -> int:
     for f in args.far or ():
         check_far(f, "--far")  # before the model loads; the impostor count is checked by the same rule later
     check_files(args.bins)
-    model = Path(args.model)
-    out = Path(args.out) if args.out else model.with_name(f"{model.stem}_calibrated{model.suffix}")
-    rec = load_recognizer(
-        model, args.device, mean=args.mean, std=args.std, channel_order=args.channel_order, batch_size=args.batch_size
-    )
+    model = resolve(args.model)
+    default = f"{model.stem}_calibrated{model.suffix}"  # a pretrained name's copy goes to the current folder
+    out = Path(args.out) if args.out else Path(default) if is_name(args.model) else model.with_name(default)
+    rec = load_model(model, args.device, batch_size=args.batch_size, **preprocessing(args))
     log(rec.describe())
     result = calibrate(rec, bins=args.bins, folders=args.folders, fars=args.far, flip=args.flip)
     write_thresholds(model, result["thresholds"], out)

@@ -10,7 +10,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to ONNX (preprocessing metadata embedded)", description=__doc__
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt")
+    p.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="facezoo model.pt / checkpoint.pt, or a pretrained model name"
+    )
     p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file (written atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument(
@@ -41,10 +43,11 @@ def run(args) -> int:
 
     source = args.checkpoint
     if args.deploy:
-        from ..models.checkpoint import load_model
+        from ..models.checkpoint import load_module
         from ..models.deploy import reparameterize
+        from ..models.zoo import resolve
 
-        source = load_model(args.checkpoint)
+        source = load_module(resolve(args.checkpoint))
         if not reparameterize(source):
             print(f"--deploy: backbone '{source.meta.backbone}' has no train-time branches to fuse; exported as is")
     r = export_onnx(source, args.onnx, opset=args.opset, input=args.input, check=args.check, atol=args.atol)

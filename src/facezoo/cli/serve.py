@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from . import COMMANDS
+from ._sdk_args import add_model_args, preprocessing
 
 
 @COMMANDS.register("serve")
@@ -18,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="HTTP JSON API: verify, identify, enroll, remove (API-key auth)", description=__doc__
     )
-    p.add_argument("--model", required=True, metavar="M", help="recognition model (facezoo checkpoint or .onnx)")
+    add_model_args(p)
     p.add_argument(
         "--detector",
         default="mtcnn",
@@ -68,7 +69,13 @@ def run(args) -> int:
 
     from ..sdk.pipeline import FaceAnalyzer
 
-    analyzer = FaceAnalyzer(detector=args.detector, recognizer=args.model, device=args.device)
+    analyzer = FaceAnalyzer(
+        detector=args.detector,
+        recognizer=args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        **preprocessing(args),
+    )
     # the model key is recorded in a new gallery and checked against an existing one
     gallery = Gallery.open(args.gallery, model_key=getattr(getattr(analyzer, "recognizer", None), "key", None))
 

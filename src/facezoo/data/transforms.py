@@ -11,14 +11,15 @@ import torch
 
 def normalize(
     images: torch.Tensor,
-    mean: float = 127.5,
-    std: float = 127.5,
+    mean: float | tuple = 127.5,
+    std: float | tuple = 127.5,
     channel_order: str = "RGB",
     flip: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32, x = (pixel - mean) / std.
 
     flip: optional (B,) bool; True rows are mirrored horizontally. channel_order "BGR" reverses the channels.
+    mean, std: a float, or 3 floats per channel in channel_order (the order after the reversal).
     """
     if images.dim() != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected a (B, H, W, 3) uint8 batch, got shape {tuple(images.shape)}")
@@ -27,6 +28,10 @@ def normalize(
         x = x.flip(1)
     if flip is not None:
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    if not isinstance(mean, (int, float)):
+        mean = x.new_tensor(mean).view(1, 3, 1, 1)
+    if not isinstance(std, (int, float)):
+        std = x.new_tensor(std).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)
 
 

@@ -78,24 +78,10 @@ def model_fingerprint(embed) -> str:
         digest = h.hexdigest()
         _FINGERPRINTS[embed] = (versions, digest)
         return digest
-    path = getattr(embed, "path", None)
-    if path is not None and hasattr(embed, "session"):  # OnnxEmbedder
-        key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-        memo = getattr(embed, "_facezoo_fingerprint", None)
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        h = hashlib.sha256(b"onnx\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                h.update(block)
-        h.update(_preprocessing(embed).encode())
-        digest = h.hexdigest()
-        with contextlib.suppress(AttributeError):
-            embed._facezoo_fingerprint = (key, digest)
-        return digest
     raise ConfigError(
         f"cannot fingerprint the embedder {type(embed).__name__!r} for the feature cache (it is neither a torch "
-        "module nor an OnnxEmbedder); give it a `fingerprint` string attribute or disable the cache (--no-cache)."
+        "module nor a facezoo.load_model embedder); give it a `fingerprint` string attribute or disable the cache "
+        "(--no-cache)."
     )
 
 

@@ -6,7 +6,7 @@ for a Python user too:
     facezoo.eval.run_ijb(["a.pt", "b.pt"], "/data/IJB_release", targets=("IJBB", "IJBC"))
     facezoo.eval.run_megaface(["a.pt"], "/data/megaface_testpack_v1.0", sizes=(10, 1000, 1_000_000))
 
-A model is a path (a .pt checkpoint or a facezoo .onnx export, loaded by `eval.models.load_embedder` when its turn
+A model is a path (a .pt checkpoint or a facezoo .onnx export, loaded by `facezoo.load_model` when its turn
 comes and released after it, so a folder of checkpoints needs the memory of one), a training run folder (every
 *.pt in it, sorted), a ready embedder (uint8 (B, H, W, 3) RGB -> (B, D) embeddings), a list of these, or
 {name: model}. Names default to `model_names`. Each run returns a `report.Report`.
@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import facezoo
+
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..far import check_far
@@ -33,7 +35,6 @@ from .ijb import IJB_FARS, IJB_FPIRS, IJB_RANKS, evaluate_ijb
 from .ijb_images import embed_ijb_images, loose_crop_dir
 from .ijb_meta import check_target, load_ijb_meta
 from .metrics import TAR_FARS
-from .models import load_embedder
 from .pairs import rfw_race, rfw_summary
 from .report import Report, format_identification_table, format_table, format_tar_table, plot_cmc, plot_roc
 from .sets import as_sets
@@ -55,7 +56,7 @@ class ModelSource:
 
     def load(self, device):
         if isinstance(self.source, (str, os.PathLike)):
-            return load_embedder(self.source, device)
+            return facezoo.load_model(self.source, device)  # looked up at call time: tests may replace it
         return self.source
 
 

@@ -8,6 +8,7 @@ Layout (a dict saved with torch.save, read back with weights_only=True so loadin
   config    the resolved training config (dict) or None,
   train     {step, epoch, optimizer, scaler, ...} or None (present in resumable checkpoints).
 The head's class centres and optimiser state are stored whole (not per rank), so a run can resume elsewhere.
+Load a checkpoint for inference with facezoo.load_model (facezoo.models.loader).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import FacezooError, ModelError
 from ..io import atomic_write
-from .embedder import Embedder, ModelMeta
+from .embedder import EmbedderModule, ModelMeta
 
 FORMAT = "facezoo-checkpoint"
 VERSION = 1
@@ -44,32 +45,61 @@ def save_checkpoint(
         torch.save(payload, f)
 
 
+def _unreadable(path: Path, e: Exception) -> ModelError:
+    """The error for a file torch.load refuses. torch's own message for a pickle that holds code objects advises
+    weights_only=False, i.e. running that code: never pass it on."""
+    text = str(e)
+    if "weights_only" in text or "Weights only" in text:
+        return ModelError(
+            f"{path}: not a facezoo checkpoint: it holds pickled Python objects (classes or functions), which a "
+            "facezoo checkpoint never does and which facezoo does not load (unpickling can run code). Pass the "
+            "model.pt or checkpoint.pt a facezoo training run wrote, or a facezoo .onnx export."
+        )
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return ModelError(
+        f"{path}: not a readable checkpoint, truncated or not a torch file ({type(e).__name__}: {first})."
+    )
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read and check a facezoo checkpoint; ModelError naming the file and the fix when it is not one."""
+    """Read and check a facezoo checkpoint; ModelError naming the file and the fix when it is not one.
+
+    The meta is validated (ModelMeta.from_dict) and the backbone state must be a dict of tensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found. Pass the model.pt or checkpoint.pt a training run wrote.")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}).") from None
+    except Exception as e:  # torch raises several types for truncated, foreign or hostile files
+        raise _unreadable(path, e) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(
             f"{path}: not a facezoo checkpoint. For a bare state dict (e.g. arcface_torch backbone.pth) use "
             "facezoo.create_backbone(name).load_state_dict(torch.load(path))."
         )
-    if ckpt.get("version", 0) > VERSION:
-        raise ModelError(f"{path}: written by a newer facezoo (format {ckpt['version']}); upgrade facezoo.")
+    version = ckpt.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise ModelError(f"{path}: written by a newer facezoo (format {version!r}); upgrade facezoo.")
+    if "meta" not in ckpt:
+        raise ModelError(f"{path}: the checkpoint has no model metadata ('meta'); re-save it with facezoo.")
+    ModelMeta.from_dict(ckpt["meta"], where=str(path))
+    state = ckpt.get("backbone")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ModelError(f"{path}: the checkpoint's 'backbone' is not a state dict of tensors; re-save it.")
     return ckpt
 
 
-def load_model(path, map_location="cpu") -> Embedder:
-    """A ready embedder (eval mode): uint8 (B, H, W, 3) RGB -> raw embeddings, preprocessing from metadata."""
+def load_module(path, map_location="cpu") -> EmbedderModule:
+    """The checkpoint's backbone with its weights and preprocessing, in eval mode (ModelError when they do not fit)."""
     ckpt = load_checkpoint(path, map_location)
-    meta = ModelMeta.from_dict(ckpt["meta"])
-    backbone = meta.build_backbone()
+    meta = ModelMeta.from_dict(ckpt["meta"], where=str(path))
+    try:
+        backbone = meta.build_backbone()
+    except (FacezooError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: its metadata names a backbone facezoo cannot build: {e}") from None
     try:
         backbone.load_state_dict(ckpt["backbone"])
     except RuntimeError as e:
         raise ModelError(f"{path}: weights do not fit backbone '{meta.backbone}': {str(e)[:300]}") from None
-    return Embedder(backbone, meta).eval()
+    return EmbedderModule(backbone, meta).eval()

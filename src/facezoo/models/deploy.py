@@ -8,10 +8,10 @@ model rebuild the fused layout on load (load_model -> meta.build_backbone).
 
 from __future__ import annotations
 
-from .embedder import Embedder
+from .embedder import EmbedderModule
 
 
-def reparameterize(embedder: Embedder) -> bool:
+def reparameterize(embedder: EmbedderModule) -> bool:
     """Fuse `embedder`'s backbone in place if it can be; True when it was fused (or already was)."""
     fuse = getattr(embedder.backbone, "reparameterize", None)
     if not callable(fuse):

@@ -24,8 +24,6 @@ _EXPORTS = {
     "align_faces": "align",
     "arcface_template": "align",
     "estimate_norm": "align",
-    "load_recognizer": "embed",
-    "Recognizer": "embed",
     "create_detector": "detect.base",
     "Detector": "detect.base",
     "Detections": "detect.base",

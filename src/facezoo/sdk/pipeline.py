@@ -72,9 +72,9 @@ def build_detector(detector, device: str = "auto") -> Detector:
 
         kwargs["device"] = str(resolve_device(device))
     elif "providers" in params and "providers" not in kwargs:
-        from .embed import onnx_providers
+        from ..models.runtimes.ort import session_providers
 
-        kwargs["providers"] = onnx_providers(device)[0]
+        kwargs["providers"] = session_providers(device)[0]
     return detectors.create(name, **kwargs)
 
 
@@ -87,6 +87,7 @@ class FaceAnalyzer:
         recognizer=None,
         *,
         device: str = "auto",
+        runtime: str | None = None,
         max_faces: int | None = None,
         min_det_score: float = 0.5,
         batch_size: int = 32,
@@ -96,18 +97,20 @@ class FaceAnalyzer:
         std=None,
         channel_order=None,
     ):
-        """detector: name, "name:path" spec or Detector. recognizer: as load_recognizer's model, or None (detect
-        and align only). thresholds: {far (float or far_key string): cosine} overriding the model's metadata.
-        crop_size: (H, W) of aligned crops; default the recognizer's input size, else 112x112."""
-        from .embed import load_recognizer
+        """detector: name, "name:path" spec or Detector. recognizer: anything facezoo.load_model takes (a .pt, an
+        .onnx, a pretrained model name, an Embedder), or None (detect and align only); runtime, mean, std and
+        channel_order (the network's) go to load_model. thresholds: {far (float or far_key string): cosine}
+        overriding the model's metadata. crop_size: (H, W) of aligned crops; default the recognizer's input size,
+        else 112x112. Images are RGB (load_image decodes files to RGB)."""
+        from ..models.loader import load_model
 
         if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
             raise ConfigError(f"max_faces must be a positive int or None, got {max_faces!r}.")
         self.detector = build_detector(detector, device)
         self.recognizer = None
         if recognizer is not None:
-            self.recognizer = load_recognizer(
-                recognizer, device, mean=mean, std=std, channel_order=channel_order, batch_size=batch_size
+            self.recognizer = load_model(
+                recognizer, device, runtime, mean=mean, std=std, channel_order=channel_order, batch_size=batch_size
             )
         if crop_size is not None:
             self.crop_size = _hw(crop_size)
@@ -161,9 +164,10 @@ class FaceAnalyzer:
         bbox, det_score, kps, aligned crop and (with a recognizer) embedding / normed_embedding."""
         return self.analyze_many([image], max_faces)[0]
 
-    def embed_crops(self, crops) -> np.ndarray:
-        """float32 (N, D) raw embeddings of uint8 (N, H, W, 3) aligned RGB crops (resized if not input size)."""
-        return self._need_recognizer("embedding")(crops)
+    def embed_crops(self, crops, channel_order: str = "RGB") -> np.ndarray:
+        """float32 (N, D) raw embeddings of uint8 (N, H, W, 3) aligned crops (resized if not input size);
+        channel_order of the crops: "RGB" (default) or "BGR" (cv2)."""
+        return self._need_recognizer("embedding")(crops, channel_order=channel_order)
 
     def _best_face(self, image, name: str) -> Face:
         faces = self.analyze(image, max_faces=1)

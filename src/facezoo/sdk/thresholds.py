@@ -118,9 +118,9 @@ def calibrate(recognizer, bins=(), folders=(), fars=None, flip: bool = False) ->
     fars None: those of DEFAULT_FARS the impostor count supports. Returns {thresholds {far key: t}, report
     {far key: {threshold, tar, far}}, genuine, impostors, score (what was compared), sources}.
     """
-    from .embed import load_recognizer
+    from ..models.loader import load_model
 
-    recognizer = load_recognizer(recognizer)
+    recognizer = load_model(recognizer)
     bins, folders = list(bins), list(folders)
     if not bins and not folders:
         raise ConfigError("nothing to calibrate on: give .bin pair sets (--bin) and/or folders of crops (--folder).")
@@ -163,10 +163,9 @@ def write_thresholds(model, thresholds: dict[str, float], out) -> Path:
     model, out = Path(model), Path(out)
     thresholds = {str(k): float(v) for k, v in thresholds.items()}
     if model.suffix.lower() == ".onnx":
-        from ..export.onnx import META_KEY, _require
-        from .embed import THRESHOLDS_KEY
+        from ..models.runtimes.ort import META_KEY, THRESHOLDS_KEY, require
 
-        onnx = _require("onnx")
+        onnx = require("onnx")
         try:
             proto = onnx.load(str(model))
         except Exception as e:

@@ -29,7 +29,7 @@ from ..config import Config, save_config
 from ..device import resolve_device
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
-from ..models.embedder import Embedder, ModelMeta
+from ..models.embedder import EmbedderModule, ModelMeta
 from .callbacks import Events, default_callbacks
 from .distributed import init_distributed, world_from_env
 from .modes import MODES, TrainContext
@@ -101,8 +101,8 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.output / "checkpoint.pt"
 
-    def embedder(self) -> Embedder:
-        return Embedder(self.backbone, self.meta)
+    def embedder(self) -> EmbedderModule:
+        return EmbedderModule(self.backbone, self.meta)
 
     def plan(self) -> list[str]:
         """The lines printed before training: what runs where, and what resume changed."""

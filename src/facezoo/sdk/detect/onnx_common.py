@@ -21,8 +21,9 @@ DEFAULT_INPUT_SIZE = (640, 640)
 
 
 def create_session(model, providers=None):
-    """export.onnx.open_session for a detector graph (path or bytes); ModelError naming a missing or bad file."""
-    from ...export.onnx import open_session
+    """models.runtimes.ort.open_session for a detector graph (path or bytes); ModelError naming a missing or bad
+    file, ConfigError when the session cannot start on the first provider asked for."""
+    from ...models.runtimes.ort import open_session
 
     return open_session(model, providers, kind="ONNX detector", hint="; pass the path of e.g. det_10g.onnx")
 

@@ -1,0 +1,318 @@
+"""ONNX Runtime ("onnxruntime"): sessions, execution providers, facezoo graph metadata and the ONNX embedder.
+
+Every onnxruntime session facezoo opens (embedders, detectors, benchmarks) comes from `open_session`.
+Providers (`session_providers`): device "auto" is CUDA when this onnxruntime has the CUDAExecutionProvider, else
+CPU; "cuda[:i]" without it, or a session that starts on another provider than the one asked for (onnxruntime falls
+back to CPU when CUDA cannot load), is a ConfigError: never a silent CPU run.
+
+Metadata (ModelProto.metadata_props) written by facezoo export:
+  facezoo.meta        JSON of ModelMeta.to_dict()
+  facezoo.input       "float": normalised float32 (B, 3, H, W); "uint8": (B, H, W, 3) RGB, preprocessing inside
+  facezoo.weights     sha256 hex of the state dict the graph was exported from (the model key's weights part)
+  facezoo.version     the writer's facezoo version
+  facezoo.thresholds  JSON {far key: cosine}, written by facezoo calibrate into any ONNX file
+Third-party graphs (insightface's w600k_r50.onnx) carry none: a float32 (B, 3, H, W) input with fixed H and W, and
+the preprocessing given explicitly (mean 127.5, std 127.5, channel_order "RGB" for w600k_r50): nothing is guessed.
+Their key's weights part is the sha256 of the graph (initialisers included), so metadata edits keep it.
+
+onnx and onnxruntime are optional: pip install "facezoo[onnx]".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ConfigError, ModelError
+from ..embedder import Embedder, ModelMeta, channel_values
+from . import RUNTIMES
+
+META_KEY = "facezoo.meta"
+INPUT_KEY = "facezoo.input"
+WEIGHTS_KEY = "facezoo.weights"
+VERSION_KEY = "facezoo.version"
+THRESHOLDS_KEY = "facezoo.thresholds"
+INPUT_LAYOUTS = {
+    "float": "float32 (B, 3, H, W), normalised (pixel - mean) / std in channel_order",
+    "uint8": "uint8 (B, H, W, 3) RGB pixels; channel order and normalisation inside the graph",
+}
+
+
+def require(name: str):
+    """Import an optional ONNX dependency or raise ConfigError with the install command."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(f"ONNX support needs the '{name}' package: pip install \"facezoo[onnx]\"") from None
+
+
+def session_providers(device) -> tuple[list, str]:
+    """(onnxruntime providers, device name) for "auto" | "cpu" | "cuda[:i]"; ConfigError for cuda without CUDA."""
+    ort = require("onnxruntime")
+    device = str(device)
+    available = ort.get_available_providers()
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "cpu"
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError(
+                f"device '{device}' requested but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu, or use cpu or auto."
+            )
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], f"cuda:{index}"
+    raise ConfigError(f"unknown device '{device}'; use auto, cpu or cuda[:index].")
+
+
+def _provider_name(provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def open_session(model, providers=None, *, kind: str = "ONNX", hint: str = "", options=None):
+    """An onnxruntime InferenceSession for `model` (a path, or the serialised bytes of a ModelProto).
+
+    providers: in order of preference (default: all available); the session must start on the first one, else
+    ConfigError (no silent CPU fallback). options: an onnxruntime SessionOptions. A missing file or one onnxruntime
+    cannot load is a ModelError naming it ("<path>: <kind> file not found<hint>").
+    """
+    ort = require("onnxruntime")
+    if isinstance(model, (bytes, bytearray)):
+        source, where = bytes(model), "<ONNX bytes>"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"{path}: {kind} file not found{hint}.")
+        source, where = str(path), str(path)
+    chosen = list(providers) if providers else ort.get_available_providers()
+    try:
+        session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+    except Exception as e:
+        raise ModelError(f"{where}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]}).") from None
+    if providers:
+        want, active = _provider_name(chosen[0]), session.get_providers()
+        if not active or active[0] != want:
+            raise ConfigError(
+                f"{where}: onnxruntime could not start {want} (active providers: {', '.join(active)}); check the "
+                "CUDA/cuDNN install for onnxruntime-gpu, or use device cpu."
+            )
+    return session
+
+
+def parse_props(props: dict, path) -> dict:
+    """{meta (dict or None), input (layout or None), weights (hex or None), thresholds (dict), facezoo (version)} from
+    a graph's metadata_props; ModelError naming the file for unreadable facezoo entries."""
+    meta = props.get(META_KEY)
+    if meta is not None:
+        try:
+            meta = json.loads(meta)
+        except ValueError as e:
+            raise ModelError(
+                f"{path}: unreadable '{META_KEY}' metadata ({e}); re-export it with `facezoo export`."
+            ) from None
+        ModelMeta.from_dict(meta, where=str(path))
+    layout = props.get(INPUT_KEY)
+    if meta is not None and layout not in INPUT_LAYOUTS:
+        raise ModelError(
+            f"{path}: '{INPUT_KEY}' metadata is {layout!r}, not one of {sorted(INPUT_LAYOUTS)}; "
+            "re-export with facezoo export."
+        )
+    weights = props.get(WEIGHTS_KEY)
+    if weights is not None and not re.fullmatch(r"[0-9a-f]{64}", weights):
+        raise ModelError(f"{path}: '{WEIGHTS_KEY}' metadata is not a sha256 hex digest; re-export with facezoo export.")
+    thresholds = {}
+    if THRESHOLDS_KEY in props:
+        try:
+            thresholds = {str(k): float(v) for k, v in json.loads(props[THRESHOLDS_KEY]).items()}
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ModelError(
+                f"{path}: unreadable '{THRESHOLDS_KEY}' metadata ({e}); run facezoo calibrate again."
+            ) from None
+    return {
+        "meta": meta,
+        "input": layout,
+        "weights": weights,
+        "thresholds": thresholds,
+        "facezoo": props.get(VERSION_KEY),
+    }
+
+
+def _load_proto(path):
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: ONNX file not found.")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]}).") from None
+
+
+def _dims(value_info) -> list:
+    return [
+        d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in value_info.type.tensor_type.shape.dim
+    ]
+
+
+def read_onnx_meta(path) -> dict:
+    """facezoo metadata and graph signature of an ONNX file, without loading its weights.
+
+    Returns parse_props' entries plus {opset, input_name, input_shape, input_dtype, output_name, output_shape};
+    meta/input/weights/facezoo are None for files not written by facezoo (e.g. insightface's).
+    """
+    onnx = require("onnx")
+    proto = _load_proto(path)
+    info = parse_props({p.key: p.value for p in proto.metadata_props}, path)
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(proto.graph.output) < 1:
+        raise ModelError(
+            f"{path}: expected one image input and an embedding output, found inputs {[i.name for i in inputs]}."
+        )
+    (inp,), out = inputs, proto.graph.output[0]
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    info.update(
+        opset=opsets.get("", opsets.get("ai.onnx")),
+        input_name=inp.name,
+        input_shape=_dims(inp),
+        input_dtype=onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
+        output_name=out.name,
+        output_shape=_dims(out),
+    )
+    return info
+
+
+def graph_digest(path) -> str:
+    """sha256 hex of an ONNX graph (nodes and initialisers, external data files included), not of its metadata."""
+    onnx = require("onnx")
+    proto = _load_proto(path)
+    h = hashlib.sha256(proto.graph.SerializeToString(deterministic=True))
+    seen = set()
+    for t in proto.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in t.external_data}.get("location")
+            if location and location not in seen:
+                seen.add(location)
+                with open(Path(path).parent / location, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 24), b""):
+                        h.update(block)
+    return h.hexdigest()
+
+
+def normalise(images: np.ndarray, mean, std, channel_order: str) -> np.ndarray:
+    """uint8 (B, H, W, 3) RGB -> float32 (B, 3, H, W), x = (pixel - mean) / std per channel in channel_order."""
+    x = images.astype(np.float32)
+    if channel_order == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.float32(channel_values(mean))) / np.float32(channel_values(std))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+@RUNTIMES.register("onnxruntime")
+class OnnxEmbedder(Embedder):
+    """An ONNX embedding graph in an onnxruntime session behind the Embedder interface (see the module doc)."""
+
+    runtime = "onnxruntime"
+    suffixes = (".onnx",)
+    default_for = (".onnx",)
+    wraps = ()
+
+    def __init__(
+        self,
+        path,
+        device="auto",
+        *,
+        mean=None,
+        std=None,
+        channel_order: str | None = None,
+        batch_size: int | None = None,
+        name: str | None = None,
+    ):
+        """mean, std, channel_order: required for graphs without facezoo metadata, else they may only repeat it."""
+        self.path = Path(path)
+        providers, used = session_providers(device)
+        self.session = open_session(self.path, providers)
+        self.providers = list(self.session.get_providers())
+        info = parse_props(dict(self.session.get_modelmeta().custom_metadata_map), self.path)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path}: expected one image input, found {[i.name for i in inputs]}.")
+        self.input_name = inputs[0].name
+        if info["meta"] is not None:
+            meta = ModelMeta.from_dict(info["meta"], where=str(self.path))
+            meta.check_given(self.path, mean, std, channel_order)
+            self.layout = info["input"]
+        else:
+            meta = self._third_party_meta(mean, std, channel_order)
+            self.layout = "float"
+        self._weights = info["weights"]
+        thresholds = {**meta.thresholds, **info["thresholds"]}
+        super().__init__(meta, used, name=name or self.path.name, batch_size=batch_size, thresholds=thresholds)
+
+    @classmethod
+    def open(cls, path, device="auto", **options) -> OnnxEmbedder:
+        return cls(path, device, **options)
+
+    def _third_party_meta(self, mean, std, channel_order) -> ModelMeta:
+        given = {"mean": mean, "std": std, "channel_order": channel_order}
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise ConfigError(
+                f"{self.path}: has no facezoo preprocessing metadata, so pass {', '.join(missing)} explicitly "
+                "(e.g. load_model(path, mean=127.5, std=127.5, channel_order='RGB'), or --mean 127.5 --std 127.5 "
+                "--channel-order RGB, for insightface models), or re-export it with `facezoo export`."
+            )
+        inp = self.session.get_inputs()[0]
+        dims = list(inp.shape)
+        if (
+            inp.type != "tensor(float)"
+            or len(dims) != 4
+            or dims[1] != 3
+            or not all(isinstance(d, int) for d in dims[2:])
+        ):
+            raise ModelError(
+                f"{self.path}: input '{inp.name}' is {inp.type} {dims}; without facezoo metadata a float32 "
+                "(B, 3, H, W) input with fixed H and W is required."
+            )
+        out = list(self.session.get_outputs()[0].shape)
+        if len(out) == 2 and isinstance(out[1], int):
+            size = out[1]
+        else:  # dynamic embedding size: one probe of a blank crop
+            probe = self.session.run(None, {inp.name: np.zeros((1, 3, dims[2], dims[3]), np.float32)})[0]
+            if probe.ndim != 2:
+                raise ModelError(f"{self.path}: the output has shape {probe.shape}; an embedding (B, D) is expected.")
+            size = probe.shape[1]
+        try:
+            return ModelMeta(
+                backbone="onnx",
+                embedding_size=int(size),
+                input_size=(dims[2], dims[3]),
+                channel_order=channel_order,
+                mean=mean,
+                std=std,
+            )
+        except ModelError as e:
+            problem = str(e).removeprefix("model metadata: ")
+            raise ConfigError(f"{self.path}: {problem} (--mean/--std/--channel-order).") from None
+
+    def describe(self) -> str:
+        return f"{super().describe()} ({self.providers[0]})"
+
+    def _forward(self, batch) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):
+            batch = batch.cpu().numpy()
+        m = self.meta
+        x = batch if self.layout == "uint8" else normalise(batch, m.mean, m.std, m.channel_order)
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def _hash_weights(self) -> str:
+        return self._weights or self._memoised("content", self._hash_content)
+
+    def _hash_content(self) -> str:
+        return graph_digest(self.path)
