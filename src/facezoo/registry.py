@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 from collections.abc import Callable
@@ -19,18 +20,23 @@ def did_you_mean(name: str, choices) -> str:
 
 
 class Registry(Generic[T]):
-    """A table of named constructors; `register` is a decorator, `create(name, **kw)` builds one."""
+    """A table of named constructors; `register` is a decorator, `create(name, **kw)` builds one.
+
+    Each name may also carry an `info` dict of facts about it (a reference, test settings), read with `info(name)`;
+    what its keys mean is up to the registry's users (backbones: see facezoo.models.backbones).
+    """
 
     def __init__(self, kind: str):
         self.kind = kind
         self._table: dict[str, Callable[..., T]] = {}
         self._targets: dict[str, Callable] = {}
+        self._info: dict[str, dict] = {}
 
-    def register(self, name: str | None = None, **defaults) -> Callable:
+    def register(self, name: str | None = None, *, info: dict | None = None, **defaults) -> Callable:
         """Register a class or factory under `name` (default: its __name__ lower-cased).
 
         `defaults` are keyword arguments bound at creation, so one class can serve several names
-        (e.g. ir50 = IResNet(layers=(3, 4, 14, 3))).
+        (e.g. ir50 = IResNet(layers=(3, 4, 14, 3))). `info` is stored, never passed to the constructor.
         """
 
         def decorator(fn):
@@ -39,6 +45,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} '{key}' is registered twice")
             self._table[key] = (lambda **kw: fn(**{**defaults, **kw})) if defaults else fn
             self._targets[key] = fn
+            self._info[key] = dict(info or {})
             return fn
 
         return decorator
@@ -67,6 +74,11 @@ class Registry(Generic[T]):
                         f"It takes: {', '.join(valid)}."
                     )
         return factory(**kwargs)
+
+    def info(self, name: str) -> dict:
+        """A copy of the facts registered with `name` ({} when none); an unknown name is a ConfigError."""
+        self.get(name)
+        return copy.deepcopy(self._info[name])
 
     def names(self) -> list[str]:
         return sorted(self._table)

@@ -12,6 +12,7 @@ from torch import nn
 
 import facezoo
 from facezoo.errors import ModelError
+from facezoo.models.backbones.facts import build_meta
 from facezoo.models.checkpoint import save_checkpoint
 from facezoo.models.embedder import ModelMeta
 
@@ -34,8 +35,16 @@ def n_params(model: nn.Module) -> int:
 
 def meta_params(name: str, **kw) -> int:
     """Parameter count of the full-size model, built on the meta device (no memory, no init cost)."""
-    with torch.device("meta"):
-        return n_params(facezoo.create_backbone(name, **kw))
+    return n_params(build_meta(name, **kw))
+
+
+def small_build(name: str) -> tuple[dict, tuple[int, int]]:
+    """(keywords without input_size, (H, W)) of the registration's small test build (its info["test_kwargs"])."""
+    from facezoo.models.backbones import BACKBONES
+
+    kw = dict(BACKBONES.info(name).get("test_kwargs", {}))
+    size = kw.pop("input_size", None)
+    return kw, tuple(build_meta(name, **kw, **({"input_size": size} if size else {})).input_size)
 
 
 def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -1,4 +1,4 @@
-"""`facezoo list [KIND]`: the names in each registry (backbones, heads, modes, schedules, optimizers, ...)."""
+"""`facezoo list [KIND] [--details]`: the names in each registry (backbones, heads, modes, schedules, ...)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,37 @@ def registries() -> dict:
 def register(sub) -> None:
     p = sub.add_parser("list", help=f"list registered {', '.join(KINDS[:-1])} and {KINDS[-1]}")
     p.add_argument("what", nargs="?", choices=KINDS, default=None, help="one kind only (default: all)")
+    p.add_argument(
+        "--details",
+        action="store_true",
+        help="backbones: a table of parameters, GFLOPs at the native input size, input and embedding size, reference",
+    )
     p.set_defaults(func=run)
 
 
+def backbone_table() -> str:
+    """Markdown table of every registered backbone's facts (counted on the meta device: no weights, no GPU)."""
+    from ..models.backbones import BACKBONES
+    from ..models.backbones.facts import describe
+
+    rows = ["| backbone | params | GFLOPs | input | embedding | reference |", "|---|---:|---:|---|---:|---|"]
+    for name in BACKBONES.names():
+        f = describe(name)
+        h, w = f.input_size
+        rows.append(
+            f"| `{name}` | {f.params / 1e6:.2f}M | {f.gflops:.2f} | {h}x{w} | {f.embedding_size} | {f.reference} |"
+        )
+    return "\n".join(rows)
+
+
 def run(args) -> int:
+    if args.details:
+        if args.what not in (None, "backbones"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--details lists backbones only; run `facezoo list {args.what}` without it.")
+        print(backbone_table())
+        return 0
     for kind, registry in registries().items():
         if args.what in (None, kind):
             print(f"{kind}: {' '.join(registry.names())}")

@@ -163,5 +163,9 @@ class ResidualAttentionNet(nn.Module):
         return head[2](head[1](self.dropout(head[0](x))))
 
 
-BACKBONES.register("attention56", stage_modules=(1, 1, 1))(ResidualAttentionNet)
-BACKBONES.register("attention92", stage_modules=(1, 2, 3))(ResidualAttentionNet)
+_INFO = {
+    "reference": "Wang et al., Residual Attention Network (CVPR 2017); FaceX-Zoo backbone/AttentionNets.py",
+    "test_kwargs": {"width": 0.125, "stage_modules": (0, 1, 0), "input_size": 32},
+}
+BACKBONES.register("attention56", info=_INFO, stage_modules=(1, 1, 1))(ResidualAttentionNet)
+BACKBONES.register("attention92", info=_INFO, stage_modules=(1, 2, 3))(ResidualAttentionNet)

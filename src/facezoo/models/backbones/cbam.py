@@ -139,4 +139,11 @@ class CBAMResNet(nn.Module):
         return self.output_layer(x)
 
 
-BACKBONES.register("cbam_ir50", layers=IR50_LAYERS)(CBAMResNet)
+BACKBONES.register(
+    "cbam_ir50",
+    info={
+        "reference": "Woo et al., CBAM (ECCV 2018); Face_Pytorch backbone/cbam.py",
+        "test_kwargs": {"width": 0.125, "layers": (1, 1, 1, 1), "input_size": 32},
+    },
+    layers=IR50_LAYERS,
+)(CBAMResNet)

@@ -213,4 +213,11 @@ class HighResolutionNet(nn.Module):
         return head[2](head[1](self.dropout(head[0](y))))
 
 
-BACKBONES.register("hrnet_w18", width=18)(HighResolutionNet)
+BACKBONES.register(
+    "hrnet_w18",
+    info={
+        "reference": "Wang et al., HRNet (TPAMI 2020); FaceX-Zoo backbone/HRNet.py",
+        "test_kwargs": {"width": 4, "modules": (1, 1, 1), "blocks": 1, "head_width": 0.125, "input_size": 32},
+    },
+    width=18,
+)(HighResolutionNet)

@@ -1,17 +1,25 @@
-"""IResNet ("improved" pre-activation ResNet of ArcFace) and IR-SE, registered as ir18..ir200, ir_se50/100.
+"""IResNet ("improved" pre-activation ResNet of ArcFace) and IR-SE: ir18..ir200, ir152, ir2060, ir_se50..ir_se200.
 
 Layout and parameter names follow arcface_torch's iresnet.py, so its published r18/r34/r50/r100/r200 state dicts
 load with strict=True: conv1, bn1, prelu, layer1..layer4 (blocks: bn1, conv1, bn2, prelu, conv2, bn3,
-downsample.0/.1), bn2, dropout, fc, features.
+downsample.0/.1), bn2, dropout, fc, features. ir2060 is arcface_torch's iresnet2060.py (same blocks, depths
+(3, 128, 896, 3), activation checkpointing in training). ir152 / ir_se152 take face.evoLVe's and FaceX-Zoo's IR-152
+depths (3, 8, 36, 3); ir_se200 is ir200 with SE (TFace's IR_152/IR_200 are other networks: bottleneck blocks up
+to 2048 channels).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
 
-from ...errors import ConfigError
-from . import BACKBONES, as_hw, check_dropout, check_input, check_positive
+from . import BACKBONES, as_hw, check_dropout, check_input, check_layers, check_multiplier, check_positive
+from .layers import SqueezeExcite, halved, strided_size
+
+__all__ = ["DEPTHS", "IBasicBlock", "IResNet", "SqueezeExcite", "strided_size"]
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 DEPTHS = {
@@ -19,33 +27,14 @@ DEPTHS = {
     34: (3, 4, 6, 3),
     50: (3, 4, 14, 3),
     100: (3, 13, 30, 3),
+    152: (3, 8, 36, 3),
     200: (6, 26, 60, 6),
+    2060: (3, 128, 896, 3),
 }
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-def strided_size(n: int) -> int:
-    """Output length of a k=3, p=1, s=2 conv (and of the k=1, s=2 shortcut): floor((n - 1) / 2) + 1."""
-    return (n - 1) // 2 + 1
-
-
-class SqueezeExcite(nn.Module):
-    """x * sigmoid(W2 relu(W1 avgpool(x))), W1: C -> C/r, W2: C/r -> C (1x1 convs, no bias), r = reduction."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(1, channels // reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)
-        w = torch.sigmoid(self.fc2(self.relu(self.fc1(w))))
-        return x * w
 
 
 class IBasicBlock(nn.Module):
@@ -80,6 +69,9 @@ class IResNet(nn.Module):
 
     Input (B, 3, H, W) normalised; output (B, embedding_size). The Linear sees C4 * ceil^4(H/2) * ceil^4(W/2)
     features (512 * 7 * 7 at 112x112). `features` is BatchNorm1d with its scale frozen at 1.0, as in ArcFace.
+    grad_checkpoint: in training, run each stage in ceil(sqrt(blocks)) checkpointed segments (activation memory
+    O(sqrt(n)) for one extra forward; how ir2060 fits on a GPU). The recomputation also runs BN's running-stat
+    update a second time, as in arcface_torch.
     """
 
     def __init__(
@@ -90,16 +82,16 @@ class IResNet(nn.Module):
         dropout: float = 0.0,
         width: float = 1.0,
         se_reduction: int | None = None,
+        grad_checkpoint: bool = False,
     ):
         super().__init__()
         check_positive(embedding_size=embedding_size)
-        if not (isinstance(layers, (tuple, list)) and len(layers) == 4 and all(int(n) >= 1 for n in layers)):
-            raise ConfigError(f"IResNet layers must be 4 block counts >= 1, got {layers!r}.")
-        if not isinstance(width, (int, float)) or width <= 0:
-            raise ConfigError(f"IResNet width must be a positive multiplier (e.g. 1.0 or 0.25), got {width!r}.")
+        layers = check_layers("IResNet", layers)
+        check_multiplier("IResNet", width=width)
         self.embedding_size = embedding_size
         self.input_size = as_hw(input_size)
-        self.layers_per_stage = tuple(int(n) for n in layers)
+        self.layers_per_stage = layers
+        self.grad_checkpoint = bool(grad_checkpoint)
         channels = [max(1, round(c * width)) for c in STAGE_CHANNELS]
 
         self.conv1 = conv3x3(3, channels[0])
@@ -110,9 +102,7 @@ class IResNet(nn.Module):
             blocks = [IBasicBlock(c_in if j == 0 else c_out, c_out, 2 if j == 0 else 1, se_reduction) for j in range(n)]
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
             c_in = c_out
-        h, w = self.input_size
-        for _ in range(4):
-            h, w = strided_size(h), strided_size(w)
+        h, w = halved(self.input_size, 4)
         self.bn2 = nn.BatchNorm2d(c_in, eps=1e-5)
         self.dropout = nn.Dropout(p=check_dropout(dropout))
         self.fc = nn.Linear(c_in * h * w, embedding_size)
@@ -132,17 +122,34 @@ class IResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_size, "IResNet")
         x = self.prelu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+                x = checkpoint_sequential(stage, math.isqrt(len(stage) - 1) + 1, x, use_reentrant=False)
+            else:
+                x = stage(x)
         x = self.dropout(torch.flatten(self.bn2(x), 1))
         return self.features(self.fc(x))
 
 
+ARCFACE = "Deng et al., ArcFace (CVPR 2019); arcface_torch backbones/iresnet.py"
+REFERENCES = {
+    152: f"{ARCFACE}; face.evoLVe / FaceX-Zoo IR-152 depths",
+    2060: "arcface_torch backbones/iresnet2060.py",
+}
+SE_REFERENCE = "Hu et al., SENet (CVPR 2018) units on arcface_torch blocks; face.evoLVe / FaceX-Zoo IR-SE"
+
+
 def _register(name: str, depth: int, se: bool) -> None:
     defaults = {"layers": DEPTHS[depth], "se_reduction": 16 if se else None}
-    BACKBONES.register(name, **defaults)(IResNet)
+    if depth == 2060:
+        defaults["grad_checkpoint"] = True
+    # the same code at 5 blocks (strided and plain); the full depth is checked by the parameter count
+    test = {"width": 0.125, "input_size": 32, "layers": (1, 2, 1, 1)}
+    info = {"reference": SE_REFERENCE if se else REFERENCES.get(depth, ARCFACE), "test_kwargs": test}
+    BACKBONES.register(name, info=info, **defaults)(IResNet)
 
 
 for _depth in DEPTHS:
     _register(f"ir{_depth}", _depth, se=False)
-for _depth in (50, 100):
+for _depth in (50, 100, 152, 200):
     _register(f"ir_se{_depth}", _depth, se=True)

@@ -116,4 +116,11 @@ class LightCNN(nn.Module):
         return self.output_layer(mix_pool(x))
 
 
-BACKBONES.register("lightcnn29", blocks=BLOCKS)(LightCNN)
+BACKBONES.register(
+    "lightcnn29",
+    info={
+        "reference": "Wu et al., Light CNN (TIFS 2018), LightCNN-29 v2; FaceX-Zoo backbone/LightCNN.py",
+        "test_kwargs": {"width": 0.25, "blocks": (1, 1, 0, 1), "input_size": 32},
+    },
+    blocks=BLOCKS,
+)(LightCNN)

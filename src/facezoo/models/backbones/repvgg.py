@@ -156,6 +156,10 @@ class RepVGG(nn.Module):
         return head[3](head[2](x))
 
 
-BACKBONES.register("repvgg_a0", blocks=(2, 4, 14, 1), widths=(0.75, 0.75, 0.75, 2.5))(RepVGG)
-BACKBONES.register("repvgg_b0", blocks=(4, 6, 16, 1), widths=(1, 1, 1, 2.5))(RepVGG)
-BACKBONES.register("repvgg_b1", blocks=(4, 6, 16, 1), widths=(2, 2, 2, 4))(RepVGG)
+_INFO = {
+    "reference": "Ding et al., RepVGG (CVPR 2021); FaceX-Zoo backbone/RepVGG.py",
+    "test_kwargs": {"blocks": (1, 2, 1, 1), "widths": (0.125, 0.125, 0.125, 0.125), "input_size": 32},
+}
+BACKBONES.register("repvgg_a0", info=_INFO, blocks=(2, 4, 14, 1), widths=(0.75, 0.75, 0.75, 2.5))(RepVGG)
+BACKBONES.register("repvgg_b0", info=_INFO, blocks=(4, 6, 16, 1), widths=(1, 1, 1, 2.5))(RepVGG)
+BACKBONES.register("repvgg_b1", info=_INFO, blocks=(4, 6, 16, 1), widths=(2, 2, 2, 4))(RepVGG)

@@ -106,5 +106,9 @@ class SphereNet(nn.Module):
         return self.last_bn(self.fc(self.dropout(torch.flatten(x, 1))))
 
 
-BACKBONES.register("sphere20", layers=(1, 2, 4, 1))(SphereNet)
-BACKBONES.register("sphere64", layers=(3, 8, 16, 3))(SphereNet)
+_INFO = {
+    "reference": "Liu et al., SphereFace (CVPR 2017); Face_Pytorch backbone/spherenet.py",
+    "test_kwargs": {"width": 0.125, "input_size": 32},
+}
+BACKBONES.register("sphere20", info=_INFO, layers=(1, 2, 4, 1))(SphereNet)
+BACKBONES.register("sphere64", info=_INFO, layers=(3, 8, 16, 3))(SphereNet)

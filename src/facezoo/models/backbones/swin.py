@@ -278,5 +278,10 @@ class SwinTransformer(nn.Module):
         return self.output_layer(x)
 
 
-BACKBONES.register("swin_t", depths=(2, 2, 6, 2), drop_path_rate=0.2)(SwinTransformer)
-BACKBONES.register("swin_s", depths=(2, 2, 18, 2), drop_path_rate=0.3)(SwinTransformer)
+_INFO = {
+    "reference": "Liu et al., Swin Transformer (ICCV 2021); FaceX-Zoo backbone/Swin_Transformer.py",
+    "test_kwargs": {"embed_dim": 8, "depths": (2, 1), "num_heads": (1, 2), "window_size": 4, "patch_size": 2,
+                    "input_size": 32},
+}  # fmt: skip
+BACKBONES.register("swin_t", info=_INFO, depths=(2, 2, 6, 2), drop_path_rate=0.2)(SwinTransformer)
+BACKBONES.register("swin_s", info=_INFO, depths=(2, 2, 18, 2), drop_path_rate=0.3)(SwinTransformer)

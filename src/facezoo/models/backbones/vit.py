@@ -229,7 +229,11 @@ _VARIANTS = {
     "vit_l": (768, 24, 0.05, 0.05, True),
     "vit_h": (1024, 48, 0.1, 0.0, True),
 }
+_INFO = {
+    "reference": "Dosovitskiy et al., ViT (ICLR 2021); arcface_torch backbones/vit.py",
+    "test_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 4, "input_size": 36},  # a 4x4 grid of 9-px patches
+}
 for _name, (_dim, _depth, _dpr, _mask, _ckpt) in _VARIANTS.items():
-    BACKBONES.register(_name, embed_dim=_dim, depth=_depth, drop_path_rate=_dpr, mask_ratio=_mask, checkpointing=_ckpt)(
-        VisionTransformer
-    )
+    BACKBONES.register(
+        _name, info=_INFO, embed_dim=_dim, depth=_depth, drop_path_rate=_dpr, mask_ratio=_mask, checkpointing=_ckpt
+    )(VisionTransformer)
