@@ -1,4 +1,5 @@
-"""Sharded classifier: one process equals plain cross-entropy; W gloo ranks equal single-process full-FC training."""
+"""Sharded classifier: one process equals the head's own loss (plain cross-entropy of its logits, or its separable
+terms, plus its batch terms); W gloo ranks equal single-process full-FC training."""
 
 import copy
 import itertools
@@ -9,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import facezoo
+from facezoo.models.heads import HEADS as REGISTRY
+from facezoo.models.heads.context import Batch
 from facezoo.train.classifier import ShardedClassifier
 from facezoo.train.distributed import World, shard_range
 
@@ -25,8 +28,20 @@ def test_shard_ranges_cover_the_classes_once():
     assert [shard_range(7, r, 2) for r in range(2)] == [(0, 4), (4, 7)]
 
 
-@pytest.mark.parametrize("name", HEADS)
-def test_one_process_equals_cross_entropy(name):
+def own_loss(head, emb, labels):
+    """The head's loss from its plain forward: cross-entropy of its logits (or its per-class binary terms),
+    plus its batch term and regulariser."""
+    logits = head(emb, labels)
+    if head.loss_form == "separable":
+        per_sample = head.column_loss(logits, labels)
+    else:
+        per_sample = F.cross_entropy(logits, labels, reduction="none")
+    batch = Batch.local(head, emb, labels, per_sample)
+    return per_sample.mean() + head.batch_loss(batch) + head.regularizer(emb)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_one_process_equals_the_heads_own_loss(name):
     torch.manual_seed(0)
     head = facezoo.create_head(name, DIM, CLASSES)
     ref = copy.deepcopy(head)
@@ -34,12 +49,15 @@ def test_one_process_equals_cross_entropy(name):
     labels = torch.randint(0, CLASSES, (BATCH,))
     e1, e2 = emb.clone().requires_grad_(), emb.clone().requires_grad_()
     loss = ShardedClassifier(head.double(), CLASSES)(e1, labels)
-    expected = F.cross_entropy(ref.double()(e2, labels), labels) + ref.regularizer(e2)
+    expected = own_loss(ref.double(), e2, labels)
     loss.backward()
     expected.backward()
     assert torch.allclose(loss, expected, atol=1e-10)
     assert torch.allclose(e1.grad, e2.grad, atol=1e-10)
-    assert torch.allclose(head.weight.grad, ref.weight.grad, atol=1e-10)
+    for (key, p), q in zip(head.named_parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-10), key
+    for (key, a), b in zip(head.named_buffers(), ref.buffers()):  # state updated once, as by the plain forward
+        assert torch.equal(a, b), key
 
 
 def test_partial_fc_keeps_every_positive_and_updates_only_sampled_rows():
