@@ -178,6 +178,7 @@ def _outcome(clf, head, backbone, loss, rate, start):
         "rows": None if rate == 1.0 else clf.rows + start,
         "params": {k: p.grad for k, p in head.named_parameters() if k != "weight"},
         "buffers": {k: v.clone() for k, v in head.named_buffers()},
+        "state": clf.full_state_dict(),  # every rank's per-class rows gathered: independent of the world size
     }
 
 
@@ -253,6 +254,10 @@ def test_sharded_chunked_and_partial_fc_equal_single_process(tmp_path, world_siz
             assert _close(out[case]["backbone_grad"], ref["backbone_grad"]), case
             for key, grad in ref["params"].items():  # parameters every rank holds whole: biases, kappa module
                 assert _close(out[case]["params"][key], grad), (case, key)
+        for out in outs:
+            assert ref["state"].keys() == out[case]["state"].keys(), case
+            for key, value in ref["state"].items():
+                assert _close(out[case]["state"][key], value), (case, key)
         for key, value in ref["buffers"].items():  # running statistics, counters, per-class buffers
             if key in class_rows:
                 assert torch.equal(torch.cat([o[case]["buffers"][key] for o in outs]), value), (case, key)

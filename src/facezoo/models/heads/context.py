@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ...errors import ModelError
+
 RowIndex = slice | Tensor | None  # which of a head's class rows a weight holds: None all, a slice, or indices
 
 
@@ -105,9 +107,9 @@ class Batch:
     labels: Tensor
     shard_labels: Tensor
     sample_loss: Tensor
-    head: torch.nn.Module = field(repr=False)
-    weight: Tensor = field(repr=False)
-    local_labels: Tensor = field(repr=False)
+    head: torch.nn.Module | None = field(default=None, repr=False)
+    weight: Tensor | None = field(default=None, repr=False)
+    local_labels: Tensor | None = field(default=None, repr=False)
     rows: RowIndex = None
     state: dict = field(default_factory=dict, repr=False)
     reduce: Reducer = LOCAL
@@ -121,6 +123,8 @@ class Batch:
 
     def target_cos(self) -> Tensor:
         """(B,) cos(theta_{y_i}) with gradient into the embeddings and the class rows, exact over ranks."""
+        if self.head is None:
+            raise ModelError("this batch has no head (no class centres): a loss that needs target cosines needs one")
         if "target_cos" not in self._cache:
             local = self.head.target_cosines(self.embeddings, self.weight, self.local_labels, self.rows)
             self._cache["target_cos"] = self.reduce.sum_replicated(local)
@@ -128,7 +132,8 @@ class Batch:
 
     @classmethod
     def local(cls, head, embeddings: Tensor, labels: Tensor, sample_loss: Tensor | None = None) -> Batch:
-        """The one-process batch of `head` (all its classes present): for tests and single-process callers."""
+        """The one-process batch of `head` (all its classes present; None: no class centres, e.g. a triplet
+        training mode): for tests and single-process callers."""
         if sample_loss is None:
             sample_loss = embeddings.new_zeros(len(labels))
-        return cls(embeddings, labels, labels, sample_loss, head, head.weight, labels)
+        return cls(embeddings, labels, labels, sample_loss, head, None if head is None else head.weight, labels)

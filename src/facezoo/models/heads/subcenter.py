@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelError
 from . import HEADS
 from .base import NORM_EPS
 from .context import RowIndex, StepInputs
@@ -65,7 +65,11 @@ class SubCenterArcFace(TargetMarginHead):
 
     def _kept(self, rows: RowIndex, count: int) -> Tensor:
         keep = self.keep if rows is None else self.keep[rows]
-        assert keep.shape[0] == count, "rows must say which class rows the weight holds"
+        if keep.shape[0] != count:
+            raise ModelError(
+                f"head 'subcenter_arcface': a weight of {count} class rows needs `rows` (which of the head's "
+                f"{self.num_classes} rows they are) for its per-class sub-centre masks"
+            )
         return keep.bool()
 
     def subcosines(self, embeddings: Tensor, weight: Tensor) -> Tensor:
