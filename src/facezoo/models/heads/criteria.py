@@ -69,17 +69,37 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         return grad.mul_(grad_output.unsqueeze(1)), None, None
 
 
-def _inputs(ctx, embeddings, weight, shared):
+def _backward_by_chunk(ctx, embeddings, weight, labels, vjp) -> tuple:
+    """Gradients of a chunked loss w.r.t. (embeddings, weight, None x 6, *shared), recomputing each chunk.
+
+    vjp(z, sub) -> (output, grad_output): the chunk's recomputed logits z (under autograd) mapped to the tensor to
+    back-propagate and its incoming gradient. Shared parameters' gradients are summed over ranks at the end.
+    """
+    shared = ctx.shared
     need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     need_p = [ctx.needs_input_grad[8 + i] for i in range(len(shared))]
-    return need_x, need_w, need_p
-
-
-def _chunk_grads(ctx, z, x, w, shared, need_x, need_w, need_p, grad):
-    """Gradients of <z, grad> w.r.t. the inputs that need them (None for the others)."""
-    inputs = [t for t, need in ((x, need_x), (w, need_w), *zip(shared, need_p)) if need]
-    got = iter(torch.autograd.grad(z, inputs, grad, allow_unused=True)) if inputs else iter(())
-    return [next(got) if need else None for need in (need_x, need_w, *need_p)]
+    grad_x = torch.zeros_like(embeddings) if need_x else None
+    grad_w = torch.zeros_like(weight) if need_w else None
+    grad_p = [torch.zeros_like(p) if need else None for p, need in zip(shared, need_p)]
+    for start in range(0, weight.shape[0], ctx.chunk):
+        stop = min(start + ctx.chunk, weight.shape[0])
+        sub = chunk_labels(labels, start, stop)
+        with torch.enable_grad():
+            x = embeddings.detach().requires_grad_(need_x)
+            w = weight[start:stop].detach().requires_grad_(need_w)
+            out, grad = vjp(ctx.head.logits(x, w, sub, ctx.state, chunk_rows(ctx.rows, start, stop)), sub)
+            inputs = [t for t, need in ((x, need_x), (w, need_w), *zip(shared, need_p)) if need]
+            got = iter(torch.autograd.grad(out, inputs, grad, allow_unused=True) if inputs else ())
+            gx, gw, *gp = (next(got) if need else None for need in (need_x, need_w, *need_p))
+        if gx is not None:
+            grad_x += gx
+        if gw is not None:
+            grad_w[start:stop] = gw
+        for acc, g in zip(grad_p, gp):
+            if g is not None:
+                acc += g
+    grad_p = [None if g is None else ctx.reduce.shared_grad(g) for g in grad_p]
+    return grad_x, grad_w, None, None, None, None, None, None, *grad_p
 
 
 class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
@@ -118,33 +138,15 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         embeddings, weight, labels, row_max, sum_exp = ctx.saved_tensors
-        shared = ctx.shared
-        need_x, need_w, need_p = _inputs(ctx, embeddings, weight, shared)
-        grad_x = torch.zeros_like(embeddings) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
-        grad_p = [torch.zeros_like(p) if need else None for p, need in zip(shared, need_p)]
-        columns = weight.shape[0]
-        for start in range(0, columns, ctx.chunk):
-            stop = min(start + ctx.chunk, columns)
-            sub = chunk_labels(labels, start, stop)
-            with torch.enable_grad():
-                x = embeddings.detach().requires_grad_(need_x)
-                w = weight[start:stop].detach().requires_grad_(need_w)
-                z = ctx.head.logits(x, w, sub, ctx.state, chunk_rows(ctx.rows, start, stop))
-                with torch.no_grad():
-                    grad = (float_logits(z).to(row_max.dtype) - row_max.unsqueeze(1)).exp_().div_(sum_exp.unsqueeze(1))
-                    grad.scatter_add_(1, sub.clamp(min=0).unsqueeze(1), -(sub >= 0).to(grad.dtype).unsqueeze(1))
-                    grad.mul_(grad_output.unsqueeze(1))
-                gx, gw, *gp = _chunk_grads(ctx, z, x, w, shared, need_x, need_w, need_p, grad.to(z.dtype))
-            if gx is not None:
-                grad_x += gx
-            if gw is not None:
-                grad_w[start:stop] = gw
-            for acc, g in zip(grad_p, gp):
-                if g is not None:
-                    acc += g
-        grad_p = [None if g is None else ctx.reduce.shared_grad(g) for g in grad_p]
-        return grad_x, grad_w, None, None, None, None, None, None, *grad_p
+
+        def vjp(z, sub):
+            with torch.no_grad():
+                grad = (float_logits(z).to(row_max.dtype) - row_max.unsqueeze(1)).exp_().div_(sum_exp.unsqueeze(1))
+                grad.scatter_add_(1, sub.clamp(min=0).unsqueeze(1), -(sub >= 0).to(grad.dtype).unsqueeze(1))
+                grad.mul_(grad_output.unsqueeze(1))
+            return z, grad.to(z.dtype)
+
+        return _backward_by_chunk(ctx, embeddings, weight, labels, vjp)
 
 
 class _ChunkedSeparable(torch.autograd.Function):
@@ -170,29 +172,12 @@ class _ChunkedSeparable(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         embeddings, weight, labels = ctx.saved_tensors
-        shared = ctx.shared
-        need_x, need_w, need_p = _inputs(ctx, embeddings, weight, shared)
-        grad_x = torch.zeros_like(embeddings) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
-        grad_p = [torch.zeros_like(p) if need else None for p, need in zip(shared, need_p)]
-        for start in range(0, weight.shape[0], ctx.chunk):
-            stop = min(start + ctx.chunk, weight.shape[0])
-            sub = chunk_labels(labels, start, stop)
-            with torch.enable_grad():
-                x = embeddings.detach().requires_grad_(need_x)
-                w = weight[start:stop].detach().requires_grad_(need_w)
-                z = ctx.head.logits(x, w, sub, ctx.state, chunk_rows(ctx.rows, start, stop))
-                part = ctx.head.column_loss(z, sub)
-                gx, gw, *gp = _chunk_grads(ctx, part, x, w, shared, need_x, need_w, need_p, grad_output.to(part.dtype))
-            if gx is not None:
-                grad_x += gx
-            if gw is not None:
-                grad_w[start:stop] = gw
-            for acc, g in zip(grad_p, gp):
-                if g is not None:
-                    acc += g
-        grad_p = [None if g is None else ctx.reduce.shared_grad(g) for g in grad_p]
-        return grad_x, grad_w, None, None, None, None, None, None, *grad_p
+
+        def vjp(z, sub):
+            part = ctx.head.column_loss(z, sub)
+            return part, grad_output.to(part.dtype)
+
+        return _backward_by_chunk(ctx, embeddings, weight, labels, vjp)
 
 
 def softmax_cross_entropy(head, embeddings, weight, labels, state, rows=None, chunk=0, reduce=LOCAL) -> Tensor:

@@ -27,8 +27,30 @@ def _angle(head: str, m: float) -> float:
     return float(m)
 
 
+class HardNegativeHead(CosineHead):
+    """Negatives above the row's state["bound"] become reweight(cos, hard); the target becomes target(cos_y)."""
+
+    needs_target_cos = True
+    s = 64.0
+
+    def reweight(self, cos: Tensor, hard: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def target(self, cos_y: Tensor, state: dict) -> Tensor:
+        raise NotImplementedError
+
+    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
+        state = self.resolve_state(cos, labels, norms, state)
+        cos_y, index, valid = gather_target(cos, labels)
+        with torch.no_grad():
+            hard = cos > state["bound"].to(cos.dtype).unsqueeze(1)
+        out = self.reweight(cos, hard) * self.s
+        current = self.reweight(cos_y, hard.gather(1, index).squeeze(1)) * self.s
+        return put_target(out, index, valid, self.target(cos_y, state) * self.s, current)
+
+
 @HEADS.register("mv_softmax")
-class MVSoftmax(CosineHead):
+class MVSoftmax(HardNegativeHead):
     """MV-Softmax (Wang et al., AAAI 2020), FaceX-Zoo's form: mis-classified vectors re-weighted by t.
 
     variant "am": target f = cos_y - m where cos_y > m (else cos_y), bound = cos_y - m;
@@ -38,7 +60,6 @@ class MVSoftmax(CosineHead):
     """
 
     name = "mv_softmax"
-    needs_target_cos = True
 
     def __init__(
         self,
@@ -66,7 +87,7 @@ class MVSoftmax(CosineHead):
         """A negative above this is mis-classified: cos_y - m (am) or cos(theta_y + m) (arc)."""
         return cos_y - self.m if self.variant == "am" else cos_add_angle(cos_y, self.m)
 
-    def target(self, cos_y: Tensor) -> Tensor:
+    def target(self, cos_y: Tensor, state: dict) -> Tensor:
         if self.variant == "am":
             return torch.where(cos_y > self.m, cos_y - self.m, cos_y)
         return torch.where(cos_y > 0, cos_add_angle(cos_y, self.m), cos_y)
@@ -77,15 +98,6 @@ class MVSoftmax(CosineHead):
 
     def reweight(self, cos: Tensor, hard: Tensor) -> Tensor:
         return torch.where(hard, (self.t + 1.0) * cos + self.t, cos)
-
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
-        state = self.resolve_state(cos, labels, norms, state)
-        cos_y, index, valid = gather_target(cos, labels)
-        with torch.no_grad():
-            hard = cos > state["bound"].to(cos.dtype).unsqueeze(1)
-        out = self.reweight(cos, hard) * self.s
-        current = self.reweight(cos_y, hard.gather(1, index).squeeze(1)) * self.s
-        return put_target(out, index, valid, self.target(cos_y) * self.s, current)
 
 
 @HEADS.register("arcnegface")
@@ -134,7 +146,7 @@ class ArcNegFace(CosineHead):
 
 
 @HEADS.register("npcface")
-class NPCFace(CosineHead):
+class NPCFace(HardNegativeHead):
     """NPCFace (Zeng et al., 2020), FaceX-Zoo's form: negative and positive margins that cooperate.
 
     bound_i = cos(theta_y + m); hard negatives j (cos_ij > bound_i) become t cos_ij + a; the target gets the
@@ -145,7 +157,6 @@ class NPCFace(CosineHead):
     """
 
     name = "npcface"
-    needs_target_cos = True
 
     def __init__(
         self,
@@ -182,13 +193,5 @@ class NPCFace(CosineHead):
     def reweight(self, cos: Tensor, hard: Tensor) -> Tensor:
         return torch.where(hard, self.t * cos + self.a, cos)
 
-    def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
-        state = self.resolve_state(cos, labels, norms, state)
-        cos_y, index, valid = gather_target(cos, labels)
-        with torch.no_grad():
-            hard = cos > state["bound"].to(cos.dtype).unsqueeze(1)
-        out = self.reweight(cos, hard) * self.s
-        current = self.reweight(cos_y, hard.gather(1, index).squeeze(1)) * self.s
-        m_i = state["m"].to(cos.dtype)
-        target = torch.where(cos_y > 0, cos_add_angle(cos_y, m_i), cos_y)
-        return put_target(out, index, valid, target * self.s, current)
+    def target(self, cos_y: Tensor, state: dict) -> Tensor:
+        return torch.where(cos_y > 0, cos_add_angle(cos_y, state["m"].to(cos_y.dtype)), cos_y)
