@@ -40,8 +40,8 @@ def make_data(folder: Path, identities: int, images: int, size: int, seed: int) 
 def train_head(name: str, data: Path, run: Path, args) -> dict:
     """Train one head with the demo recipe; its verification results on both held-out sets."""
     from facezoo.config import load_config
+    from facezoo.train.callbacks.verification import Verifier
     from facezoo.train.trainer import Trainer
-    from facezoo.train.validation import Verifier
 
     overrides = [
         f"output={run}",

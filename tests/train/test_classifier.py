@@ -146,3 +146,36 @@ def test_sharded_training_equals_single_process(tmp_path, world_size, name):
     for key, value in dict(ref_head.named_buffers()).items():  # running statistics agree with single-process
         for out in outs:
             assert torch.allclose(out["buffers"][key].double(), value.double(), atol=1e-10), key
+
+
+def _train_losses(history):
+    return [row["train/loss"] for row in history if "train/loss" in row]
+
+
+@pytest.mark.slow
+def test_trainer_with_aux_losses_and_a_stateful_head_resumes_exactly(tiny_cfg, tmp_path):
+    """head.aux reaches the conventional mode; the centres, the sub-centre counts and AdaCos's scale are in the
+    checkpoint, so 2 steps + resume + 2 steps give the losses of 4 uninterrupted steps."""
+    from facezoo.train.trainer import Trainer
+
+    from .conftest import TinyFaces
+
+    data = TinyFaces(classes=6, per_class=6)
+    for head in ("subcenter_arcface", "adacos"):
+        opts = (
+            f"head.name={head}",
+            "head.kwargs={}",
+            "head.aux=[{name: center, weight: 0.01}, {name: triplet, weight: 0.1}]",
+            "epochs=2",
+            "batch_size=8",
+        )
+        full = Trainer(tiny_cfg(f"output={tmp_path}/{head}/a", *opts), dataset=data)
+        assert [a.name for a in full.mode.classifier.aux] == ["center", "triplet"]
+        straight = _train_losses(full.fit(max_steps=4))
+        part = Trainer(tiny_cfg(f"output={tmp_path}/{head}/b", *opts), dataset=data)
+        first = _train_losses(part.fit(max_steps=2))
+        resumed = Trainer(tiny_cfg(f"output={tmp_path}/{head}/b", *opts), dataset=data)
+        resumed.resume(tmp_path / head / "b" / "checkpoint.pt")
+        assert len(straight) == 4 and first + _train_losses(resumed.fit(max_steps=4)) == straight, head
+        centres = resumed.mode.classifier.aux[0].centers
+        assert torch.equal(centres, full.mode.classifier.aux[0].centers) and centres.abs().sum() > 0

@@ -69,7 +69,8 @@ class CIFP(CosineHead):
         misclassified = reduce.sum(misclassified)
         everyone = reduce.gather(best).topk(k).values  # sorted, descending
         rank = torch.ceil(far * (negatives - misclassified).to(torch.float64)).long().clamp(1, k)
-        return {"th": everyone[rank - 1], "target_cos": cos_y, "valid": valid, "reduce": reduce}
+        th = everyone.gather(0, (rank - 1).view(1)).squeeze(0)  # a device index: no host sync
+        return {"th": th, "target_cos": cos_y, "valid": valid, "reduce": reduce}
 
     def logits(
         self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None, rows: RowIndex = None

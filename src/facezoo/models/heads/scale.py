@@ -23,7 +23,7 @@ def lower_median(values: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     """(lower median of values[valid], number of valid entries): torch.median's convention, no host sync."""
     count = valid.sum()
     ordered = torch.where(valid, values, torch.full_like(values, float("inf"))).sort().values
-    return ordered[((count - 1) // 2).clamp(min=0)], count
+    return ordered.gather(0, ((count - 1) // 2).clamp(min=0).view(1)).squeeze(0), count  # gather: no sync
 
 
 @HEADS.register("adacos")
