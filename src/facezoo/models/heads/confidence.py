@@ -4,7 +4,8 @@ A small module on the embedding predicts kappa_i > 0 (the head owns it, so every
   log kappa_i = MLP(x_i) (D -> D/2 -> D/4 -> 1, ReLU), kappa_i = 1e-6 + exp(min(log kappa_i, ln kappa_max));
 and batch_loss adds the vMF negative log-likelihood of the embedding direction around its class centre,
   L = mean_i [ -kappa_i cos(theta_{y_i}) - (d/2 - 1) ln kappa_i + ln I_{d/2-1}(kappa_i) + (d/2) ln(2 pi) ],
-(the reference's KL(delta || vMF) on the unit sphere; I_v the modified Bessel function, d = D), beside ArcFace
+(the reference's KL(delta || vMF) on the unit sphere; I_v the modified Bessel function, d = D; a negative
+log-density, so it goes below 0 once kappa is large), beside ArcFace
 (s 64, m 0.5), which trains the embedding. With detach=True (default) the term trains only the kappa module, as
 the paper does on a fixed embedding model; cos(theta_y) is always detached. kappa is the sample's confidence
 (`head.kappa(x)`); it lives in the training checkpoint's head state, not in the backbone's model.pt.
