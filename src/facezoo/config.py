@@ -47,6 +47,15 @@ class ModelConfig:
 
 
 @dataclass
+class AuxLossConfig:
+    """One auxiliary loss beside the head (models/losses): loss += weight * LOSSES[name](**kwargs)(batch)."""
+
+    name: str = ""  # center | focal | triplet
+    weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {alpha: 0.5} (center), {gamma: 2} (focal)
+
+
+@dataclass
 class HeadConfig:
     name: str = "arcface"
     kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {s: 64, m: 0.5}
@@ -57,6 +66,8 @@ class HeadConfig:
     # over 10M classes is chunked); N > 0: N columns per chunk; 0: never chunk. Same loss and gradients;
     # chunking costs one extra logit matmul in backward.
     chunk_size: int | Literal["auto"] = "auto"
+    # auxiliary losses added with their weights, e.g. [{name: center, weight: 0.01, kwargs: {alpha: 0.5}}]
+    aux: list[AuxLossConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +127,7 @@ class Config:
         """Checks that need more than types: positive sizes, known backbone/head names, divisibility."""
         from .models.backbones import BACKBONES
         from .models.heads import HEADS
+        from .models.losses import LOSSES
         from .train.callbacks import CALLBACKS
         from .train.modes import MODES
         from .train.optim import OPTIMIZERS
@@ -151,6 +163,14 @@ class Config:
         MODES.get(self.mode)
         for name in self.callbacks:
             CALLBACKS.get(name)
+        for i, aux in enumerate(self.head.aux):
+            if aux.name not in LOSSES:
+                try:
+                    LOSSES.get(aux.name)
+                except ConfigError as e:
+                    raise ConfigError(f"head.aux[{i}].name: {e}") from None
+            if not aux.weight >= 0:
+                raise ConfigError(f"head.aux[{i}].weight must be >= 0 (e.g. 0.01), got {aux.weight}")
         return self
 
     def to_dict(self) -> dict:
@@ -173,6 +193,8 @@ def _check_type(value, tp, key: str):
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):  # a list of sections, e.g. head.aux
+        return from_dict(tp, value, prefix=f"{key}.")
     if origin is Literal:
         if value not in typing.get_args(tp):
             choices = typing.get_args(tp)

@@ -15,6 +15,13 @@ from facezoo.models.heads import HEADS
 from facezoo.models.heads.margin import sphere_psi
 
 NAMES = {"softmax", "normface", "sphereface", "cosface", "arcface", "combined", "curricularface", "magface", "adaface"}
+# every registered head; the others have their formula tests in test_heads_<origin>.py, all are in test_heads_sweep.py
+ALL = NAMES | {
+    "adacos", "adam_softmax", "arcnegface", "circleloss", "mv_softmax", "npcface",  # FaceX-Zoo
+    "cifp", "ddl", "scf",  # TFace
+    "subcenter_arcface",  # InsightFace
+    "elasticface_arc", "elasticface_arc_plus", "elasticface_cos", "elasticface_cos_plus", "sphereface2", "uniface",
+}  # fmt: skip
 COSINE = sorted(NAMES - {"softmax"})
 STATEFUL = {"sphereface", "curricularface", "adaface"}
 D, C, B = 6, 7, 5
@@ -110,8 +117,8 @@ def expected_logits(name, head, x, labels):
 
 
 def test_registry_names_and_unknown_name():
-    assert set(HEADS.names()) == NAMES
-    assert set(facezoo.list_heads()) == NAMES
+    assert set(HEADS.names()) == ALL
+    assert set(facezoo.list_heads()) == ALL
     with pytest.raises(ConfigError, match="Did you mean 'arcface'"):
         facezoo.create_head("arcfce", D, C)
 

@@ -1,7 +1,8 @@
-"""Chunked margin cross-entropy: same loss, gradients and head state as the unchunked path, for every head.
+"""Chunked losses: same loss, gradients and head state as the unchunked path, for every head that can chunk.
 
-Also the sharded heads that need other ranks' data (CurricularFace's target cosines) against single-process
-full FC, and sharded Partial FC against single-process cross-entropy over the sampled classes, on gloo ranks.
+Also every registered head sharded over 2 and 3 gloo ranks (heads that need other ranks' data: target cosines,
+column statistics, global thresholds) against single-process training, full FC and Partial FC (the single process
+pinned to the ranks' sampled rows), chunked and not.
 """
 
 import os
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import facezoo
+from facezoo.errors import ConfigError
 from facezoo.models.heads import HEADS
 from facezoo.train.classifier import CHUNK_BUDGET, ShardedClassifier, chunk_columns
 from facezoo.train.distributed import World, shard_range
@@ -21,6 +23,7 @@ PFC_CLASSES, RATE = 61, 0.25  # Partial FC keeps k = max(int(rate * shard), glob
 
 
 def test_every_registered_head_is_covered():
+    assert "cifp" in NAMES and "sphereface2" in NAMES
     assert {
         "softmax",
         "normface",
@@ -72,30 +75,40 @@ def _run(name, chunk, steps=2, sample_rate=1.0, classes=CLASSES):
                 "emb": emb.grad,
                 "weight": weight_grad.clone(),
                 "backbone": backbone.weight.grad.clone(),
+                "params": {k: p.grad.clone() for k, p in head.named_parameters() if k != "weight"},
                 "buffers": {k: v.clone() for k, v in head.named_buffers()},
             }
         )
+        for p in head.parameters():
+            p.grad = None
     return out
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_chunked_equals_unchunked(name):
     ref = _run(name, 0)
+    if HEADS.get(name)(embedding_size=DIM, num_classes=CLASSES).cannot_chunk:
+        with pytest.raises(ConfigError, match="cannot split its classes into chunks"):
+            _run(name, 3)
+        assert torch.equal(_run(name, "auto")[0]["loss"], ref[0]["loss"])  # auto never chunks it
+        return
     for chunk in (1, 3, 4, 11 - 1):
         got = _run(name, chunk)
         for r, g in zip(ref, got):
             assert torch.allclose(g["loss"], r["loss"], rtol=0, atol=1e-10), chunk
             for key in ("emb", "weight", "backbone"):
                 assert torch.allclose(g[key], r[key], rtol=1e-12, atol=1e-10), (chunk, key)
+            for key, value in r["params"].items():  # learnable biases, the kappa module
+                assert torch.allclose(g["params"][key], value, rtol=1e-12, atol=1e-10), (chunk, key)
             for key, value in r["buffers"].items():  # state updated once per step, not once per chunk
                 assert torch.equal(g["buffers"][key], value), (chunk, key)
 
 
-@pytest.mark.parametrize("name", ["arcface", "curricularface", "adaface"])
+@pytest.mark.parametrize("name", ["arcface", "curricularface", "adaface", "adacos", "sphereface2", "subcenter_arcface"])
 def test_chunked_equals_unchunked_with_partial_fc(name):
     ref = _run(name, 0, sample_rate=RATE, classes=PFC_CLASSES)
     got = _run(name, 5, sample_rate=RATE, classes=PFC_CLASSES)
-    assert ref[0]["weight"].shape == (15, DIM)  # int(0.25 * 61) = 15 of 61 rows sampled
+    assert ref[0]["weight"].shape[0] == 15  # int(0.25 * 61) = 15 of 61 rows sampled
     for r, g in zip(ref, got):
         assert torch.allclose(g["loss"], r["loss"], rtol=0, atol=1e-10)
         for key in ("emb", "weight", "backbone"):
@@ -144,6 +157,31 @@ def test_chunked_peak_memory_is_smaller():
 # ---- gloo ranks -----------------------------------------------------------------------------------------------
 
 
+def _cases():
+    """(name, chunk, rate) of every registered head: chunk 2 only where the head can chunk."""
+    for rate in (1.0, RATE):
+        for name in NAMES:
+            can_chunk = not HEADS.get(name)(embedding_size=DIM, num_classes=CLASSES).cannot_chunk
+            for chunk in (0, 2) if can_chunk else (0,):
+                yield name, chunk, rate
+
+
+def _shard_state(head, state, start, end):
+    return {k: v[start:end] if k in head.class_rows else v for k, v in state.items()}
+
+
+def _outcome(clf, head, backbone, loss, rate, start):
+    return {
+        "loss": loss.detach(),
+        "backbone_grad": backbone.weight.grad.clone(),
+        "row_grad": head.weight.grad if rate == 1.0 else clf.sampled.grad,
+        "rows": None if rate == 1.0 else clf.rows + start,
+        "params": {k: p.grad for k, p in head.named_parameters() if k != "weight"},
+        "buffers": {k: v.clone() for k, v in head.named_buffers()},
+        "state": clf.full_state_dict(),  # every rank's per-class rows gathered: independent of the world size
+    }
+
+
 def _worker(rank, world_size, tmp):
     import torch.distributed as dist
 
@@ -151,57 +189,43 @@ def _worker(rank, world_size, tmp):
     s = torch.load(f"{tmp}/setup.pt")
     b = BATCH // world_size
     results = {}
-    for rate in (1.0, RATE):
+    for name, chunk, rate in _cases():
         classes = CLASSES if rate == 1.0 else PFC_CLASSES
         start, end = shard_range(classes, rank, world_size)
         x, y = s[classes]["x"][rank * b : (rank + 1) * b], s[classes]["labels"][rank * b : (rank + 1) * b]
-        for name in NAMES:
-            for chunk in (0, 2):
-                backbone = torch.nn.Linear(IN, DIM).double()
-                backbone.load_state_dict(s["backbone"])
-                ddp = torch.nn.parallel.DistributedDataParallel(backbone)
-                head = facezoo.create_head(name, DIM, end - start).double()
-                weight = s[classes]["heads"][name]["weight"][start:end]
-                head.load_state_dict({**s[classes]["heads"][name], "weight": weight})
-                clf = ShardedClassifier(head, classes, World(rank, world_size), sample_rate=rate, chunk_size=chunk)
-                torch.manual_seed(7)  # the same sample for both chunk sizes
-                loss = clf(ddp(x), y)
-                loss.backward()
-                results[name, chunk, rate] = {
-                    "loss": loss.detach(),
-                    "backbone_grad": backbone.weight.grad,
-                    "head_grad": head.weight.grad if rate == 1.0 else clf.sampled.grad,
-                    "rows": None if rate == 1.0 else clf.rows + start,
-                    "buffers": {k: v.clone() for k, v in head.named_buffers()},
-                }
+        backbone = torch.nn.Linear(IN, DIM).double()
+        backbone.load_state_dict(s["backbone"])
+        ddp = torch.nn.parallel.DistributedDataParallel(backbone)
+        head = facezoo.create_head(name, DIM, end - start).double()
+        head.load_state_dict(_shard_state(head, s[classes]["heads"][name], start, end))
+        clf = ShardedClassifier(head, classes, World(rank, world_size), sample_rate=rate, chunk_size=chunk)
+        torch.manual_seed(7)  # the same sample for both chunk sizes
+        loss = clf(ddp(x), y)
+        loss.backward()
+        results[name, chunk, rate] = _outcome(clf, head, backbone, loss, rate, start)
     torch.save(results, f"{tmp}/rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
     os._exit(0)  # see test_classifier: skip gloo's occasionally aborting interpreter teardown
 
 
-def _reference(name, s, classes, rows=None):
-    """Single-process loss, grads and buffers; rows: plain cross-entropy over those classes only (Partial FC)."""
+def _reference(name, s, classes, rate, rows=None):
+    """Single-process training of the same step; Partial FC pinned to the ranks' sampled rows."""
     backbone = torch.nn.Linear(IN, DIM).double()
     backbone.load_state_dict(s["backbone"])
     head = facezoo.create_head(name, DIM, classes).double()
     head.load_state_dict(s[classes]["heads"][name])
-    emb = backbone(s[classes]["x"])
-    labels = s[classes]["labels"]
-    if rows is None:
-        logits, target = head(emb, labels), labels
-    else:
-        position = torch.full((classes,), -1, dtype=torch.long)
-        position[rows] = torch.arange(len(rows))
-        target = position[labels]
-        assert (target >= 0).all()  # every positive was sampled
-        sub = head.weight[rows]
-        sub.retain_grad()
-        logits = head.logits(emb, sub, target)  # every target is among the rows: the step state is full FC's
-    loss = F.cross_entropy(logits, target) + head.regularizer(emb)
+    clf = ShardedClassifier(head, classes, sample_rate=rate, chunk_size=0)
+    if rows is not None:
+        clf._take(rows, len(rows))
+        clf._pinned = True
+    loss = clf(backbone(s[classes]["x"]), s[classes]["labels"])
     loss.backward()
-    grad = head.weight.grad if rows is None else sub.grad
-    return loss.detach(), backbone.weight.grad, grad, dict(head.named_buffers())
+    return _outcome(clf, head, backbone, loss, rate, 0)
+
+
+def _close(a, b):
+    return torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-10)
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
@@ -216,24 +240,27 @@ def test_sharded_chunked_and_partial_fc_equal_single_process(tmp_path, world_siz
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.multiprocessing.spawn(_worker, args=(world_size, str(tmp_path)), nprocs=world_size)
     outs = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world_size)]
-    for name in NAMES:
-        for rate in (1.0, RATE):
-            classes = CLASSES if rate == 1.0 else PFC_CLASSES
-            rows = None if rate == 1.0 else torch.cat([o[name, 0, rate]["rows"] for o in outs])
-            if rows is not None:
-                assert len(rows) == BATCH * world_size < classes  # k = global batch rows per shard, not all
-            loss, backbone_grad, head_grad, buffers = _reference(name, s, classes, rows)
-            for chunk in (0, 2):
-                case = (name, chunk, rate)
-                if rate < 1.0:  # the same sample with and without chunking
-                    assert torch.equal(torch.cat([o[case]["rows"] for o in outs]), rows), case
+    for case in _cases():
+        name, _, rate = case
+        classes = CLASSES if rate == 1.0 else PFC_CLASSES
+        rows = None if rate == 1.0 else torch.cat([o[case]["rows"] for o in outs])
+        if rows is not None:
+            assert len(rows) == BATCH * world_size < classes  # k = global batch rows per shard, not all
+        ref = _reference(name, s, classes, rate, rows)
+        class_rows = HEADS.get(name)(embedding_size=DIM, num_classes=CLASSES).class_rows
+        assert _close(torch.cat([o[case]["row_grad"] for o in outs]), ref["row_grad"]), case
+        for out in outs:
+            assert torch.allclose(out[case]["loss"], ref["loss"], rtol=0, atol=1e-10), case
+            assert _close(out[case]["backbone_grad"], ref["backbone_grad"]), case
+            for key, grad in ref["params"].items():  # parameters every rank holds whole: biases, kappa module
+                assert _close(out[case]["params"][key], grad), (case, key)
+        for out in outs:
+            assert ref["state"].keys() == out[case]["state"].keys(), case
+            for key, value in ref["state"].items():
+                assert _close(out[case]["state"][key], value), (case, key)
+        for key, value in ref["buffers"].items():  # running statistics, counters, per-class buffers
+            if key in class_rows:
+                assert torch.equal(torch.cat([o[case]["buffers"][key] for o in outs]), value), (case, key)
+            else:
                 for out in outs:
-                    assert torch.allclose(out[case]["loss"], loss, rtol=0, atol=1e-10), case
-                    assert torch.allclose(out[case]["backbone_grad"], backbone_grad, rtol=1e-12, atol=1e-10), case
-                    for key, value in buffers.items():  # CurricularFace t, AdaFace stats, SphereFace iteration
-                        assert torch.allclose(out[case]["buffers"][key].double(), value.double(), atol=1e-10), (
-                            case,
-                            key,
-                        )
-                got = torch.cat([o[case]["head_grad"] for o in outs])
-                assert torch.allclose(got, head_grad, rtol=1e-12, atol=1e-10), case
+                    assert _close(out[case]["buffers"][key], value), (case, key)

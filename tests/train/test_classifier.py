@@ -1,4 +1,5 @@
-"""Sharded classifier: one process equals plain cross-entropy; W gloo ranks equal single-process full-FC training."""
+"""Sharded classifier: one process equals the head's own loss (plain cross-entropy of its logits, or its separable
+terms, plus its batch terms); W gloo ranks equal single-process full-FC training."""
 
 import copy
 import itertools
@@ -9,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import facezoo
+from facezoo.models.heads import HEADS as REGISTRY
+from facezoo.models.heads.context import Batch
 from facezoo.train.classifier import ShardedClassifier
 from facezoo.train.distributed import World, shard_range
 
@@ -25,8 +28,20 @@ def test_shard_ranges_cover_the_classes_once():
     assert [shard_range(7, r, 2) for r in range(2)] == [(0, 4), (4, 7)]
 
 
-@pytest.mark.parametrize("name", HEADS)
-def test_one_process_equals_cross_entropy(name):
+def own_loss(head, emb, labels):
+    """The head's loss from its plain forward: cross-entropy of its logits (or its per-class binary terms),
+    plus its batch term and regulariser."""
+    logits = head(emb, labels)
+    if head.loss_form == "separable":
+        per_sample = head.column_loss(logits, labels)
+    else:
+        per_sample = F.cross_entropy(logits, labels, reduction="none")
+    batch = Batch.local(head, emb, labels, per_sample)
+    return per_sample.mean() + head.batch_loss(batch) + head.regularizer(emb)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_one_process_equals_the_heads_own_loss(name):
     torch.manual_seed(0)
     head = facezoo.create_head(name, DIM, CLASSES)
     ref = copy.deepcopy(head)
@@ -34,12 +49,15 @@ def test_one_process_equals_cross_entropy(name):
     labels = torch.randint(0, CLASSES, (BATCH,))
     e1, e2 = emb.clone().requires_grad_(), emb.clone().requires_grad_()
     loss = ShardedClassifier(head.double(), CLASSES)(e1, labels)
-    expected = F.cross_entropy(ref.double()(e2, labels), labels) + ref.regularizer(e2)
+    expected = own_loss(ref.double(), e2, labels)
     loss.backward()
     expected.backward()
     assert torch.allclose(loss, expected, atol=1e-10)
     assert torch.allclose(e1.grad, e2.grad, atol=1e-10)
-    assert torch.allclose(head.weight.grad, ref.weight.grad, atol=1e-10)
+    for (key, p), q in zip(head.named_parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-10), key
+    for (key, a), b in zip(head.named_buffers(), ref.buffers()):  # state updated once, as by the plain forward
+        assert torch.equal(a, b), key
 
 
 def test_partial_fc_keeps_every_positive_and_updates_only_sampled_rows():
@@ -128,3 +146,36 @@ def test_sharded_training_equals_single_process(tmp_path, world_size, name):
     for key, value in dict(ref_head.named_buffers()).items():  # running statistics agree with single-process
         for out in outs:
             assert torch.allclose(out["buffers"][key].double(), value.double(), atol=1e-10), key
+
+
+def _train_losses(history):
+    return [row["train/loss"] for row in history if "train/loss" in row]
+
+
+@pytest.mark.slow
+def test_trainer_with_aux_losses_and_a_stateful_head_resumes_exactly(tiny_cfg, tmp_path):
+    """head.aux reaches the conventional mode; the centres, the sub-centre counts and AdaCos's scale are in the
+    checkpoint, so 2 steps + resume + 2 steps give the losses of 4 uninterrupted steps."""
+    from facezoo.train.trainer import Trainer
+
+    from .conftest import TinyFaces
+
+    data = TinyFaces(classes=6, per_class=6)
+    for head in ("subcenter_arcface", "adacos"):
+        opts = (
+            f"head.name={head}",
+            "head.kwargs={}",
+            "head.aux=[{name: center, weight: 0.01}, {name: triplet, weight: 0.1}]",
+            "epochs=2",
+            "batch_size=8",
+        )
+        full = Trainer(tiny_cfg(f"output={tmp_path}/{head}/a", *opts), dataset=data)
+        assert [a.name for a in full.mode.classifier.aux] == ["center", "triplet"]
+        straight = _train_losses(full.fit(max_steps=4))
+        part = Trainer(tiny_cfg(f"output={tmp_path}/{head}/b", *opts), dataset=data)
+        first = _train_losses(part.fit(max_steps=2))
+        resumed = Trainer(tiny_cfg(f"output={tmp_path}/{head}/b", *opts), dataset=data)
+        resumed.resume(tmp_path / head / "b" / "checkpoint.pt")
+        assert len(straight) == 4 and first + _train_losses(resumed.fit(max_steps=4)) == straight, head
+        centres = resumed.mode.classifier.aux[0].centers
+        assert torch.equal(centres, full.mode.classifier.aux[0].centers) and centres.abs().sum() > 0

@@ -1,31 +1,35 @@
-"""Class-sharded margin-softmax classifier with Partial FC sampling (model parallel over ranks).
+"""Class-sharded margin classifier with Partial FC sampling (model parallel over ranks) and auxiliary losses.
 
-Rank r holds class centres [start_r, end_r) (shard_range). Each step:
+Rank r holds class rows [start_r, end_r) (shard_range). Each step:
   1. embeddings and labels of the global batch are all-gathered (the embedding gather carries gradients);
   2. labels become columns of the local shard, -1 where the class lives on another rank;
-  3. the head's per-step state is computed once from the whole global batch (Head.step_state); heads that need
-     every row's target cosine (CurricularFace) get it from an all-reduce SUM of a (B,) vector that is zero where
-     the class is not local, so sharded or chunked logits equal single-process full-FC ones;
-  4. Partial FC (sample_rate < 1): the shard keeps every positive class of the global batch plus random negatives,
+  3. Partial FC (sample_rate < 1): the shard keeps every positive class of the global batch plus random negatives,
      k = min(shard, max(int(rate * shard), global batch)) rows (host-known: no sync); those rows are copied into a
      leaf (k, D) tensor `sampled`, so backward yields a (k, D) gradient and the optimiser (train/optim.py
      RowOptimizer) updates only those rows of the weight and of its state;
-  5. the head computes margin logits on its rows (Head.logits works on any subset of class rows);
-  6. softmax cross-entropy across ranks, loss_i = log sum_j exp(z_ij) - z_iy over the columns of every rank, with
-     one all-reduce MAX of the row maxima and one all-reduce SUM of the exp-sums and target terms:
-     - unchunked (DistCrossEntropy): the (B, C') logits and probabilities are kept for backward;
-     - chunked (ChunkedMarginCrossEntropy, chunk_size columns at a time): forward keeps only the running row
-       max / sum-exp / target logit (online softmax), backward recomputes each chunk's margin logits and
-       back-propagates (p - onehot) / B; memory O(B x chunk) instead of several (B, C') tensors.
+  4. the head's per-step state is computed once from the whole global batch (Head.step_state): every row's target
+     cosine (an all-reduce SUM of a (B,) vector that is zero where the class is not local) for heads that need it,
+     and a pass over the columns for heads that need row statistics (AdaCos, NPCFace, CIFP), through the Reducer
+     below, so sharded or chunked logits equal single-process full-FC ones;
+  5. the head's per-sample loss over its rows (Head.loss: softmax cross-entropy across ranks by default, a sum of
+     binary terms for one-vs-all heads; see models/heads/criteria.py), chunk_size columns at a time when chunked
+     (forward keeps O(B) per row, backward recomputes each chunk: memory O(B x chunk));
+  6. terms on the whole batch: Head.batch_loss (DDL, SCF, AdaM-Softmax) and the auxiliary losses (head.aux:
+     centre, focal, triplet; models/losses), each with its weight, plus the head's per-sample regulariser on the
+     local samples (DDP's averaging makes it global).
 With one process every collective is the identity and this is ordinary full-FC (or sampled) training.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from ..models.heads.base import target_cosines
+from ..errors import ConfigError, ModelError
+from ..models.heads.context import LOCAL, Batch, Reducer, StepInputs
+from ..models.heads.criteria import chunk_labels, chunk_rows
+from ..models.losses import LOSSES
 from .distributed import World, all_gather_nograd, all_gather_with_grad, all_reduce, gather_rows, shard_range
 
 CHUNK_BUDGET = 2**26  # chunk_size "auto": chunk once B x C' exceeds this many logits (256 MiB per fp32 copy)
@@ -43,104 +47,73 @@ def chunk_columns(chunk_size: int | str, batch: int, columns: int, budget: int =
     return chunk_size if 0 < chunk_size < columns else 0
 
 
-def _chunk_labels(labels: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Columns [start, stop) -> labels relative to the chunk, -1 where the target is outside it."""
-    local = labels - start
-    return torch.where((local >= 0) & (local < stop - start), local, torch.full_like(local, -1))
-
-
-def _float_logits(logits: torch.Tensor) -> torch.Tensor:
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits  # sums need float32
-
-
-class DistCrossEntropy(torch.autograd.Function):
-    """Mean softmax cross-entropy of logits split by columns over ranks; labels -1 = target on another rank.
-
-    Backward is local: d loss / d z_ij = (p_ij - [j = y_i]) / B, with p the globally normalised softmax.
-    """
+class _SumReplicated(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return all_reduce(x.clone())
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        row_max = logits.detach().amax(dim=1)
-        all_reduce(row_max, torch.distributed.ReduceOp.MAX)
-        prob = (logits.detach() - row_max.unsqueeze(1)).exp_()
-        sum_exp = all_reduce(prob.sum(dim=1))
-        prob.div_(sum_exp.unsqueeze(1))
-        valid = labels >= 0
-        index = labels.clamp(min=0).unsqueeze(1)
-        target = all_reduce(prob.gather(1, index).squeeze(1) * valid)  # exactly one rank owns each target
-        ctx.save_for_backward(prob, index, valid)
-        return -target.clamp_min(torch.finfo(prob.dtype).tiny).log().mean()
+    def backward(ctx, grad):
+        return grad
+
+
+class _SumOwned(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return all_reduce(x.clone())
 
     @staticmethod
-    def backward(ctx, grad_output):
-        prob, index, valid = ctx.saved_tensors
-        grad = prob.scatter_add_(1, index, -valid.to(prob.dtype).unsqueeze(1))
-        return grad.mul_(grad_output / prob.shape[0]), None
+    def backward(ctx, grad):
+        return all_reduce(grad.clone())
 
 
-class ChunkedMarginCrossEntropy(torch.autograd.Function):
-    """DistCrossEntropy(head.logits(x, W, labels, state), labels) computed `chunk` columns of W at a time.
-
-    Forward (no graph kept): per chunk z = head.logits(x, W[a:b], labels - a, state); online softmax
-    m <- max(m, max_j z_ij), s <- s exp(m_old - m) + sum_j exp(z_ij - m), target logit t_i from the chunk that
-    holds it; then MAX / SUM all-reduces over ranks; loss = mean_i(m_i + log s_i - t_i).
-    Backward: recompute each chunk's logits under autograd and back-propagate (exp(z - m) / s - onehot) / B into
-    x and W[a:b]. The step state is fixed (computed once per step), so running buffers are not touched here.
-    Saved: x (B, D), W, labels, m, s: O(B) beyond the inputs; peak O(B x chunk) per chunk.
-    """
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
 
     @staticmethod
-    def forward(ctx, embeddings, weight, labels, head, state, chunk):
-        batch, columns = embeddings.shape[0], weight.shape[0]
-        dtype = torch.promote_types(embeddings.dtype, torch.float32)
-        row_max = embeddings.new_full((batch,), float("-inf"), dtype=dtype)
-        sum_exp = embeddings.new_zeros((batch,), dtype=dtype)
-        target = embeddings.new_zeros((batch,), dtype=dtype)
-        for start in range(0, columns, chunk):  # host-known bounds: no sync
-            stop = min(start + chunk, columns)
-            sub = _chunk_labels(labels, start, stop)
-            z = _float_logits(head.logits(embeddings, weight[start:stop], sub, state)).to(dtype)
-            new_max = torch.maximum(row_max, z.amax(dim=1))
-            sum_exp = sum_exp * (row_max - new_max).exp() + (z - new_max.unsqueeze(1)).exp().sum(dim=1)
-            row_max = new_max
-            z_y = z.gather(1, sub.clamp(min=0).unsqueeze(1)).squeeze(1)
-            target += torch.where(sub >= 0, z_y, torch.zeros_like(z_y))
-        global_max = all_reduce(row_max.clone(), torch.distributed.ReduceOp.MAX)
-        sum_exp = all_reduce(sum_exp * (row_max - global_max).exp())
-        target = all_reduce(target)  # exactly one rank (and one chunk) holds each target
-        ctx.head, ctx.state, ctx.chunk = head, state, chunk
-        ctx.save_for_backward(embeddings, weight, labels, global_max, sum_exp)
-        return (global_max + sum_exp.log() - target).mean()
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        embeddings, weight, labels, row_max, sum_exp = ctx.saved_tensors
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(embeddings) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
-        scale = grad_output / embeddings.shape[0]
-        columns = weight.shape[0]
-        for start in range(0, columns, ctx.chunk):
-            stop = min(start + ctx.chunk, columns)
-            sub = _chunk_labels(labels, start, stop)
-            with torch.enable_grad():
-                x = embeddings.detach().requires_grad_(need_x)
-                w = weight[start:stop].detach().requires_grad_(need_w)
-                z = ctx.head.logits(x, w, sub, ctx.state)
-                with torch.no_grad():
-                    grad = (_float_logits(z).to(row_max.dtype) - row_max.unsqueeze(1)).exp_().div_(sum_exp.unsqueeze(1))
-                    grad.scatter_add_(1, sub.clamp(min=0).unsqueeze(1), -(sub >= 0).to(grad.dtype).unsqueeze(1))
-                    grad.mul_(scale)
-                inputs = [t for t, need in ((x, need_x), (w, need_w)) if need]
-                grads = iter(torch.autograd.grad(z, inputs, grad.to(z.dtype), allow_unused=True))
-            gx = next(grads) if need_x else None
-            gw = next(grads) if need_w else None
-            if gx is not None:
-                grad_x += gx
-            if gw is not None:
-                grad_w[start:stop] = gw
-        return grad_x, grad_w, None, None, None, None
+
+class DistReducer(Reducer):
+    """The head Reducer over torch.distributed's default group (see models/heads/context.py)."""
+
+    def __init__(self, world: World):
+        self.world_size = world.world_size
+
+    def sum(self, x):
+        return all_reduce(x)
+
+    def max(self, x):
+        return all_reduce(x, dist.ReduceOp.MAX)
+
+    def gather(self, x):
+        return all_gather_nograd(x)
+
+    def sum_replicated(self, x):
+        return _SumReplicated.apply(x)
+
+    def sum_owned(self, x):
+        return _SumOwned.apply(x)
+
+    def shared_grad(self, grad):
+        return all_reduce(grad)
+
+    def replicated(self, x):
+        return _ScaleGrad.apply(x, 1.0 / self.world_size)
+
+
+def _aux_spec(item) -> tuple[str, float, dict]:
+    """(name, weight, kwargs) of an AuxLossConfig or a plain {name, weight, kwargs} mapping."""
+    if isinstance(item, dict):
+        unknown = set(item) - {"name", "weight", "kwargs"}
+        if unknown or "name" not in item:
+            raise ConfigError(f"head.aux entry {item!r}: give name, weight and optional kwargs")
+        return item["name"], float(item.get("weight", 1.0)), dict(item.get("kwargs") or {})
+    return item.name, float(item.weight), dict(item.kwargs)
 
 
 class ShardedClassifier(nn.Module):
@@ -148,8 +121,10 @@ class ShardedClassifier(nn.Module):
 
     `head` is a facezoo Head built for this rank's shard (num_classes = end - start); its buffers and any
     regulariser work as in single-process training. chunk_size: see chunk_columns (HeadConfig.chunk_size).
+    aux: auxiliary losses (AuxLossConfig or {name, weight, kwargs}) added with their weights.
     Partial FC: after backward the gradient is on `sampled` (k, D), rows `rows` of head.weight; head.weight
     itself gets none (the trainer's RowOptimizer writes the sampled rows back).
+    parameters() holds the head's and the auxiliary losses' parameters: build the optimiser over it.
     """
 
     def __init__(
@@ -159,15 +134,24 @@ class ShardedClassifier(nn.Module):
         world: World | None = None,
         sample_rate: float = 1.0,
         chunk_size: int | str = "auto",
+        aux=(),
     ):
         super().__init__()
-        from ..errors import ConfigError
-
         if not 0.0 < sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}")
         if chunk_size != "auto" and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 0):
             raise ConfigError(
                 f"head.chunk_size must be 'auto' or an integer >= 0 (0 = no chunking), got {chunk_size!r}"
+            )
+        if sample_rate < 1.0 and head.cannot_sample:
+            raise ConfigError(
+                f"head '{head.name}' cannot train with Partial FC (head.sample_rate={sample_rate}): "
+                f"{head.cannot_sample}; use head.sample_rate=1."
+            )
+        if chunk_size != "auto" and chunk_size > 0 and head.cannot_chunk:
+            raise ConfigError(
+                f"head '{head.name}' cannot split its classes into chunks (head.chunk_size={chunk_size}): "
+                f"{head.cannot_chunk}; use head.chunk_size=0 (or auto, which never chunks it)."
             )
         self.head = head
         self.num_classes = num_classes
@@ -177,12 +161,30 @@ class ShardedClassifier(nn.Module):
             raise ValueError(
                 f"head has {head.weight.shape[0]} rows, shard [{self.start}, {self.end}) needs {self.end - self.start}"
             )
+        head.bind_classes(num_classes)
         self.sample_rate = sample_rate
         self.chunk_size = chunk_size
         self.world = world
+        self.reducer: Reducer = DistReducer(world) if world.distributed else LOCAL
+        self.aux = nn.ModuleList()
+        self.aux_weights: list[float] = []
+        for item in aux:
+            name, weight, kwargs = _aux_spec(item)
+            if not weight >= 0:
+                raise ConfigError(f"head.aux '{name}': weight={weight!r} must be >= 0 (e.g. 0.01)")
+            loss = LOSSES.create(name, embedding_size=head.embedding_size, num_classes=self.end - self.start, **kwargs)
+            loss.check(head)
+            self.aux.append(loss)
+            self.aux_weights.append(weight)
         self.rows: torch.Tensor | None = None  # Partial FC: this step's rows of head.weight (sorted)
         self.sampled: torch.Tensor | None = None  # leaf (k, D) copy of head.weight[rows]; gets the gradient
+        self.columns = num_classes  # class columns of the loss over every rank (Partial FC: of this sample)
         self._pinned = False
+
+    @classmethod
+    def from_config(cls, head: nn.Module, num_classes: int, world: World | None, cfg) -> ShardedClassifier:
+        """From a HeadConfig: sample_rate, chunk_size and the auxiliary losses."""
+        return cls(head, num_classes, world, cfg.sample_rate, cfg.chunk_size, aux=cfg.aux)
 
     def is_sharded(self, tensor: torch.Tensor) -> bool:
         """Whether `tensor` is laid out like this rank's rows of the head weight (weight, momentum, Adam moments)."""
@@ -196,12 +198,37 @@ class ShardedClassifier(nn.Module):
         """All classes' rows -> this rank's rows."""
         return tensor[self.start : self.end]
 
+    def _class_rows(self, module: nn.Module) -> tuple[str, ...]:
+        return tuple(getattr(module, "class_rows", ()))
+
+    def _full(self, module: nn.Module) -> dict:
+        rows = self._class_rows(module)
+        return {k: self.gather(v) if k in rows else v for k, v in module.state_dict().items()}
+
+    def _sharded(self, module: nn.Module, state: dict) -> dict:
+        rows = self._class_rows(module)
+        return {k: self.shard(v) if k in rows else v for k, v in state.items()}
+
     def full_state_dict(self) -> dict:
-        """The head's state with the class centres of every rank: independent of the world size."""
-        return {k: self.gather(v) if k == "weight" else v for k, v in self.head.state_dict().items()}
+        """The head's state (and the auxiliary losses', keys "aux.<i>.<name>") with the per-class rows of every
+        rank (class centres, per-class buffers): independent of the world size."""
+        state = self._full(self.head)
+        for i, loss in enumerate(self.aux):
+            state.update({f"aux.{i}.{k}": v for k, v in self._full(loss).items()})
+        return state
 
     def load_full_state_dict(self, state: dict) -> None:
-        self.head.load_state_dict({k: self.shard(v) if k == "weight" else v for k, v in state.items()})
+        head = {k: v for k, v in state.items() if not k.startswith("aux.")}
+        self.head.load_state_dict(self._sharded(self.head, head))
+        for i, loss in enumerate(self.aux):
+            prefix = f"aux.{i}."
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if loss.state_dict() and not part:
+                raise ModelError(
+                    f"the checkpoint has no state for auxiliary loss {i} ('{loss.name}'): it was saved with other "
+                    "head.aux settings; resume with the recipe it was trained with"
+                )
+            loss.load_state_dict(self._sharded(loss, part))
 
     def local_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Global class ids -> columns of this shard, -1 for classes held by other ranks."""
@@ -234,8 +261,15 @@ class ShardedClassifier(nn.Module):
         position.scatter_(0, rows, torch.arange(len(rows), dtype=local.dtype, device=local.device))
         return torch.where(local >= 0, position[local.clamp(min=0)], local)
 
-    def _take(self, rows: torch.Tensor) -> None:
-        """rows -> self.rows, and head.weight[rows] copied into the leaf `sampled` (reused while k is constant)."""
+    def sampled_columns(self, global_batch: int) -> int:
+        """Columns over every rank of a Partial FC sample drawn for `global_batch` labels (host-known, no sync)."""
+        world = self.world.world_size
+        sizes = [e - s for s, e in (shard_range(self.num_classes, r, world) for r in range(world))]
+        return sum(min(n, max(1, int(self.sample_rate * n), global_batch)) for n in sizes)
+
+    def _take(self, rows: torch.Tensor, columns: int) -> None:
+        """rows -> self.rows, and head.weight[rows] copied into the leaf `sampled` (reused while k is constant);
+        `columns`: the sample's column count over every rank."""
         weight = self.head.weight
         shape = (len(rows), weight.shape[1])
         if (
@@ -247,7 +281,7 @@ class ShardedClassifier(nn.Module):
             self.sampled = torch.empty(shape, dtype=weight.dtype, device=weight.device, requires_grad=True)
         with torch.no_grad():
             torch.index_select(weight, 0, rows, out=self.sampled)  # no (k, D) temporary
-        self.rows = rows
+        self.rows, self.columns = rows, columns
 
     def pin_sample(self, labels: torch.Tensor) -> None:
         """Choose this optimiser step's rows from the local labels of all its micro-batches (every rank calls it).
@@ -257,39 +291,66 @@ class ShardedClassifier(nn.Module):
         gradients of the same rows. `end_step()` unpins.
         """
         if self.sample_rate < 1.0:
-            self._take(self.sample(self.local_labels(all_gather_nograd(labels)))[0])
+            local = self.local_labels(all_gather_nograd(labels))
+            self._take(self.sample(local)[0], self.sampled_columns(len(local)))
             self._pinned = True
 
     def end_step(self) -> None:
         """Forget the pinned sample (after the optimiser step)."""
         self._pinned = False
 
-    def step_state(self, total: torch.Tensor, local: torch.Tensor) -> dict:
-        """The head's step state from the global batch: norms (B,), and target cosines shared over ranks."""
-        with torch.no_grad():
-            x = total.detach()
-            norms = x.norm(p=2, dim=1)
-            valid = torch.ones_like(local, dtype=torch.bool)  # every class lives on some rank
-            if getattr(self.head, "needs_target_cos", False):
-                cos = all_reduce(target_cosines(x, self.head.weight.detach(), local))  # zero off-shard: SUM
-            else:
-                cos = torch.zeros_like(norms)
-        return self.head.step_state(norms, cos, valid)
+    def _chunk(self, batch: int, columns: int) -> int:
+        if self.head.cannot_chunk:
+            return 0
+        return chunk_columns(self.chunk_size, batch, columns)
+
+    def step_inputs(self, total, weight, local, rows, chunk) -> StepInputs:
+        """The head's StepInputs from the global batch (detached), shared over ranks through the reducer."""
+        head, reduce = self.head, self.reducer
+        x, w = total.detach(), weight.detach()
+        norms = x.norm(p=2, dim=1)
+        if head.needs_target_cos:
+            cos = reduce.sum(head.target_cosines(x, w, local, rows))  # zero off-shard: SUM
+        else:
+            cos = torch.zeros_like(norms)
+        step = chunk or w.shape[0]
+
+        def columns():
+            for start in range(0, w.shape[0], step):
+                stop = min(start + step, w.shape[0])
+                yield head.cosines(x, w[start:stop], chunk_rows(rows, start, stop)), chunk_labels(local, start, stop)
+
+        return StepInputs(
+            norms=norms,
+            target_cos=cos,
+            valid=torch.ones_like(local, dtype=torch.bool),  # every class lives on some rank
+            columns=columns,
+            reduce=reduce,
+            num_classes=self.num_classes,
+            num_columns=self.columns if self.sample_rate < 1.0 else self.num_classes,
+            embeddings=x,
+            weight=w,
+            labels=local,
+            rows=rows,
+        )
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        head = self.head
         total = all_gather_with_grad(embeddings)
-        local = self.local_labels(all_gather_nograd(labels))
-        state = self.step_state(total, local)
-        weight = self.head.weight
+        global_labels = all_gather_nograd(labels)
+        shard_labels = self.local_labels(global_labels)
+        local, weight, rows = shard_labels, head.weight, None
         if self.sample_rate < 1.0:
             if not self._pinned:
-                self._take(self.sample(local)[0])
-            local = self.remap(self.rows, local)
-            weight = self.sampled
-        chunk = chunk_columns(self.chunk_size, total.shape[0], weight.shape[0])
-        if chunk:
-            loss = ChunkedMarginCrossEntropy.apply(total, weight, local, self.head, state, chunk)
-        else:
-            loss = DistCrossEntropy.apply(_float_logits(self.head.logits(total, weight, local, state)), local)
+                self._take(self.sample(shard_labels)[0], self.sampled_columns(len(shard_labels)))
+            local, weight, rows = self.remap(self.rows, shard_labels), self.sampled, self.rows
+        chunk = self._chunk(total.shape[0], weight.shape[0])
+        with torch.no_grad():
+            state = head.step_state(self.step_inputs(total, weight, local, rows, chunk))
+        sample_loss = head.loss(total, weight, local, state, rows, chunk, self.reducer)
+        batch = Batch(total, global_labels, shard_labels, sample_loss, head, weight, local, rows, state, self.reducer)
+        loss = sample_loss.mean() + head.batch_loss(batch)
+        for weight_, aux in zip(self.aux_weights, self.aux):
+            loss = loss + weight_ * aux(batch)
         # The regulariser is a per-sample mean: computed on local samples, DDP's averaging makes it global.
-        return loss + self.head.regularizer(embeddings)
+        return loss + head.regularizer(embeddings)

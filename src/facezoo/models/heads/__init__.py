@@ -7,7 +7,20 @@ from ...registry import Registry
 
 HEADS = Registry("head")
 
-from . import adaptive, margin  # noqa: E402,F401  (register the heads)
+from . import (  # noqa: E402,F401  (register the heads)
+    adaptive,
+    binary,
+    circle,
+    confidence,
+    distribution,
+    elastic,
+    fairness,
+    learned_margin,
+    margin,
+    negatives,
+    scale,
+    subcenter,
+)
 from .base import CosineHead, Head  # noqa: E402
 
 __all__ = ["HEADS", "CosineHead", "Head"]

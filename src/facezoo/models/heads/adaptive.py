@@ -14,6 +14,7 @@ from torch import Tensor
 from ...errors import ConfigError
 from . import HEADS
 from .base import check_positive, gather_target, put_target
+from .context import StepInputs
 from .margin import TargetMarginHead, arc_margin, cos_add_angle
 
 
@@ -57,11 +58,11 @@ class CurricularFace(TargetMarginHead):
         self.t.copy_(torch.where(count > 0, new, self.t))
 
     @torch.no_grad()
-    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+    def step_state(self, inputs: StepInputs) -> dict:
         """Updates t (training mode), then {"t": t, "bound": cos(theta_y + m) per row, 2 (> any cos) if unknown}."""
         if self.training:
-            self.update_t(target_cos, valid)
-        bound = torch.where(valid, cos_add_angle(target_cos, self.m), 2.0)
+            self.update_t(inputs.target_cos, inputs.valid)
+        bound = torch.where(inputs.valid, cos_add_angle(inputs.target_cos, self.m), 2.0)
         return {"t": self.t.clone(), "bound": bound}
 
     def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
@@ -178,9 +179,9 @@ class AdaFace(TargetMarginHead):
         mu, sigma = self.batch_mean.to(a.dtype), self.batch_std.to(a.dtype)
         return (self.h * (a - mu) / (sigma + self.eps)).clamp(-1.0, 1.0)
 
-    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+    def step_state(self, inputs: StepInputs) -> dict:
         """{"z": scaler(norms)}: the batch statistics are updated here, once per step (training mode)."""
-        return {"z": self.scaler(norms)}
+        return {"z": self.scaler(inputs.norms)}
 
     def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         z = state["z"].to(cos_y.dtype)

@@ -13,6 +13,7 @@ from torch import Tensor
 from ...errors import ConfigError
 from . import HEADS
 from .base import CosineHead, Head, check_positive, gather_target, put_target
+from .context import RowIndex, StepInputs
 
 SIN_SQ_EPS = 1e-12  # floor on 1 - cos^2 so d sin / d cos stays finite at cos = +-1
 
@@ -49,7 +50,9 @@ class Softmax(Head):
 
     name = "softmax"
 
-    def logits(self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None) -> Tensor:
+    def logits(
+        self, embeddings: Tensor, weight: Tensor, labels: Tensor, state: dict | None = None, rows: RowIndex = None
+    ) -> Tensor:
         return embeddings @ weight.t()
 
 
@@ -72,12 +75,35 @@ class NormFace(CosineHead):
 
 
 class TargetMarginHead(CosineHead):
-    """s * cos for non-targets; s * target(cos_y) on each row's target column (computed on (B,) values)."""
+    """s * cos for non-targets; s * target(cos_y) on each row's target column (computed on (B,) values).
 
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0):
-        super().__init__(embedding_size, num_classes)
+    interclass_filtering_threshold t > 0 (the combined-margin heads, as arcface_torch applies it): non-target
+    cosines above t are set to 0 before the margin (likely the same identity under another label, so they get
+    neither a logit nor a gradient); 0 turns it off.
+    """
+
+    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, row_size: int | None = None):
+        super().__init__(embedding_size, num_classes, row_size)
         check_positive(self.name, s=s)
         self.s = float(s)
+        self.filter_threshold = 0.0
+
+    def set_filter(self, threshold: float) -> None:
+        """Inter-class filtering threshold in [0, 1) (0: off); see the class docstring."""
+        if not 0.0 <= threshold < 1.0:
+            raise ConfigError(
+                f"head '{self.name}': interclass_filtering_threshold={threshold!r} must be in [0, 1) (0 = off; "
+                "arcface_torch uses 0 or e.g. 0.3)."
+            )
+        self.filter_threshold = float(threshold)
+
+    def filtered(self, cos: Tensor, labels: Tensor) -> Tensor:
+        """cos with non-target entries above the filtering threshold set to 0 (cos itself when it is off)."""
+        if not self.filter_threshold:
+            return cos
+        columns = torch.arange(cos.shape[1], device=cos.device)
+        dirty = (cos > self.filter_threshold) & (columns.unsqueeze(0) != labels.unsqueeze(1))
+        return torch.where(dirty, torch.zeros_like(cos), cos)
 
     def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         """Modified target cosine (B,) from the target cosine cos_y (B,), feature norms (B,), step state."""
@@ -85,7 +111,7 @@ class TargetMarginHead(CosineHead):
 
     def margin(self, cos: Tensor, labels: Tensor, norms: Tensor, state: dict | None = None) -> Tensor:
         state = self.resolve_state(cos, labels, norms, state)
-        out = cos * self.s
+        out = self.filtered(cos, labels) * self.s
         cos_y, index, valid = gather_target(cos, labels)
         return put_target(out, index, valid, self.target(cos_y, norms, state) * self.s, cos_y * self.s)
 
@@ -96,12 +122,20 @@ class CosFace(TargetMarginHead):
 
     name = "cosface"
 
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.35):
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        s: float = 64.0,
+        m: float = 0.35,
+        interclass_filtering_threshold: float = 0.0,
+    ):
         super().__init__(embedding_size, num_classes, s)
         self.m = float(m)
+        self.set_filter(interclass_filtering_threshold)
 
     def hparams(self) -> dict:
-        return {"s": self.s, "m": self.m}
+        return {"s": self.s, "m": self.m, "interclass_filtering_threshold": self.filter_threshold}
 
     def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         return cos_y - self.m
@@ -128,6 +162,7 @@ class ArcFace(TargetMarginHead):
         m: float = 0.5,
         easy_margin: bool = False,
         straight_through: bool = False,
+        interclass_filtering_threshold: float = 0.0,
     ):
         super().__init__(embedding_size, num_classes, s)
         if not 0 <= m < math.pi:
@@ -135,9 +170,13 @@ class ArcFace(TargetMarginHead):
         self.m = float(m)
         self.easy_margin = bool(easy_margin)
         self.straight_through = bool(straight_through)
+        self.set_filter(interclass_filtering_threshold)
 
     def hparams(self) -> dict:
-        return {"s": self.s, "m": self.m, "easy_margin": self.easy_margin, "straight_through": self.straight_through}
+        return {
+            "s": self.s, "m": self.m, "easy_margin": self.easy_margin, "straight_through": self.straight_through,
+            "interclass_filtering_threshold": self.filter_threshold,
+        }  # fmt: skip
 
     def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         if self.straight_through:
@@ -166,12 +205,17 @@ class CombinedMargin(TargetMarginHead):
         m1: float = 1.0,
         m2: float = 0.3,
         m3: float = 0.2,
+        interclass_filtering_threshold: float = 0.0,
     ):
         super().__init__(embedding_size, num_classes, s)
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
+        self.set_filter(interclass_filtering_threshold)
 
     def hparams(self) -> dict:
-        return {"s": self.s, "m1": self.m1, "m2": self.m2, "m3": self.m3}
+        return {
+            "s": self.s, "m1": self.m1, "m2": self.m2, "m3": self.m3,
+            "interclass_filtering_threshold": self.filter_threshold,
+        }  # fmt: skip
 
     def target(self, cos_y: Tensor, norms: Tensor, state: dict) -> Tensor:
         theta = cos_y.clamp(-self.ACOS_CLAMP, self.ACOS_CLAMP).acos()
@@ -245,7 +289,7 @@ class SphereFace(TargetMarginHead):
         it = self.iteration.to(torch.float64)
         return (self.base * (1.0 + self.gamma * it).pow(-self.power)).clamp(min=self.lambda_min)
 
-    def step_state(self, norms: Tensor, target_cos: Tensor, valid: Tensor) -> dict:
+    def step_state(self, inputs: StepInputs) -> dict:
         """Increments `iteration` (training mode), then {"lambda": current_lambda()}."""
         if self.training:
             self.iteration += 1

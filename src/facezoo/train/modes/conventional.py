@@ -31,9 +31,8 @@ class Conventional(Mode):
         start, end = shard_range(self.num_classes, ctx.world.rank, ctx.world.world_size)
         head = create_head(cfg.head.name, cfg.model.embedding_size, end - start, **cfg.head.kwargs)
         self.head = head.to(ctx.device)
-        self.classifier = ShardedClassifier(
-            self.head, self.num_classes, ctx.world, cfg.head.sample_rate, cfg.head.chunk_size
-        )
+        # sample_rate, chunk_size and the auxiliary losses (head.aux)
+        self.classifier = ShardedClassifier.from_config(self.head, self.num_classes, ctx.world, cfg.head)
         self._rows: RowOptimizer | None = None
 
     def steps_per_epoch(self) -> int:
