@@ -33,10 +33,12 @@ def list_heads() -> list[str]:
 
 
 def load_model(path, map_location="cpu"):
-    """Load a facezoo checkpoint as a ready embedder (preprocessing from its metadata)."""
+    """Load a facezoo checkpoint, or a named pretrained model (e.g. "dlib_resnet", see `facezoo models list`), as a
+    ready embedder (preprocessing from its metadata)."""
     from .models.checkpoint import load_model as _load
+    from .models.zoo import resolve
 
-    return _load(path, map_location=map_location)
+    return _load(resolve(path), map_location=map_location)
 
 
 __all__ = ["__version__", "create_backbone", "create_head", "list_backbones", "list_heads", "load_model"]

@@ -27,6 +27,7 @@ ALL_NAMES = {
 MORE_FAMILIES = {
     *("vit_t", "vit_s", "vit_b", "vit_l", "vit_h", "swin_t", "swin_s", "hrnet_w18", "attention56", "attention92"),
     *("lightcnn29", "repvgg_a0", "repvgg_b0", "repvgg_b1", "sphere20", "sphere64", "cbam_ir50"),
+    "dlib_resnet",  # tests/models/test_dlib_format.py, tests/dlib/
 }
 EMBED = {"mobilefacenet_original": 128}
 

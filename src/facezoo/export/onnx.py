@@ -198,8 +198,9 @@ def _load_embedder(checkpoint) -> Embedder:
     if isinstance(checkpoint, Embedder):
         return copy.deepcopy(checkpoint)  # the caller's model keeps its device and mode
     from ..models.checkpoint import load_model
+    from ..models.zoo import resolve
 
-    return load_model(checkpoint)
+    return load_model(resolve(checkpoint))  # a path or a named pretrained model (e.g. dlib_resnet)
 
 
 def export_onnx(

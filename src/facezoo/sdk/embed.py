@@ -221,7 +221,9 @@ def load_recognizer(
         raise ConfigError(
             f"model must be a path to a .pt/.onnx file, an Embedder or an OnnxEmbedder, got {type(model).__name__}."
         )
-    path = Path(model)
+    from ..models.zoo import resolve
+
+    path = resolve(model)  # a named pretrained model (e.g. "dlib_resnet") or a path
     if not path.is_file():
         raise ModelError(f"{path}: model file not found. Pass a facezoo model.pt / checkpoint.pt or an .onnx file.")
     if path.suffix.lower() == ".onnx":

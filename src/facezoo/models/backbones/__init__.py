@@ -55,6 +55,6 @@ def check_input(x: torch.Tensor, input_size: tuple[int, int], model: str) -> Non
         )
 
 
-from . import attention, cbam, hrnet, iresnet, lightcnn, mobilefacenet, repvgg, sphere, swin, vit  # noqa: E402,F401  (registers the families)
+from . import attention, cbam, dlib_resnet, hrnet, iresnet, lightcnn, mobilefacenet, repvgg, sphere, swin, vit  # noqa: E402,F401  (registers the families)
 
 __all__ = ["BACKBONES", "as_hw", "check_dropout", "check_input", "check_positive"]
