@@ -64,8 +64,11 @@ def run(args) -> int:
     for f in args.far or ():
         check_far(f, "--far")  # before the model loads; the impostor count is checked by the same rule later
     check_files(args.bins)
-    model = Path(args.model)
-    out = Path(args.out) if args.out else model.with_name(f"{model.stem}_calibrated{model.suffix}")
+    from ..models.zoo import is_name, resolve
+
+    model = resolve(args.model)  # a path or a named pretrained model (its copy goes to the current folder)
+    default_out = Path(f"{args.model}_calibrated.pt") if is_name(args.model) else None
+    out = Path(args.out) if args.out else default_out or model.with_name(f"{model.stem}_calibrated{model.suffix}")
     rec = load_recognizer(
         model, args.device, mean=args.mean, std=args.std, channel_order=args.channel_order, batch_size=args.batch_size
     )

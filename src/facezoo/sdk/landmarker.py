@@ -17,6 +17,7 @@ points unless subpixel=True.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -42,23 +43,30 @@ class DlibShapePredictor:
     """A converted dlib shape predictor (.npz of its arrays) as a landmarker; see the module docstring."""
 
     def __init__(self, path, subpixel: bool = False):
-        from ..models.dlib.shape_predictor import ShapePredictor
-
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: landmarker file missing. Run `facezoo models fetch dlib`.")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                self.predictor = ShapePredictor.from_arrays({k: z[k] for k in z.files}, str(path))
-        except (OSError, ValueError) as e:
-            raise ModelError(
-                f"{path}: not a converted shape predictor ({e}); run `facezoo models fetch dlib --force`."
-            ) from None
+        stat = path.stat()
+        self.predictor = _load(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         self.subpixel = bool(subpixel)
         self.num_points = self.predictor.num_parts
 
     def __call__(self, image, box) -> np.ndarray:
         return self.predictor(image, box_to_dlib_rect(box), subpixel=self.subpixel).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int, size: int):
+    """The ShapePredictor in an .npz, read once per file version (the 68-point one is 68 MB)."""
+    from ..models.dlib.shape_predictor import ShapePredictor
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return ShapePredictor.from_arrays({k: z[k] for k in z.files}, path)
+    except (OSError, ValueError) as e:
+        raise ModelError(
+            f"{path}: not a converted shape predictor ({e}); run `facezoo models fetch dlib --force`."
+        ) from None
 
 
 def _dlib_file(name: str) -> Path:
