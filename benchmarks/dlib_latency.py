@@ -15,36 +15,19 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from facezoo.bench.latency import percentile
+from facezoo.bench.latency import _ort_session as ort_session
+from facezoo.bench.latency import _time, percentile
 
 
 def timed(call, sync, warmup: int, iters: int) -> tuple[float, float]:
-    """(median, p90) ms of `call` over iters calls after warmup calls."""
-    for _ in range(warmup):
-        call()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        call()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
+    """(median, p90) ms of `call` over iters calls after warmup calls (facezoo bench latency's timer)."""
+    times = _time(call, sync, warmup, iters)
     return percentile(times, 50), percentile(times, 90)
-
-
-def ort_session(path: Path, device: torch.device, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), opts, providers=providers)
 
 
 def row(what: str, runtime: str, device, stats, per: int = 1) -> str:

@@ -4,60 +4,32 @@
     python examples/real_photos.py OUT --annotate FILE.png  # also draws dlib's pipeline on the astronaut
 
 Photos: scikit-image's astronaut (public domain, NASA) and camera, and the images in insightface's wheel (t1.jpg, a
-group of six; Tom_Hanks_54745.png, a 112x112 face), fetched with `pip download insightface==2.1 --no-deps`.
+group of six; Tom_Hanks_54745.png, a 112x112 face), fetched with `pip download insightface==2.1 --no-deps`
+(facezoo.sdk.samples).
 OUT/gallery/<name>/<image> is a folder for `facezoo gallery enroll`.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-INSIGHTFACE = "insightface==2.1"
-
-
-def insightface_images() -> dict[str, Image.Image]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            INSIGHTFACE,
-            "--no-deps",
-            "--only-binary=:all:",
-            "-q",
-            "-d",
-            tmp,
-        ]
-        subprocess.run(cmd, check=True)
-        with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as zf:
-            out = {}
-            for name in ("t1.jpg", "Tom_Hanks_54745.png"):
-                with zf.open(f"insightface/data/images/{name}") as f:
-                    out[name] = Image.open(f).convert("RGB")
-                    out[name].load()
-            return out
-
 
 def write_photos(out: Path) -> None:
-    from skimage import data
+    from facezoo.sdk.samples import insightface_photos, skimage_photos
 
     out.mkdir(parents=True, exist_ok=True)
-    astronaut = Image.fromarray(data.astronaut())
+    photos = {**skimage_photos(), **insightface_photos()}
+    astronaut = Image.fromarray(photos["astronaut"])
     astronaut.save(out / "astronaut.png")
     astronaut.transpose(Image.FLIP_LEFT_RIGHT).rotate(10, resample=Image.BILINEAR).save(out / "astronaut_2.png")
-    Image.fromarray(data.camera()).convert("RGB").save(out / "camera.png")
-    extra = insightface_images()
-    extra["t1.jpg"].save(out / "t1.jpg", quality=95)
-    hanks = extra["Tom_Hanks_54745.png"]
+    Image.fromarray(photos["camera"]).save(out / "camera.png")
+    Image.fromarray(photos["t1.jpg"]).save(out / "t1.jpg", quality=95)
+    hanks = Image.fromarray(photos["Tom_Hanks_54745.png"])
     hanks.save(out / "hanks.png")
     hanks.resize((224, 224), Image.BILINEAR).transpose(Image.FLIP_LEFT_RIGHT).save(out / "hanks_2.png")
     for person, image in (("astronaut", "astronaut.png"), ("hanks", "hanks.png"), ("camera_man", "camera.png")):

@@ -5,18 +5,11 @@ Missing files or dlib skip locally and fail under CI=true, as the MTCNN tests do
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
-import sys
-import zipfile
 
-import numpy as np
 import pytest
 
 from facezoo.paths import models_dir
-
-INSIGHTFACE = "insightface==2.1"  # pinned: the photos below are read from this wheel
 
 
 def _missing(what: str, fix: str):
@@ -44,42 +37,15 @@ def dlib():
     return module
 
 
-def rgb(image) -> np.ndarray:
-    from PIL import Image
-
-    return np.array(Image.open(io.BytesIO(image)).convert("RGB"))
-
-
 @pytest.fixture(scope="session")
-def insightface_images(tmp_path_factory):
-    """{name: uint8 RGB} of the images in insightface's wheel (downloaded with pip, no dependencies)."""
-    dest = tmp_path_factory.mktemp("insightface_wheel")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        INSIGHTFACE,
-        "--no-deps",
-        "--only-binary=:all:",
-        "-q",
-        "-d",
-        str(dest),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = list(dest.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        _missing(f"could not download {INSIGHTFACE}", (proc.stderr or "").strip()[-300:])
-    with zipfile.ZipFile(wheels[0]) as zf:
-        return {name: rgb(zf.read(f"insightface/data/images/{name}")) for name in ("t1.jpg", "Tom_Hanks_54745.png")}
+def photos():
+    """scikit-image's astronaut and camera, insightface's t1 and Tom Hanks (facezoo.sdk.samples)."""
+    pytest.importorskip("skimage.data")
+    from facezoo.errors import DataError
+    from facezoo.sdk.samples import insightface_photos, skimage_photos
 
-
-@pytest.fixture(scope="session")
-def photos(insightface_images):
-    skimage_data = pytest.importorskip("skimage.data")
-    return {
-        "astronaut": skimage_data.astronaut(),
-        "camera": np.stack([skimage_data.camera()] * 3, 2),
-        "t1": insightface_images["t1.jpg"],
-        "hanks": insightface_images["Tom_Hanks_54745.png"],
-    }
+    try:
+        extra = insightface_photos()
+    except DataError as e:
+        _missing("insightface's photos", str(e))
+    return {**skimage_photos(), "t1": extra["t1.jpg"], "hanks": extra["Tom_Hanks_54745.png"]}

@@ -206,10 +206,14 @@ class FaceAnalyzer:
         """Same person? Cosine of the best face of each image vs a threshold (given, or chosen by far; far None:
         the model's default operating point if it has one, else 1e-4, see threshold_for).
 
-        Returns {"same", "similarity", "threshold", "far" (None when threshold was given), "face1", "face2"
-        (Face objects)}; NoFaceError naming the image without a face.
+        Returns {"same", "similarity", "threshold", "far" (None when a threshold or the model's default operating
+        point was used), "face1", "face2" (Face objects)}; NoFaceError naming the image without a face.
         """
-        self._need_recognizer("verify")
+        from .thresholds import DEFAULT_KEY
+
+        rec = self._need_recognizer("verify")
+        if far is None and (threshold is not None or DEFAULT_KEY not in rec.thresholds):
+            far = None if threshold is not None else 1e-4
         thr = float(threshold) if threshold is not None else self.threshold_for(far)
         f1, f2 = self._best_face(image1, "image1"), self._best_face(image2, "image2")
         sim = float(np.dot(f1.normed_embedding, f2.normed_embedding))
@@ -217,7 +221,7 @@ class FaceAnalyzer:
             "same": bool(sim >= thr),
             "similarity": sim,
             "threshold": thr,
-            "far": None if threshold is not None or far is None else float(far),
+            "far": None if threshold is not None or far is None else float(far),  # None: given or the default
             "face1": f1,
             "face2": f2,
         }
