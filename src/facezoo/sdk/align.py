@@ -149,7 +149,7 @@ def dlib_chip_padding(template, output_size: Size) -> float | None:
     (sdk.dlib_chip: size * (p + f) / (1 + 2p) for each mean-face coordinate f), else None."""
     from ..models.dlib.mean_face import FACEZOO_FIVE, facezoo_template
 
-    h, w = _hw(output_size)
+    h, w = size_hw(output_size)
     t = np.asarray(template, np.float64) if template is not None else None
     if t is None or t.shape != (5, 2) or h != w or not np.isfinite(t).all():
         return None
@@ -170,8 +170,8 @@ def align_for_model(image, landmarks, output_size: Size = (112, 112), template=N
         return align_face(image, landmarks, output_size)
     from .dlib_chip import extract_chip, face_chip_details
 
-    size = _hw(output_size)[0]
-    details = face_chip_details(("facezoo", _points(landmarks, "landmarks", 5)), size, padding)
+    size = size_hw(output_size)[0]
+    details = face_chip_details(("facezoo", as_points(landmarks, "landmarks", 5)), size, padding)
     c, s = np.cos(details["angle"]), np.sin(details["angle"])
     left, top, right, _ = details["rect"]
     scale = (right - left) / max(size - 1, 1)  # image pixels per chip pixel (corner pixel to corner pixel)

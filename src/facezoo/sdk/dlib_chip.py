@@ -39,10 +39,10 @@ __all__ = ["extract_chip", "face_chip", "face_chip_details", "facezoo_template"]
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A 2x2, t) of the least-squares similarity dst ~ A src + t (Umeyama, rotation and scale)."""
-    from ..models.dlib.shape_predictor import similarity_2x2
+    from ..geometry import umeyama
 
-    a = similarity_2x2(src, dst)
-    return a, dst.mean(0) - a @ src.mean(0)
+    t = umeyama(src, dst)
+    return t[:2, :2], t[:2, 2]
 
 
 def face_chip_details(landmarks, size: int = SIZE, padding: float = PADDING) -> dict:

@@ -137,19 +137,16 @@ def grey_levels(image) -> np.ndarray:
 
 
 def similarity_2x2(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x2 part c R of the least-squares similarity dst ~ c R src + t (float64); for 2-D points it is
-    [[a, -b], [b, a]] with a = sum(s . d) / sum|s|^2, b = sum(s x d) / sum|s|^2 on centred points (Umeyama's
-    solution, never a reflection). One point: the identity, as dlib does."""
+    """The 2x2 part c R of the least-squares similarity dst ~ c R src + t (geometry.umeyama, float64). One point
+    or coinciding points: the identity, as dlib does."""
+    from ...geometry import umeyama
+
     if len(src) < 2:
         return np.eye(2)
-    s = src.astype(np.float64) - src.astype(np.float64).mean(0)
-    d = dst.astype(np.float64) - dst.astype(np.float64).mean(0)
-    norm = (s**2).sum()
-    if norm == 0:
+    try:
+        return umeyama(src, dst)[:2, :2]
+    except DataError:  # src points coincide
         return np.eye(2)
-    a = (s * d).sum() / norm
-    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / norm
-    return np.array([[a, -b], [b, a]])
 
 
 def read_shape_predictor(data: bytes, where: str) -> ShapePredictor:
