@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.facezoo-installed
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo_out
 
-.PHONY: setup test lint format demo clean
+.PHONY: setup test lint format demo demo-real clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,7 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/facezoo models fetch mtcnn  # MTCNN weights from the facenet-pytorch wheel (sha256-checked; once)
+	$(BIN)/facezoo models fetch dlib   # dlib's models from the face-recognition-models sdist, converted (once)
 	$(BIN)/python -m pytest -n 2 -q
 
 demo: $(STAMP)
@@ -34,6 +35,17 @@ demo: $(STAMP)
 	$(BIN)/facezoo train configs/synthetic_demo.yaml output=$(DEMO)/run data.train=$(DEMO)/data/train \
 		"data.val=[$(DEMO)/data/synth_ver.bin,$(DEMO)/data/synth_hard.bin]"
 	$(BIN)/facezoo eval $(DEMO)/run/model.pt --bin $(DEMO)/data/synth_ver.bin $(DEMO)/data/synth_hard.bin --out $(DEMO)/eval
+
+# Real photos (scikit-image's, insightface's wheel's) through dlib_resnet with MTCNN and dlib_mmod: seconds.
+demo-real: $(STAMP)
+	$(BIN)/facezoo models fetch mtcnn
+	$(BIN)/facezoo models fetch dlib
+	$(BIN)/python examples/real_photos.py $(DEMO)/real
+	$(BIN)/facezoo verify $(DEMO)/real/astronaut.png $(DEMO)/real/astronaut_2.png --model dlib_resnet
+	$(BIN)/facezoo verify $(DEMO)/real/hanks.png $(DEMO)/real/camera.png --model dlib_resnet --detector dlib_mmod
+	$(BIN)/facezoo gallery enroll $(DEMO)/real/people.db $(DEMO)/real/gallery --model dlib_resnet --replace
+	$(BIN)/facezoo identify $(DEMO)/real/astronaut_2.png $(DEMO)/real/hanks_2.png --model dlib_resnet \
+		--gallery $(DEMO)/real/people.db --top-k 1
 
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info

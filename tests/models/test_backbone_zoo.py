@@ -36,6 +36,7 @@ PARAMS = {
     "attention56": 81_138_880,
     "attention92": 101_794_496,
     "cbam_ir50": 43_814_000,
+    "dlib_resnet": 5_614_592,  # dlib publishes no count; the converted file loads strictly (tests/dlib)
     "efficientnet_b0": 4_057_600,
     "efficientnet_b1": 6_567_648,
     "fbnet_a": 11_016_864,

@@ -36,7 +36,19 @@ def _retinaface(request, tmp_path):
     return {"model": str(model)}, test_retinaface.bright(60, 90)
 
 
-BUILDERS = {"mtcnn": _mtcnn, "scrfd": _scrfd, "retinaface": _retinaface}
+def _dlib_mmod(request, tmp_path):
+    import os
+
+    from facezoo.paths import models_dir
+
+    skimage_data = pytest.importorskip("skimage.data")
+    weights = models_dir() / "dlib" / "dlib_mmod.pt"
+    if not weights.is_file():
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{weights} missing: run `facezoo models fetch dlib`")
+    return {"weights": str(weights)}, np.ascontiguousarray(skimage_data.astronaut())  # face ~110 px
+
+
+BUILDERS = {"mtcnn": _mtcnn, "scrfd": _scrfd, "retinaface": _retinaface, "dlib_mmod": _dlib_mmod}
 
 
 def _check(d: Detections) -> None:

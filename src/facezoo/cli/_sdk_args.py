@@ -12,8 +12,8 @@ def add_detector_args(p) -> None:
         "--detector",
         default="mtcnn",
         metavar="SPEC",
-        help="mtcnn (default; weights from `facezoo models fetch mtcnn`), scrfd:/path/det_10g.onnx "
-        "or retinaface:/path/model.onnx",
+        help="mtcnn (default; weights from `facezoo models fetch mtcnn`), dlib_mmod (`facezoo models fetch dlib`), "
+        "scrfd:/path/det_10g.onnx or retinaface:/path/model.onnx",
     )
     p.add_argument("--max-faces", type=int, default=None, metavar="N", help="keep at most N faces per image")
     p.add_argument(

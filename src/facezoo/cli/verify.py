@@ -1,6 +1,7 @@
 """`facezoo verify IMG1 IMG2 --model M [--far 1e-4 | --threshold T]`: same person? JSON with same true/false, the
 cosine similarity of the best face of each image and the threshold used (calibrated for --far in the model's
-metadata, see `facezoo calibrate`, or given). Exit 0 whether or not they match; 2 when an image has no face."""
+metadata, see `facezoo calibrate`; the model's default operating point; or given). Exit 0 whether or not they
+match; 2 when an image has no face."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ def register(sub) -> None:
     p.add_argument("image2", metavar="IMG2")
     add_model_args(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--far", type=float, default=1e-4, help="target false accept rate (default 1e-4)")
+    g.add_argument(
+        "--far",
+        type=float,
+        default=None,
+        help="target false accept rate (default: the model's default operating point if it has one, e.g. "
+        "dlib_resnet's, else 1e-4)",
+    )
     g.add_argument("--threshold", type=float, default=None, help="cosine threshold, instead of --far")
     add_detector_args(p)
     add_device_arg(p)

@@ -37,3 +37,11 @@ def resolve(model) -> Path:
             f"Names: {', '.join(names) or 'none registered'} (facezoo models list)."
         )
     return path
+
+
+@PRETRAINED.register("dlib_resnet")
+def dlib_resnet() -> Path:
+    """dlib's face-recognition ResNet (128-d on 150x150 dlib chips), converted by `facezoo models fetch dlib`."""
+    from .fetch import locate
+
+    return locate("dlib") / "dlib_resnet.pt"

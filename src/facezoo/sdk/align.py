@@ -142,3 +142,41 @@ def align_faces(images, landmarks, output_size: Size = (112, 112)) -> tuple[np.n
     if not pairs:
         return np.zeros((0, h, w, 3), np.uint8), np.zeros((0, 2, 3))
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def dlib_chip_padding(template, output_size: Size) -> float | None:
+    """The padding p when `template` is facezoo's 5 points in a dlib chip of output_size (square) with padding p
+    (sdk.dlib_chip: size * (p + f) / (1 + 2p) for each mean-face coordinate f), else None."""
+    from ..models.dlib.mean_face import FACEZOO_FIVE, facezoo_template
+
+    h, w = size_hw(output_size)
+    t = np.asarray(template, np.float64) if template is not None else None
+    if t is None or t.shape != (5, 2) or h != w or not np.isfinite(t).all():
+        return None
+    f, x = FACEZOO_FIVE[0, 0], t[0, 0]  # the image-left eye: far from the centre, so p is well determined
+    p = (w * f - x) / (2 * x - w)
+    if not 0 <= p <= 10 or not np.allclose(t, facezoo_template(w, p), atol=1e-6):
+        return None
+    return float(p)
+
+
+def align_for_model(image, landmarks, output_size: Size = (112, 112), template=None) -> tuple[np.ndarray, np.ndarray]:
+    """Align one face as a model's metadata (ModelMeta.template at its input size) asks: a dlib face chip (dlib's
+    similarity fit, rotated rectangle and pyramid-then-bilinear extraction, sdk.dlib_chip) when the template is
+    facezoo's 5 points in a dlib chip, else align_face (ArcFace template at output_size, as before).
+    Returns (crop uint8 (h, w, C), M 2x3 source -> crop)."""
+    padding = dlib_chip_padding(template, output_size)
+    if padding is None:
+        return align_face(image, landmarks, output_size)
+    from .dlib_chip import extract_chip, face_chip_details
+
+    size = size_hw(output_size)[0]
+    details = face_chip_details(("facezoo", as_points(landmarks, "landmarks", 5)), size, padding)
+    c, s = np.cos(details["angle"]), np.sin(details["angle"])
+    left, top, right, _ = details["rect"]
+    scale = (right - left) / max(size - 1, 1)  # image pixels per chip pixel (corner pixel to corner pixel)
+    centre = np.array([(left + right) / 2, (top + details["rect"][3]) / 2])
+    a = scale * np.array([[c, -s], [s, c]])  # chip -> image
+    t = centre - a @ np.array([(size - 1) / 2, (size - 1) / 2])
+    inv = np.linalg.inv(a)
+    return extract_chip(_image(image), details), np.concatenate([inv, (-inv @ t)[:, None]], 1)

@@ -6,8 +6,9 @@
     fa.identify("c.jpg", Gallery.open("g.db"))       # per face: {"face", "matches"}
 
 Crops are aligned with a similarity transform (Umeyama) of the 5 points onto the ArcFace template at the
-recognizer's input size (112x112 without a recognizer, or crop_size). Embeddings are single view (no flip);
-verify's cosine is compared with a threshold calibrated on the same score (facezoo calibrate).
+recognizer's input size (112x112 without a recognizer, or crop_size); a model whose metadata template is dlib's
+chip template (dlib_resnet) gets dlib face chips instead (sdk.align.align_for_model). Embeddings are single view
+(no flip); verify's cosine is compared with a threshold calibrated on the same score (facezoo calibrate).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, NoFaceError
 from ..far import far_key
-from .align import _hw, align_face
+from .align import _hw, align_for_model
 from .detect.base import Detector, check_image
 from .face import Face
 
@@ -116,6 +117,8 @@ class FaceAnalyzer:
             self.crop_size = _hw(crop_size)
         else:
             self.crop_size = tuple(self.recognizer.input_size) if self.recognizer is not None else (112, 112)
+        meta = getattr(self.recognizer, "meta", None)
+        self.template = meta.template if meta is not None else None  # the alignment the model asks for
         self.max_faces = max_faces
         self.min_det_score = float(min_det_score)
         self.thresholds = {far_key(float(k)): float(v) for k, v in (thresholds or {}).items()}
@@ -139,7 +142,7 @@ class FaceAnalyzer:
             if float(dets.scores[i]) < self.min_det_score:
                 continue
             kps = None if dets.kps is None else np.asarray(dets.kps[i], np.float32)
-            crop = align_face(img, kps, self.crop_size)[0] if kps is not None else None
+            crop = align_for_model(img, kps, self.crop_size, self.template)[0] if kps is not None else None
             faces.append(Face(np.asarray(dets.boxes[i], np.float32), float(dets.scores[i]), kps, crop))
             if limit is not None and len(faces) >= limit:
                 break
@@ -180,28 +183,41 @@ class FaceAnalyzer:
 
     # ------------------------------------------------------------------ verification
 
-    def threshold_for(self, far: float) -> float:
-        """The cosine threshold for a target FAR: FaceAnalyzer(thresholds=...) first, then the model's metadata."""
+    def threshold_for(self, far: float | None) -> float:
+        """The cosine threshold for a target FAR: FaceAnalyzer(thresholds=...) first, then the model's metadata.
+        far None: the model's default operating point (metadata key thresholds.DEFAULT_KEY, e.g. dlib_resnet's
+        distance rule) when it has one, else FAR 1e-4."""
+        from .thresholds import DEFAULT_KEY
+
+        model = self.recognizer.thresholds if self.recognizer is not None else {}
+        if far is None:
+            if DEFAULT_KEY in model:
+                return float(model[DEFAULT_KEY])
+            far = 1e-4
         key = far_key(float(far))
         if key in self.thresholds:
             return self.thresholds[key]
-        model = self.recognizer.thresholds if self.recognizer is not None else {}
         if key in model:
             return float(model[key])
-        known = sorted({*self.thresholds, *model}, key=float)
+        known = sorted({*self.thresholds, *model} - {DEFAULT_KEY}, key=float)
         have = f"calibrated FARs: {', '.join(known)}" if known else "the model has no calibrated thresholds"
         raise ConfigError(
             f"no threshold for FAR {key} ({have}). Run `facezoo calibrate MODEL --bin X.bin --far "
             f"{key} --out MODEL_calibrated.pt` (or pass threshold=, or thresholds={{far: cos}})."
         )
 
-    def verify(self, image1, image2, *, far: float = 1e-4, threshold: float | None = None) -> dict:
-        """Same person? Cosine of the best face of each image vs a threshold (given, or chosen by far).
+    def verify(self, image1, image2, *, far: float | None = None, threshold: float | None = None) -> dict:
+        """Same person? Cosine of the best face of each image vs a threshold (given, or chosen by far; far None:
+        the model's default operating point if it has one, else 1e-4, see threshold_for).
 
-        Returns {"same", "similarity", "threshold", "far" (None when threshold was given), "face1", "face2"
-        (Face objects)}; NoFaceError naming the image without a face.
+        Returns {"same", "similarity", "threshold", "far" (None when a threshold or the model's default operating
+        point was used), "face1", "face2" (Face objects)}; NoFaceError naming the image without a face.
         """
-        self._need_recognizer("verify")
+        from .thresholds import DEFAULT_KEY
+
+        rec = self._need_recognizer("verify")
+        if far is None and (threshold is not None or DEFAULT_KEY not in rec.thresholds):
+            far = None if threshold is not None else 1e-4
         thr = float(threshold) if threshold is not None else self.threshold_for(far)
         f1, f2 = self._best_face(image1, "image1"), self._best_face(image2, "image2")
         sim = float(np.dot(f1.normed_embedding, f2.normed_embedding))
@@ -209,7 +225,7 @@ class FaceAnalyzer:
             "same": bool(sim >= thr),
             "similarity": sim,
             "threshold": thr,
-            "far": None if threshold is not None else float(far),
+            "far": None if threshold is not None or far is None else float(far),  # None: given or the default
             "face1": f1,
             "face2": f2,
         }

@@ -235,9 +235,9 @@ class FaceService:
         return decode_image_b64(_field(body, name, str, required=True), name, self.limits.max_image_pixels)
 
     def verify(self, body: dict) -> dict:
-        far = _field(body, "far", float, 1e-4)
+        far = _field(body, "far", float)  # None: the model's default operating point, else 1e-4 (verify)
         threshold = _field(body, "threshold", float)
-        if not 0 < far < 1:
+        if far is not None and not 0 < far < 1:
             raise HttpError(400, "bad_request", f"field 'far' must be in (0, 1), got {far}.")
         image1, image2 = self._image(body, "image1"), self._image(body, "image2")
         with self._infer:

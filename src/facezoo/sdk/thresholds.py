@@ -25,6 +25,10 @@ from ..far import check_far, far_key, min_impostors, strict_threshold, unmeasura
 from ..io import atomic_write
 
 DEFAULT_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+# Beside the far_key entries, a model's thresholds may hold its published default operating point as a cosine
+# under this key (dlib_resnet: dlib's Euclidean 0.6 rule, see models/dlib/convert.py); verify uses it when no FAR
+# is asked for.
+DEFAULT_KEY = "default"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 

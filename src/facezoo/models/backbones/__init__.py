@@ -85,6 +85,7 @@ def check_input(x: torch.Tensor, input_size: tuple[int, int], model: str) -> Non
 from . import (  # noqa: E402,F401  (registers the families)
     attention,
     cbam,
+    dlib_resnet,
     efficientnet,
     fbnet,
     ghostnet,

@@ -1,4 +1,4 @@
-"""Face detectors by name: DETECTORS.create("mtcnn" | "scrfd" | "retinaface", **kwargs)."""
+"""Face detectors by name: DETECTORS.create("mtcnn" | "scrfd" | "retinaface" | "dlib_mmod", **kwargs)."""
 
 from .base import DETECTORS, Detections, Detector, create_detector
 

@@ -12,7 +12,7 @@ from ...registry import Registry
 
 DETECTORS: Registry = Registry("detector")
 # Modules whose import registers detectors; imported on first use, never at package import.
-_MODULES = ("mtcnn", "scrfd", "retinaface")
+_MODULES = ("mtcnn", "scrfd", "retinaface", "dlib_mmod")
 
 
 @dataclass
