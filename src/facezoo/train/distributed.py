@@ -69,6 +69,29 @@ class _AllGather(torch.autograd.Function):
         return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size] * ctx.world_size
 
 
+class _AllGatherReplicated(torch.autograd.Function):
+    """Concatenate every rank's (b, ...) tensor along dim 0, for a loss every rank computes whole on the gathered
+    batch (pairwise and batch-hard losses): each rank already holds the full gradient of that loss, so backward
+    keeps this rank's slice and multiplies by W to cancel DDP's averaging (no collective)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        world_size = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.world_size, ctx.size = dist.get_rank(), world_size, x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size] * ctx.world_size
+
+
+def all_gather_replicated(x: torch.Tensor) -> torch.Tensor:
+    """The global batch for a loss computed identically on every rank (see _AllGatherReplicated)."""
+    return _AllGatherReplicated.apply(x) if dist.is_initialized() and dist.get_world_size() > 1 else x
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _AllGather.apply(x) if dist.is_initialized() and dist.get_world_size() > 1 else x
 
