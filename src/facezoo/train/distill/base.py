@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
@@ -40,6 +41,11 @@ class DistillLoss(nn.Module):
                 f"{self.student_shape} and the teacher's {self.teacher_shape}; use fitnet (a learnt regressor) or a "
                 "relational loss (rkd_distance, rkd_angle, pkt, sp, ekd), or make model.embedding_size match"
             )
+
+
+def wide(x: Tensor) -> Tensor:
+    """float32 for half-precision inputs (sums and exponentials need it); float32/float64 kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def positive(loss: str, **values: float) -> None:

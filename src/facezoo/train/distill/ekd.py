@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ...errors import ConfigError
 from . import DISTILL_LOSSES
-from .base import DistillLoss, positive
+from .base import DistillLoss, positive, wide
 
 
 def rank_position(v: torch.Tensor, anchors: torch.Tensor, tau: float) -> torch.Tensor:
@@ -61,7 +61,7 @@ class EKD(DistillLoss):
         return ordered[index]
 
     def forward(self, student, teacher, labels):
-        s, t = F.normalize(student.float(), dim=1), F.normalize(teacher.float(), dim=1).detach()
+        s, t = F.normalize(wide(student), dim=1), F.normalize(wide(teacher), dim=1).detach()
         n = len(s)
         sim_s, sim_t = s @ s.t(), t @ t.t()
         upper = torch.ones(n, n, dtype=torch.bool, device=s.device).triu(1)

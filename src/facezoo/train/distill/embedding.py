@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from . import DISTILL_LOSSES
-from .base import DistillLoss
+from .base import DistillLoss, wide
 
 
 @DISTILL_LOSSES.register("l2")
@@ -23,7 +23,7 @@ class EmbeddingL2(DistillLoss):
         self.normalize = bool(normalize)
 
     def forward(self, student, teacher, labels):
-        s, t = student.float(), teacher.float()
+        s, t = wide(student), wide(teacher)
         if self.normalize:
             s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
         return (s - t).pow(2).sum(dim=1).mean()
@@ -38,4 +38,4 @@ class EmbeddingCosine(DistillLoss):
         self.same_size()
 
     def forward(self, student, teacher, labels):
-        return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=1)).mean()
+        return (1.0 - F.cosine_similarity(wide(student), wide(teacher), dim=1)).mean()

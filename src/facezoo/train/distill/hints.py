@@ -13,7 +13,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from . import DISTILL_LOSSES
-from .base import DistillLoss
+from .base import DistillLoss, wide
 
 
 @DISTILL_LOSSES.register("fitnet")
@@ -36,7 +36,7 @@ class FitNet(DistillLoss):
             )
 
     def forward(self, student, teacher, labels):
-        r = self.regressor(student.float())
+        r = self.regressor(wide(student))
         if r.dim() == 4 and r.shape[-2:] != teacher.shape[-2:]:
             r = F.adaptive_avg_pool2d(r, teacher.shape[-2:])
-        return (r - teacher.float()).pow(2).mean()
+        return (r - wide(teacher)).pow(2).mean()

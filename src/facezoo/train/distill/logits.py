@@ -13,7 +13,7 @@ import torch
 
 from ..distributed import all_reduce
 from . import DISTILL_LOSSES
-from .base import DistillLoss, positive
+from .base import DistillLoss, positive, wide
 
 
 def _log_softmax(z: torch.Tensor) -> torch.Tensor:
@@ -53,4 +53,4 @@ class SoftTargets(DistillLoss):
 
     def forward(self, student, teacher, labels):
         """student, teacher: cosines (B, C') of this rank's columns; labels unused."""
-        return _ShardedKL.apply(self.scale * student.float(), self.scale * teacher.float(), self.temperature)
+        return _ShardedKL.apply(self.scale * wide(student), self.scale * wide(teacher), self.temperature)

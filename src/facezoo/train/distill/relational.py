@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import DISTILL_LOSSES
-from .base import DistillLoss, positive
+from .base import DistillLoss, positive, wide
 
 EPS = 1e-12
 
@@ -36,7 +36,7 @@ class RKDDistance(DistillLoss):
     batch_wide = True
 
     def forward(self, student, teacher, labels):
-        s, t = student.float().flatten(1), teacher.float().flatten(1)
+        s, t = wide(student).flatten(1), wide(teacher).flatten(1)
         off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
         d_s, d_t = _pairwise_distances(s), _pairwise_distances(t.detach())
         psi_s = d_s / d_s[off].mean().clamp(min=EPS)
@@ -66,7 +66,7 @@ class RKDAngle(DistillLoss):
 
     def forward(self, student, teacher, labels):
         n = min(len(student), self.max_samples)
-        s, t = student[:n].float().flatten(1), teacher[:n].float().flatten(1).detach()
+        s, t = wide(student[:n]).flatten(1), wide(teacher[:n]).flatten(1).detach()
         i, j, k = torch.meshgrid(*(torch.arange(n, device=s.device),) * 3, indexing="ij")
         distinct = (i != j) & (j != k) & (i != k)
         return F.smooth_l1_loss(_angles(s)[distinct], _angles(t)[distinct])
@@ -84,7 +84,7 @@ class PKT(DistillLoss):
 
     @staticmethod
     def conditional(x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(x.float().flatten(1), dim=1)
+        x = F.normalize(wide(x).flatten(1), dim=1)
         k = (x @ x.t() + 1.0) / 2.0
         return k / k.sum(dim=1, keepdim=True)
 
@@ -100,7 +100,7 @@ class SimilarityPreserving(DistillLoss):
 
     @staticmethod
     def gram(x: torch.Tensor) -> torch.Tensor:
-        x = x.float().flatten(1)
+        x = wide(x).flatten(1)
         return F.normalize(x @ x.t(), dim=1)
 
     def forward(self, student, teacher, labels):

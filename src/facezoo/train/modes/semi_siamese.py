@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ...data.samplers import IdentitySampler
 from ...errors import ConfigError, ModelError
-from ..distributed import all_gather_nograd
+from ..distributed import all_gather_nograd, all_reduce
 from . import MODES
 from .base import Mode, dataset_labels
 from .parts import check_identity_batches, no_head_init
@@ -152,7 +152,10 @@ class SemiSiamese(Mode):
             + self._side(p[n:], g1, where, target, y, queue_labels)
         )
         self._enqueue(g1, g2, y_all, where)
-        return (per_probe * valid).sum() / valid.sum().clamp(min=1)
+        local = (per_probe * valid).sum() / valid.sum().clamp(min=1)
+        # the value is the global batch's mean (what is logged); the gradient is the local mean's, which DDP averages
+        totals = all_reduce(torch.stack([(per_probe * valid).sum(), valid.sum().to(per_probe.dtype)]).detach())
+        return local + (totals[0] / totals[1].clamp(min=1) - local).detach()
 
     @torch.no_grad()
     def _enqueue(self, g1, g2, labels, where):

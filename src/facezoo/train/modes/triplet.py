@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ...data.samplers import IdentitySampler
 from ...errors import ConfigError
+from ..distill.base import wide
 from ..distributed import all_gather_nograd, all_gather_replicated
 from . import MODES
 from .base import Mode, dataset_labels
@@ -31,7 +32,7 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
       l_i = max(0, max_{j positive} d_ij - min_{k negative} d_ik + margin);  L = mean of l_i over those anchors
     (0 when no anchor has both).
     """
-    x = F.normalize(embeddings.float(), dim=1)
+    x = F.normalize(wide(embeddings), dim=1)
     d = (2.0 - 2.0 * (x @ x.t())).clamp(min=0.0)
     if not squared:
         d = d.clamp(min=DIST_EPS).sqrt()
