@@ -33,7 +33,7 @@ def teacher(tmp_path_factory):
         "model.kwargs={width: 0.25, layers: [1, 1, 1, 1]}",
         dataset=data(),
         verbose=False,
-    )  # noqa: E501
+    )
     t.fit()
     return out
 
@@ -77,7 +77,7 @@ def test_distilled_student_matches_the_teacher_better_than_one_trained_alone(tea
         teacher,
         "distill.losses=[{name: rkd_distance, weight: 5}, {name: pkt, weight: 50}]",
         "epochs=4",
-    )  # noqa: E501
+    )
     student.fit()
     images = torch.from_numpy(np.stack([data()[i][0] for i in range(48)]))
     from facezoo.train.distill.cache import teacher_input
@@ -120,7 +120,7 @@ def test_cached_teacher_equals_the_online_teacher_with_the_same_flips(teacher, t
         *opts,
         "distill.cache=true",
         dataset=data(),
-    )  # noqa: E501
+    )
     (new,) = list((tmp_path / "c" / "teacher_cache").iterdir())
     assert new != files[0] and again.mode.cache.path == new
 

@@ -69,18 +69,10 @@ class _AllGather(torch.autograd.Function):
         return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size] * ctx.world_size
 
 
-class _AllGatherReplicated(torch.autograd.Function):
-    """Concatenate every rank's (b, ...) tensor along dim 0, for a loss every rank computes whole on the gathered
-    batch (pairwise and batch-hard losses): each rank already holds the full gradient of that loss, so backward
-    keeps this rank's slice and multiplies by W to cancel DDP's averaging (no collective)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        world_size = dist.get_world_size()
-        parts = [torch.empty_like(x) for _ in range(world_size)]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rank, ctx.world_size, ctx.size = dist.get_rank(), world_size, x.shape[0]
-        return torch.cat(parts)
+class _AllGatherReplicated(_AllGather):
+    """_AllGather for a loss every rank computes whole on the gathered batch (pairwise and batch-hard losses): each
+    rank already holds the full gradient of that loss, so backward keeps this rank's slice and multiplies by W to
+    cancel DDP's averaging (no collective)."""
 
     @staticmethod
     def backward(ctx, grad):

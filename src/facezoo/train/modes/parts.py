@@ -13,7 +13,7 @@ from ...errors import ConfigError, ModelError
 from ..classifier import ShardedClassifier
 from ..distributed import shard_range
 from ..optim import RowOptimizer
-from .base import SubStep
+from .base import Mode, SubStep, dataset_labels
 
 
 class ClassifierPart(nn.Module):
@@ -116,3 +116,31 @@ def check_identity_batches(ctx, mode: str, k: int) -> None:
             f"mode {mode} samples P identities x {k} images itself; data.sampler={cfg.data.sampler} does not apply "
             "(remove it)"
         )
+
+
+class IdentityBatchMode(Mode):
+    """Base of the modes whose batches are P identities x K images (IdentitySampler) and whose trained part is the
+    backbone alone (semi_siamese, triplet): sets dataset, sampler (P = micro-batch / K per rank), backbone, model."""
+
+    def setup_identity_batches(self, mode: str, k: int) -> None:
+        from ...data.samplers import IdentitySampler
+
+        ctx, cfg, w = self.ctx, self.ctx.cfg, self.ctx.world
+        check_identity_batches(ctx, mode, k)
+        no_head_init(ctx, mode)
+        self.dataset = ctx.open_dataset()
+        ctx.check_decode(self.dataset)
+        labels = dataset_labels(self.dataset)
+        self.sampler = IdentitySampler(labels, ctx.micro_batch // k, k, cfg.seed, w.rank, w.world_size)
+        self.backbone = ctx.build_backbone()
+        self.model = ctx.wrap(self.backbone)
+
+    def steps_per_epoch(self):
+        return len(self.sampler) // self.ctx.cfg.grad_accum
+
+    def batches(self, epoch, start_step):
+        self.sampler.set_epoch(epoch, start_step * self.ctx.cfg.grad_accum)
+        return self.ctx.loader(self.dataset, self.sampler)
+
+    def trainable(self):
+        return {"backbone": self.backbone}

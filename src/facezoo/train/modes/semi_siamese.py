@@ -26,12 +26,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ...data.samplers import IdentitySampler
 from ...errors import ConfigError, ModelError
 from ..distributed import all_gather_nograd, all_reduce
 from . import MODES
-from .base import Mode, dataset_labels
-from .parts import check_identity_batches, no_head_init
+from .parts import IdentityBatchMode
 
 ARC_EPS = 1e-6  # cos clamped to [-1 + eps, 1 - eps] before arccos (finite gradient)
 
@@ -57,14 +55,12 @@ class SemiSiameseOptions:
 
 
 @MODES.register("semi_siamese")
-class SemiSiamese(Mode):
+class SemiSiamese(IdentityBatchMode):
     Config = SemiSiameseOptions
 
     def __init__(self, ctx, options: SemiSiameseOptions):
         super().__init__(ctx, options)
         cfg, w = ctx.cfg, ctx.world
-        check_identity_batches(ctx, "semi_siamese", 2)
-        no_head_init(ctx, "semi_siamese")
         self.pairs = ctx.micro_batch // 2  # identities per micro-batch on this rank
         o = options
         if o.queue_size < self.pairs * w.world_size:
@@ -77,12 +73,7 @@ class SemiSiamese(Mode):
                 f"semi_siamese: momentum must be in [0, 1), s > 0 and m >= 0; got momentum={o.momentum}, s={o.s}, "
                 f"m={o.m} (the paper: 0.999, 30, 0.35 with AM)"
             )
-        self.dataset = ctx.open_dataset()
-        ctx.check_decode(self.dataset)
-        labels = dataset_labels(self.dataset)
-        self.sampler = IdentitySampler(labels, self.pairs, 2, cfg.seed, w.rank, w.world_size)
-        self.backbone = ctx.build_backbone()
-        self.model = ctx.wrap(self.backbone)
+        self.setup_identity_batches("semi_siamese", 2)
         self.gallery = ctx.build_backbone()
         self.gallery.load_state_dict(self.backbone.state_dict())
         self.gallery.requires_grad_(False)
@@ -92,17 +83,6 @@ class SemiSiamese(Mode):
         self.queue_labels = torch.full((o.queue_size,), -1, dtype=torch.long, device=ctx.device)  # -1: none yet
         self.ptr = 0  # next queue position to write
         self.calls = 0  # micro-batches so far (seeds the side that is enqueued)
-
-    # ---- data ----------------------------------------------------------------------------------------------
-    def steps_per_epoch(self):
-        return len(self.sampler) // self.ctx.cfg.grad_accum
-
-    def batches(self, epoch, start_step):
-        self.sampler.set_epoch(epoch, start_step * self.ctx.cfg.grad_accum)
-        return self.ctx.loader(self.dataset, self.sampler)
-
-    def trainable(self):
-        return {"backbone": self.backbone}
 
     def _pairs(self, x: torch.Tensor, labels: torch.Tensor, skipped: int):
         """(x1, x2, labels, valid) of the P pair slots: the batch is [a, a, b, b, ...]; after corrupt samples were

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...data.samplers import IdentitySampler
 from ...errors import ConfigError
 from ..distill.base import wide
 from ..distributed import all_gather_nograd, all_gather_replicated
 from . import MODES
-from .base import Mode, dataset_labels
-from .parts import check_identity_batches, no_head_init
+from .parts import IdentityBatchMode
 
 DIST_EPS = 1e-12  # floor under the square root of non-squared distances
 
@@ -54,35 +52,16 @@ class TripletOptions:
 
 
 @MODES.register("triplet")
-class Triplet(Mode):
+class Triplet(IdentityBatchMode):
     Config = TripletOptions
 
     def __init__(self, ctx, options: TripletOptions):
         super().__init__(ctx, options)
-        cfg = ctx.cfg
-        check_identity_batches(ctx, "triplet", options.k)
         if options.k < 2:
             raise ConfigError(f"triplet.k={options.k}: an anchor needs a positive in its batch; use k >= 2")
         if not options.margin >= 0:
             raise ConfigError(f"triplet.margin={options.margin} must be >= 0 (FaceNet uses 0.2)")
-        no_head_init(ctx, "triplet")
-        self.dataset = ctx.open_dataset()
-        ctx.check_decode(self.dataset)
-        w = ctx.world
-        labels = dataset_labels(self.dataset)
-        self.sampler = IdentitySampler(labels, ctx.micro_batch // options.k, options.k, cfg.seed, w.rank, w.world_size)
-        self.backbone = ctx.build_backbone()
-        self.model = ctx.wrap(self.backbone)
-
-    def steps_per_epoch(self):
-        return len(self.sampler) // self.ctx.cfg.grad_accum
-
-    def batches(self, epoch, start_step):
-        self.sampler.set_epoch(epoch, start_step * self.ctx.cfg.grad_accum)
-        return self.ctx.loader(self.dataset, self.sampler)
-
-    def trainable(self):
-        return {"backbone": self.backbone}
+        self.setup_identity_batches("triplet", options.k)
 
     def loss(self, batch, generator):
         x, labels = self.ctx.prepare(batch, generator)
