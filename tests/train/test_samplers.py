@@ -8,6 +8,9 @@ from facezoo.data.loader import EpochBatchSampler
 from facezoo.data.samplers import SAMPLERS, IdentitySampler
 from facezoo.errors import ConfigError, DataError
 
+from .conftest import TinyFaces
+from .tiny import losses, trainer
+
 # a long tail: class c has 2 + 3c images (2 .. 29)
 LABELS = np.repeat(np.arange(10), 2 + 3 * np.arange(10))
 rng = np.random.default_rng(0)
@@ -85,3 +88,15 @@ def test_bad_sizes_are_clear_errors():
         SAMPLERS.create("class_balanced", labels=LABELS, batch_size=0)
     with pytest.raises(ConfigError, match="unknown sampler 'class_balance'. Did you mean 'class_balanced'"):
         SAMPLERS.get("class_balance")
+
+
+def test_training_with_the_class_balanced_sampler_resumes_exactly(tmp_path):
+    opts = ["data.sampler=class_balanced", "epochs=2"]
+    full = losses(trainer(tmp_path / "a", *opts, dataset=TinyFaces(size=16)).fit())
+    part = trainer(tmp_path / "b", *opts, dataset=TinyFaces(size=16))
+    head = losses(part.fit(max_steps=2))
+    resumed = trainer(tmp_path / "b", *opts, dataset=TinyFaces(size=16))
+    resumed.resume(tmp_path / "b" / "checkpoint.pt")
+    assert head + losses(resumed.fit()) == full and len(full) == 6
+    plain = losses(trainer(tmp_path / "c", "epochs=2", dataset=TinyFaces(size=16)).fit())
+    assert plain != full  # another order of samples

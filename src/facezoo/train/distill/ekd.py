@@ -46,7 +46,7 @@ class EKD(DistillLoss):
         positive("ekd", tau=tau, topk=topk)
         if not fprs or not all(0 < f < 1 for f in fprs) or not 0 < momentum <= 1:
             raise ConfigError(f"ekd: fprs must be in (0, 1) and momentum in (0, 1], got {list(fprs)}, {momentum}")
-        self.register_buffer("fprs", torch.tensor([float(f) for f in fprs], dtype=torch.float64))
+        self.register_buffer("fprs", torch.tensor([float(f) for f in fprs], dtype=torch.float64), persistent=False)
         self.tau, self.momentum, self.topk = float(tau), float(momentum), int(topk)
         self.pos_weight, self.neg_weight = float(pos_weight), float(neg_weight)
         self.register_buffer("student_anchors", torch.zeros(len(fprs)))

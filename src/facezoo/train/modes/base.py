@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -151,9 +152,12 @@ class TrainContext:
         from ...data.samplers import SAMPLERS
 
         w, cfg = self.world, self.cfg
+        labels = getattr(dataset, "labels", None)
+        if labels is None and cfg.data.sampler == "random":
+            labels = np.zeros(len(dataset), dtype=np.int64)  # the random sampler reads only the length
         sampler = SAMPLERS.create(
             cfg.data.sampler,
-            labels=dataset_labels(dataset),
+            labels=dataset_labels(dataset) if labels is None else labels,
             batch_size=batch or self.micro_batch,
             seed=cfg.seed + 1_000_033 * stream,
             rank=w.rank,
