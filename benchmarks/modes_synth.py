@@ -15,7 +15,6 @@ deg yaw, occluded, look-alike impostors):
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -84,14 +83,8 @@ def verify(t: Trainer, folder: Path) -> dict:
     return {name: r["accuracy"] for name, r in verifier(t.embedder(), t.device).items()}
 
 
-def row(experiment: str, run: str, acc: dict, seconds: float) -> str:
-    return f"| {experiment} | {run} | {acc['synth_ver'] * 100:.2f} | {acc['synth_hard'] * 100:.2f} | {seconds:.0f} |"
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+def row(experiment: str, run: str, acc: dict) -> str:
+    return f"| {experiment} | {run} | {acc['synth_ver'] * 100:.2f} | {acc['synth_hard'] * 100:.2f} |"
 
 
 def shallow(s, work: Path) -> list[str]:
@@ -107,8 +100,8 @@ def shallow(s, work: Path) -> list[str]:
             ["output=" + str(work / "runs" / "sst"), "mode=semi_siamese", f"semi_siamese.queue_size={queue}"],
         ),
     ):
-        t, sec = timed(lambda extra=extra: train([*base, *extra]))
-        rows.append(row(f"shallow ({s['shallow']} ids x 2)", name, verify(t, data), sec))
+        t = train([*base, *extra])
+        rows.append(row(f"shallow ({s['shallow']} ids x 2)", name, verify(t, data)))
     return rows
 
 
@@ -118,12 +111,12 @@ def distill(s, work: Path) -> tuple[list[str], Path]:
         data, identities=s["deep"], images_per_identity=s["deep_images"], image_size=s["size"], val_pairs=s["pairs"]
     )
     train_set = f"data.train={data / 'train'}"
-    teacher, t_sec = timed(lambda: train([*common(s, work / "runs" / "teacher", 0.5), train_set]))
+    teacher = train([*common(s, work / "runs" / "teacher", 0.5), train_set])
     label = f"distill ({s['deep']} ids x {s['deep_images']})"
-    rows = [row(label, "teacher ir18 x0.5", verify(teacher, data), t_sec)]
+    rows = [row(label, "teacher ir18 x0.5", verify(teacher, data))]
     student = common(s, work / "runs" / "student", 0.125)
-    alone, sec = timed(lambda: train([*student, train_set]))
-    rows.append(row(label, "student ir18 x0.125 alone", verify(alone, data), sec))
+    alone = train([*student, train_set])
+    rows.append(row(label, "student ir18 x0.125 alone", verify(alone, data)))
     losses = "[{name: cosine, weight: 1.0}, {name: kd, weight: 1.0, kwargs: {T: 4.0, s: 32.0}}]"
     kd = [*student, train_set, "output=" + str(work / "runs" / "distilled"), "mode=distill"]
     kd += [
@@ -131,8 +124,8 @@ def distill(s, work: Path) -> tuple[list[str], Path]:
         f"distill.losses={losses}",
         "distill.cache=true",
     ]
-    distilled, sec = timed(lambda: train(kd))
-    rows.append(row(label, "student distilled (cosine + kd)", verify(distilled, data), sec))
+    distilled = train(kd)
+    rows.append(row(label, "student distilled (cosine + kd)", verify(distilled, data)))
     return rows, work / "runs" / "teacher" / "model.pt"
 
 
@@ -150,13 +143,13 @@ def finetune(s, work: Path, pretrained: Path) -> list[str]:
     label = f"finetune ({s['new']} new ids x {s['new_images']})"
     rows = []
     as_is = Trainer(load_config(None, [*base, f"model.init_from={pretrained}"]), verbose=False)  # no step taken
-    rows.append(row(label, "first model as it is", verify(as_is, data), 0))
-    scratch, sec = timed(lambda: train(base))
-    rows.append(row(label, "from scratch", verify(scratch, data), sec))
+    rows.append(row(label, "first model as it is", verify(as_is, data)))
+    scratch = train(base)
+    rows.append(row(label, "from scratch", verify(scratch, data)))
     tuned = [*base, "output=" + str(work / "runs" / "tuned"), f"model.init_from={pretrained}"]
     tuned += ["optim.lr=0.02", "optim.lr_mult={backbone: 0.5}"]
-    t, sec = timed(lambda: train(tuned))
-    rows.append(row(label, "fine-tuned (lr 0.02, backbone x0.5)", verify(t, data), sec))
+    t = train(tuned)
+    rows.append(row(label, "fine-tuned (lr 0.02, backbone x0.5)", verify(t, data)))
     return rows
 
 
@@ -171,7 +164,7 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     s, only = scale(args), set(args.only or ["shallow", "distill", "finetune"])
-    print("| experiment | run | synth_ver % | synth_hard % | train s |\n|---|---|---|---|---|", flush=True)
+    print("| experiment | run | synth_ver % | synth_hard % |\n|---|---|---|---|", flush=True)
     if "shallow" in only:
         print("\n".join(shallow(s, args.out)), flush=True)
     if only & {"distill", "finetune"}:
