@@ -136,3 +136,19 @@ def test_a_fine_tuning_run_resumes_exactly(source, tmp_path):
     resumed.resume(tmp_path / "b" / "checkpoint.pt")
     assert head + losses(resumed.fit()) == full and len(full) == 6 and np.isfinite(full).all()
     assert TINY  # the shared tiny recipe
+
+
+def test_per_channel_preprocessing_of_the_source_is_kept(source, tmp_path, capsys):
+    from facezoo.models.checkpoint import load_checkpoint, save_checkpoint
+    from facezoo.models.embedder import ModelMeta
+
+    ckpt = load_checkpoint(source / "model.pt")
+    meta = ModelMeta.from_dict({**ckpt["meta"], "mean": [122.8, 117.0, 104.3], "std": 128.0})
+    path = tmp_path / "dlib_like.pt"
+    save_checkpoint(path, meta, ckpt["backbone"])
+    t = trainer(tmp_path / "run", f"model.init_from={path}", "epochs=1", dataset=data())
+    assert t.meta.mean == (122.8, 117.0, 104.3) and t.meta.std == 128.0 and t.cfg.model.std == 128.0
+    t.fit(max_steps=1)
+    assert "note: model.mean = (122.8, 117.0, 104.3)" in capsys.readouterr().out
+    written = load_checkpoint(tmp_path / "run" / "model.pt")["meta"]
+    assert written["mean"] == [122.8, 117.0, 104.3]

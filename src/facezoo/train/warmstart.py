@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import FORMAT, load_checkpoint
-from ..models.embedder import ModelMeta
+from ..models.embedder import ModelMeta, channel_values
 
 # ModelConfig field -> ModelMeta attribute, the preprocessing and architecture a source file decides
 META_FIELDS = {
@@ -101,14 +101,20 @@ def resolve_meta(cfg, source: Source | None) -> tuple[ModelMeta, list[str]]:
             theirs = h
         theirs = dict(theirs) if key == "kwargs" else theirs
         ours = getattr(cfg.model, key)
-        if ours == theirs:
+        if key in ("mean", "std"):  # one float or three (per channel) in the metadata, one float in a recipe
+            if channel_values(ours) == channel_values(theirs):
+                continue
+            if len(set(channel_values(theirs))) == 1:
+                theirs = channel_values(theirs)[0]
+        elif ours == theirs:
             continue
         if _explicit(cfg, key):
             raise ConfigError(
                 f"model.{key}={ours!r} but model.init_from={source.path} was trained with {theirs!r}; remove "
                 f"model.{key} from the recipe (the source's value is used) or start from another file"
             )
-        setattr(cfg.model, key, theirs)
+        if not isinstance(theirs, tuple):  # per-channel values live in the run's metadata only
+            setattr(cfg.model, key, theirs)
         notes.append(f"note: model.{key} = {theirs!r} from {source.path} (the recipe's default was {ours!r})")
     return meta, notes
 

@@ -147,6 +147,10 @@ class Distill(Mode):
                 f"{self.options.teacher} has {'none' if weight is None else head.get('num_classes')}; give the "
                 "teacher run's checkpoint.pt trained on this set, or drop kd"
             )
+        if self.part.head.weight.shape[1] != self.ctx.cfg.model.embedding_size:
+            raise ConfigError(
+                f"distillation loss kd needs one class centre per class; head {self.ctx.cfg.head.name} keeps more"
+            )
         if self.ctx.cfg.head.sample_rate < 1:
             raise ConfigError("distillation loss kd uses every class centre: set head.sample_rate=1 (no Partial FC)")
         w = self.ctx.world
