@@ -11,20 +11,14 @@ import torch
 from facezoo.config import load_config
 from facezoo.train.trainer import Trainer
 
-# a one-block-per-stage IR-18 at 1/8 width on 16x16 inputs: ~80k parameters, milliseconds per step
+from .conftest import TINY_RUN
+
+# TINY_RUN with a one-block-per-stage IR-18 at 1/8 width on 16x16 inputs: ~80k parameters, milliseconds per step
 TINY = [
-    "model.backbone=ir18",
+    *TINY_RUN,
     "model.input_size=16",
     "model.embedding_size=16",
     "model.kwargs={width: 0.125, layers: [1, 1, 1, 1]}",
-    "head.name=arcface",
-    "head.kwargs={s: 16, m: 0.2}",
-    "batch_size=16",
-    "epochs=3",
-    "optim.lr=0.05",
-    "log_every=1",
-    "data.num_workers=0",
-    "tensorboard=false",
 ]
 
 
