@@ -33,6 +33,9 @@ class DataConfig:
     prefetch: bool = (
         True  # CUDA: copy the next batch to the device on a side stream while this one trains; CPU: no effect
     )
+    # batch sampler (facezoo list samplers): random (a permutation per epoch) or class_balanced (each class equally
+    # likely); modes that sample identities (semi_siamese, triplet) draw P identities x K images instead
+    sampler: str = "random"
 
 
 @dataclass
@@ -44,6 +47,14 @@ class ModelConfig:
     channel_order: Literal["RGB", "BGR"] = "RGB"
     mean: float = 127.5  # input = (pixel - mean) / std
     std: float = 127.5
+    # warm start / fine-tuning (train/warmstart.py): a facezoo model.pt / checkpoint.pt (its preprocessing wins over
+    # this section) or a plain backbone state dict .pth (arcface_torch's IResNet names); the backbone is loaded and
+    # the head starts fresh for the new classes, unless init_head (a checkpoint.pt over the same classes)
+    init_from: str = ""
+    init_head: bool = False
+    # frozen parameters: name prefixes of the trained parts (backbone.layer1, head, ...) or "bn" (every BatchNorm
+    # kept in eval mode with frozen affine)
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +91,9 @@ class OptimConfig:
     weight_decay: float = 5e-4
     no_decay_bn_bias: bool = False  # exclude BatchNorm/PReLU parameters and biases (ndim <= 1) from weight decay
     grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    # learning-rate multipliers by parameter-name prefix of the trained parts, longest prefix wins, e.g.
+    # {backbone: 0.1} to fine-tune the backbone slower than a fresh head
+    lr_mult: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +175,14 @@ class Config:
         if not 0.0 <= self.schedule.min_lr <= self.optim.lr:
             raise ConfigError(f"schedule.min_lr must be in [0, optim.lr = {self.optim.lr}], got {self.schedule.min_lr}")
         MODES.get(self.mode)
+        from .data.samplers import SAMPLERS
+
+        SAMPLERS.get(self.data.sampler)
+        for key, mult in self.optim.lr_mult.items():
+            if not mult >= 0:
+                raise ConfigError(f"optim.lr_mult.{key} must be >= 0 (e.g. 0.1), got {mult}")
+        if self.model.init_head and not self.model.init_from:
+            raise ConfigError("model.init_head=true needs model.init_from (the checkpoint.pt whose head to start from)")
         for name in self.callbacks:
             CALLBACKS.get(name)
         for i, aux in enumerate(self.head.aux):
@@ -224,7 +246,8 @@ def _check_type(value, tp, key: str):
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
+        _, arg = typing.get_args(tp) or (Any, Any)
+        return {k: _check_type(v, arg, f"{key}.{k}") for k, v in value.items()}
     if tp is type(None):
         if value is not None:
             raise ConfigError(f"{key}: expected null")
@@ -294,9 +317,17 @@ def load_config(path=None, overrides: list[str] = ()) -> Config:
     for item in overrides:
         apply_override(data, item)
     try:
-        return _with_mode_options(data).validate()
+        cfg = _with_mode_options(data).validate()
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    cfg.given = frozenset(_dotted_keys(data))  # what the recipe set explicitly (not a field: not saved)
+    return cfg
+
+
+def _dotted_keys(data: dict, prefix: str = ""):
+    for key, value in data.items() if isinstance(data, dict) else ():
+        yield f"{prefix}{key}"
+        yield from _dotted_keys(value, f"{prefix}{key}.")
 
 
 def _with_mode_options(data: dict) -> Config:

@@ -9,25 +9,11 @@ import torch
 from facezoo.config import load_config
 from facezoo.train.trainer import Trainer
 
-from .conftest import TinyFaces
+from .conftest import TINY_RUN, TinyFaces
 
 
 def overrides(out):
-    return [
-        f"output={out}",
-        "model.backbone=ir18",
-        "model.input_size=32",
-        "model.embedding_size=32",
-        "model.kwargs={width: 0.25}",
-        "head.name=arcface",
-        "head.kwargs={s: 16, m: 0.2}",
-        "batch_size=8",
-        "epochs=2",
-        "optim.lr=0.05",
-        "log_every=1",
-        "data.num_workers=0",
-        "tensorboard=false",
-    ]
+    return [f"output={out}", *TINY_RUN, "batch_size=8", "epochs=2"]
 
 
 def _free_port() -> int:

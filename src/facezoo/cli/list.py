@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from . import COMMANDS
 
-KINDS = ("backbones", "heads", "modes", "schedules", "optimizers", "callbacks", "detectors")
+KINDS = (
+    "backbones",
+    "heads",
+    "modes",
+    "samplers",
+    "distill_losses",
+    "schedules",
+    "optimizers",
+    "callbacks",
+    "detectors",
+)
 
 
 def registries() -> dict:
     """{kind: Registry} for every kind in KINDS, each with all its built-in names registered."""
+    from ..data.samplers import SAMPLERS
     from ..models.backbones import BACKBONES
     from ..models.heads import HEADS
     from ..sdk.detect.base import registered
     from ..train.callbacks import CALLBACKS
+    from ..train.distill import DISTILL_LOSSES
     from ..train.modes import MODES
     from ..train.optim import OPTIMIZERS
     from ..train.schedules import SCHEDULES
@@ -21,6 +33,8 @@ def registries() -> dict:
         "backbones": BACKBONES,
         "heads": HEADS,
         "modes": MODES,
+        "samplers": SAMPLERS,
+        "distill_losses": DISTILL_LOSSES,
         "schedules": SCHEDULES,
         "optimizers": OPTIMIZERS,
         "callbacks": CALLBACKS,

@@ -69,6 +69,21 @@ class _AllGather(torch.autograd.Function):
         return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size] * ctx.world_size
 
 
+class _AllGatherReplicated(_AllGather):
+    """_AllGather for a loss every rank computes whole on the gathered batch (pairwise and batch-hard losses): each
+    rank already holds the full gradient of that loss, so backward keeps this rank's slice and multiplies by W to
+    cancel DDP's averaging (no collective)."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size] * ctx.world_size
+
+
+def all_gather_replicated(x: torch.Tensor) -> torch.Tensor:
+    """The global batch for a loss computed identically on every rank (see _AllGatherReplicated)."""
+    return _AllGatherReplicated.apply(x) if dist.is_initialized() and dist.get_world_size() > 1 else x
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _AllGather.apply(x) if dist.is_initialized() and dist.get_world_size() > 1 else x
 

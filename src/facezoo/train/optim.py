@@ -25,21 +25,43 @@ def _adamw(groups, cfg):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
-def param_groups(modules: list[nn.Module], weight_decay: float, no_decay_bn_bias: bool) -> list[dict]:
-    decay, no_decay = [], []
-    for module in modules:
-        for p in module.parameters():
+def _named(modules) -> dict[str, nn.Module]:
+    """{part name: module}; a list is named part0, part1, ... (the Trainer passes the mode's named parts)."""
+    return dict(modules) if isinstance(modules, dict) else {f"part{i}": m for i, m in enumerate(modules)}
+
+
+def lr_multiplier(name: str, lr_mult: dict[str, float]) -> float:
+    """The multiplier of parameter `name` (part.module.param): the longest matching prefix of lr_mult, else 1."""
+    best = max((k for k in lr_mult if name == k or name.startswith(k + ".")), key=len, default=None)
+    return 1.0 if best is None else float(lr_mult[best])
+
+
+def param_groups(modules, weight_decay: float, no_decay_bn_bias: bool, lr_mult: dict | None = None) -> list[dict]:
+    """Groups of the trainable parameters of `modules` ({name: module} or a list): weight decay (none for
+    BN/PReLU/bias when no_decay_bn_bias) and, with lr_mult, the multiplier the Trainer applies to the lr
+    (group["lr_mult"]). Without lr_mult: [decay, no_decay], the layout older checkpoints hold."""
+    groups: dict[tuple[bool, float], list] = {}
+    for part, module in _named(modules).items():
+        for name, p in module.named_parameters():
             if p.requires_grad:
-                (no_decay if no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+                no_decay = no_decay_bn_bias and p.ndim <= 1
+                mult = lr_multiplier(f"{part}.{name}", lr_mult) if lr_mult else 1.0
+                groups.setdefault((no_decay, mult), []).append(p)
+    groups.setdefault((False, 1.0), [])  # the decay group always comes first (may be empty)
+    out = []
+    for (no_decay, mult), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != 1.0)):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if lr_mult:
+            group["lr_mult"] = mult
+        if params or (not no_decay and mult == 1.0):
+            out.append(group)
+    return out
 
 
-def build_optimizer(cfg, modules: list[nn.Module]) -> torch.optim.Optimizer:
-    """OptimConfig -> optimiser over the trainable parameters of `modules` (backbone, head)."""
-    return OPTIMIZERS.create(cfg.name, groups=param_groups(modules, cfg.weight_decay, cfg.no_decay_bn_bias), cfg=cfg)
+def build_optimizer(cfg, modules) -> torch.optim.Optimizer:
+    """OptimConfig -> optimiser over the trainable parameters of `modules` ({part name: module} or a list)."""
+    groups = param_groups(modules, cfg.weight_decay, cfg.no_decay_bn_bias, getattr(cfg, "lr_mult", None))
+    return OPTIMIZERS.create(cfg.name, groups=groups, cfg=cfg)
 
 
 class RowOptimizer:

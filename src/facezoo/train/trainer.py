@@ -29,12 +29,13 @@ from ..config import Config, save_config
 from ..device import resolve_device
 from ..errors import ConfigError, ModelError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
-from ..models.embedder import EmbedderModule, ModelMeta
+from ..models.embedder import EmbedderModule
 from .callbacks import Events, default_callbacks
 from .distributed import init_distributed, world_from_env
 from .modes import MODES, TrainContext
 from .optim import JointStep, build_optimizer
 from .schedules import lr_at
+from .warmstart import check_lr_mult, freeze, read_source, resolve_meta
 
 
 class NonFiniteLoss(ConfigError):
@@ -69,8 +70,9 @@ class Trainer:
             remove_stale_temps(self.output)
         torch.manual_seed(cfg.seed)
 
-        self.meta = ModelMeta.from_config(cfg.model)
-        self.ctx = TrainContext(cfg, self.world, self.device, self.meta, dataset=dataset)
+        source = read_source(cfg.model.init_from) if cfg.model.init_from else None
+        self.meta, self.notes = resolve_meta(cfg, source)  # notes: what warm start and resume() changed
+        self.ctx = TrainContext(cfg, self.world, self.device, self.meta, dataset=dataset, source=source)
         options = cfg.mode_options
         if options is None and getattr(MODES.get(cfg.mode), "Config", None) is not None:
             options = MODES.get(cfg.mode).Config()  # a Config built in code, without load_config's section
@@ -83,11 +85,17 @@ class Trainer:
             )
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.stop_step = self.total_steps
-        self.optimizer = build_optimizer(cfg.optim, self.mode.trainable())
+        parts = self.mode.parts()
+        freeze(parts, cfg.model.freeze)  # the backbone's share is applied when it is built (ctx.build_backbone)
+        check_lr_mult(parts, cfg.optim.lr_mult)
+        self.optimizer = build_optimizer(cfg.optim, parts)
+        if source is not None:
+            self.notes.append(
+                f"warm start from {source.path}" + (" (backbone and head)" if cfg.model.init_head else "")
+            )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step = 0
         self.best: dict | None = None
-        self.notes: list[str] = []  # what resume() found, printed with the plan
         self.events = Events((default_callbacks(cfg, self.world.is_main) if verbose else []) + list(callbacks))
         self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.skipped_nonfinite = 0
@@ -270,7 +278,7 @@ class Trainer:
             save_config(cfg, self.output / "config.yaml")
         self.stop_step = min(self.total_steps, max_steps) if max_steps else self.total_steps
         save_every = cfg.save_every or self.steps_per_epoch
-        for module in self.mode.trainable():
+        for module in self.mode.parts().values():
             module.train()
         self.events.emit("on_train_start", self)
         loss_sum, loss_n, skipped, t0, s0 = torch.zeros((), device=self.device), 0, 0, time.perf_counter(), self.step
@@ -287,6 +295,7 @@ class Trainer:
                 loss_n += cfg.grad_accum
                 if self.step % cfg.log_every == 0 or self.step == self.stop_step:
                     self._check_finite()
+                    extra = self.mode.log_values()  # every rank: the mode restarts its sums
                     if self.world.is_main:
                         values = {
                             "loss": (loss_sum / max(loss_n, 1)).item(),  # the only host sync, once per log interval
@@ -300,6 +309,7 @@ class Trainer:
                             values["skipped"] = skipped
                         if self.skipped_nonfinite:
                             values["nonfinite_skipped"] = self.skipped_nonfinite
+                        values.update({k: float(v) for k, v in extra.items()})
                         self.events.emit("on_log", self, self.step, values)
                     loss_sum.zero_()
                     loss_n = 0

@@ -37,7 +37,11 @@ class ProgressLog(Callback):
         eta = (trainer.stop_step - step) * (time.perf_counter() - self._t0) / done
         h, rem = divmod(int(eta), 3600)
         epoch = min(step - 1, trainer.total_steps - 1) // trainer.steps_per_epoch
-        extra = "".join(f" {k} {v}" for k, v in values.items() if k not in ("loss", "lr", "images_per_s"))
+        extra = "".join(
+            f" {k} {v:.4f}" if isinstance(v, float) else f" {k} {v}"
+            for k, v in values.items()
+            if k not in ("loss", "lr", "images_per_s")
+        )
         self.print(
             trainer,
             f"epoch {epoch + 1}/{trainer.cfg.epochs} step {step}/{trainer.stop_step} loss {values['loss']:.4f} "

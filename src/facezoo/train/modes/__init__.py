@@ -7,7 +7,7 @@ from ...registry import Registry
 
 MODES = Registry("training mode")
 
-from . import conventional  # noqa: E402,F401  (registers the modes)
+from . import conventional, distill, multi_dataset, semi_siamese, triplet  # noqa: E402,F401  (registers the modes)
 from .base import Mode, SubStep, TrainContext  # noqa: E402
 
 __all__ = ["MODES", "Mode", "SubStep", "TrainContext"]

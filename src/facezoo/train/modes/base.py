@@ -8,6 +8,8 @@ events (logging, validation, checkpoint), checkpoint writing and exact resume. A
   - one micro-batch's loss: loss(batch, generator);
   - the step hooks: begin_step(batches) before the micro-batches, sub_steps(optimizer) for extra optimisers stepped
     jointly with the main one (Partial FC rows), end_step() after the update (EMA, queue, unpinning);
+  - its trained parts by name, trainable() -> {name: module} (names address model.freeze and optim.lr_mult), and
+    extra logged values, log_values() (e.g. one loss per training set);
   - its checkpoint state: state_dict() / load_state_dict() (every rank calls them; the result must not depend on the
     world size), sharded_params() for optimiser state laid out by rank, check_resume() for clear refusals.
 A mode with options declares a dataclass `Config`; the recipe's section named after the mode fills it.
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +31,7 @@ from ...data.transforms import normalize, random_flip_mask
 from ...errors import ConfigError
 from ...models.embedder import ModelMeta
 from ..distributed import World
+from ..warmstart import freeze, load_backbone
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,6 +53,7 @@ class TrainContext:
     device: torch.device
     meta: ModelMeta
     dataset: Any = None  # a dataset object passed to Trainer(dataset=...) instead of cfg.data.train
+    source: Any = None  # model.init_from read once (train/warmstart.Source), or None
     _datasets: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -57,15 +62,40 @@ class TrainContext:
 
     # ---- parts ---------------------------------------------------------------------------------------------
     def build_backbone(self, meta: ModelMeta | None = None) -> nn.Module:
-        """meta's backbone on the device, channels_last and compiled (in place, so state-dict keys stay plain)."""
+        """meta's backbone on the device, channels_last and compiled (in place, so state-dict keys stay plain).
+
+        The run's own backbone (meta None) starts from model.init_from's weights and has model.freeze applied, so
+        copies made from it (an EMA or gallery network) share both.
+        """
         cfg = self.cfg
-        backbone = (meta or self.meta).build_backbone().to(self.device)
+        backbone = (meta or self.meta).build_backbone()
+        if meta is None:
+            if self.source is not None:
+                load_backbone(backbone, self.source)
+            freeze({"backbone": backbone}, cfg.model.freeze, strict=False)
+        backbone = backbone.to(self.device)
         if cfg.channels_last:
             backbone = backbone.to(memory_format=torch.channels_last)
         if cfg.compile:
             mode = "default" if cfg.compile is True else cfg.compile
             backbone.compile(mode=mode, backend=cfg.compile_backend, dynamic=False)
         return backbone
+
+    def init_state(self, key: str, expected: str) -> Any:
+        """model.init_head: entry `key` of the source checkpoint's mode state (e.g. its head), else None.
+
+        `expected` describes what the caller needs, for the error when the source has no such entry.
+        """
+        if not self.cfg.model.init_head:
+            return None
+        state = (self.source.mode_state or {}).get(key) if self.source is not None else None
+        if state is None:
+            raise ConfigError(
+                f"model.init_head=true: {self.cfg.model.init_from} holds no {expected} (a model.pt has none; use "
+                f"the run's checkpoint.pt, written by mode {self.cfg.mode}); or set model.init_head=false for a "
+                "fresh head"
+            )
+        return state
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """DDP around `module` when distributed (gradients averaged over ranks), else `module` itself."""
@@ -116,6 +146,26 @@ class TrainContext:
         sampler.set_epoch(epoch, start_step * self.cfg.grad_accum)
         return sampler
 
+    def batch_sampler(self, dataset, epoch: int, start_step: int, batch: int | None = None, stream: int = 0):
+        """This rank's micro-batches of data.sampler (random | class_balanced) over `dataset`, from optimiser step
+        `start_step` on; `stream` gives a second sampler of the same run its own draws (multi_dataset's sets)."""
+        from ...data.samplers import SAMPLERS
+
+        w, cfg = self.world, self.cfg
+        labels = getattr(dataset, "labels", None)
+        if labels is None and cfg.data.sampler == "random":
+            labels = np.zeros(len(dataset), dtype=np.int64)  # the random sampler reads only the length
+        sampler = SAMPLERS.create(
+            cfg.data.sampler,
+            labels=dataset_labels(dataset) if labels is None else labels,
+            batch_size=batch or self.micro_batch,
+            seed=cfg.seed + 1_000_033 * stream,
+            rank=w.rank,
+            world_size=w.world_size,
+        )
+        sampler.set_epoch(epoch, start_step * cfg.grad_accum)
+        return sampler
+
     def loader(self, dataset, batch_sampler: Iterable[list[int]]) -> Iterable[dict]:
         """Batches {images uint8 (b, H, W, 3), labels (b,), skipped} for `batch_sampler`'s index lists.
 
@@ -161,6 +211,14 @@ class TrainContext:
         return normalize(images, m.mean, m.std, m.channel_order, flip=flip), labels
 
 
+def dataset_labels(dataset):
+    """The (N,) labels of a training set without decoding images (datasets keep them in `.labels`)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        raise ConfigError(f"{type(dataset).__name__} has no .labels: this sampler needs each sample's class")
+    return labels
+
+
 class Mode:
     """Base of the registered training modes (train/modes/__init__.py MODES); see the module docstring."""
 
@@ -179,9 +237,17 @@ class Mode:
         raise NotImplementedError
 
     # the step
-    def trainable(self) -> list[nn.Module]:
-        """The modules whose trainable parameters the optimiser updates (in a fixed order: resume relies on it)."""
+    def trainable(self) -> dict[str, nn.Module] | list[nn.Module]:
+        """The modules whose trainable parameters the optimiser updates, by part name ({"backbone": ..., "head":
+        ...}; a list is named by parts()), in a fixed order: resume relies on it."""
         raise NotImplementedError
+
+    def parts(self) -> dict[str, nn.Module]:
+        """trainable() by name: a list's entries are "backbone" (self.backbone) and part1, part2, ..."""
+        parts = self.trainable()
+        if isinstance(parts, dict):
+            return dict(parts)
+        return {("backbone" if m is self.backbone else f"part{i}"): m for i, m in enumerate(parts)}
 
     def begin_step(self, batches: list[dict]) -> None:
         """Before the micro-batches of one optimiser step (e.g. one Partial FC sample for all of them)."""
@@ -196,6 +262,11 @@ class Mode:
 
     def end_step(self) -> None:
         """After the optimiser step (EMA updates, queues, unpinning)."""
+
+    def log_values(self) -> dict[str, torch.Tensor]:
+        """Extra values for the progress line and metrics (e.g. {"loss/ms1m": mean since the last log}) as device
+        scalars; the Trainer reads them once per log interval, then they start again."""
+        return {}
 
     # state
     def sharded_params(self) -> list[tuple[torch.Tensor, Any]]:
