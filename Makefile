@@ -28,7 +28,7 @@ format: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/facezoo models fetch mtcnn  # MTCNN weights from the facenet-pytorch wheel (sha256-checked; once)
 	$(BIN)/facezoo models fetch dlib   # dlib's models from the face-recognition-models sdist, converted (once)
-	$(BIN)/python -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q  # 2 workers x 1 thread: no oversubscription on 2 cores
 
 demo: $(STAMP)
 	$(BIN)/facezoo data synth $(DEMO)/data --identities 400 --images-per-identity 24 --image-size 64 --seed 0
