@@ -282,7 +282,7 @@ def big(tmp_path_factory):
 def test_entry_search_matches_numpy(big, block_elements):
     g, xn, qn, labels, q = big
     sims = qn @ xn.T
-    res = g.search(q, top_k=7, per_identity=False, block_elements=block_elements)
+    res = g.search(q, top_k=7, per_identity=False, index="exact", block_elements=block_elements)
     for i, hits in enumerate(res):
         want = np.sort(sims[i])[::-1][:7]
         np.testing.assert_allclose([m.score for m in hits], want, atol=1e-5)
@@ -300,7 +300,7 @@ def test_identity_search_matches_numpy(big, block_elements):
     best = np.full((len(q), n_ids), -np.inf)
     for ident in range(n_ids):
         best[:, ident] = sims[:, labels == ident].max(axis=1)
-    res = g.search(q, top_k=5, block_elements=block_elements)
+    res = g.search(q, top_k=5, index="exact", block_elements=block_elements)
     for i, hits in enumerate(res):
         order = np.argsort(-best[i])[:5]
         np.testing.assert_allclose([m.score for m in hits], best[i, order], atol=1e-5)
@@ -407,7 +407,9 @@ def test_hnsw_build_parameters_reach_faiss(clustered):
     g, q = clustered
     g.build_index("hnsw", hnsw_m=8, ef_search=64, ef_construction=77)
     g.search(q[:1], top_k=1, index="hnsw")
-    hnsw = g._ann.index.hnsw  # the faiss graph the search used
+    import faiss
+
+    hnsw = faiss.downcast_index(g._ann.index.index).hnsw  # the faiss graph (inside its id map) the search used
     assert (hnsw.efConstruction, hnsw.efSearch) == (77, 64)
     with pytest.raises(ConfigError, match="ef_construction"):
         g.build_index("hnsw", ef_construction=0)

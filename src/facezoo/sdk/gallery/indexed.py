@@ -5,11 +5,12 @@ process's writes, rebuilt when stale. A mixin of store.Gallery (it uses the stor
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from .index import (
     APPROXIMATE,
     DEFAULT_PARAMS,
@@ -22,6 +23,8 @@ from .index import (
     recall_at_k,
     remove_index,
 )
+
+log = logging.getLogger("facezoo.gallery")
 
 
 class IndexedGallery:
@@ -87,7 +90,10 @@ class IndexedGallery:
             self._ann = ann
             return
         ann.version, ann.recall, self._ann = after, None, ann
-        self._save(ann)
+        try:
+            self._save(ann)
+        except DataError as e:  # the gallery write is committed; the saved index is merely stale now
+            log.warning("%s", e)
 
     def build_index(
         self,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError, DataError, FacezooError
+from ...io import remove_stale
 from .index import APPROXIMATE, INDEX_KINDS, SUFFIX, AnnIndex
 from .indexed import IndexedGallery
 from .search import Cache, Match, exact_search
@@ -112,6 +113,7 @@ class Gallery(IndexedGallery):
             raise DataError(f"{path}: is a folder; a gallery is a single file (e.g. gallery.db).")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.with_name(path.name + SUFFIX))  # temp files of an index write that was killed
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             gallery = cls(conn, path, str(torch.device(device)), index_threshold)
