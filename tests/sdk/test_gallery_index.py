@@ -75,7 +75,7 @@ def test_saved_index_is_loaded_not_rebuilt_by_another_opener(indexed, monkeypatc
 
 
 def test_writes_update_the_ivf_index_in_place(indexed, monkeypatch):
-    g, x, q = indexed
+    g, _, q = indexed
     g.build_index("ivf")
     builds = []
     real = index_mod.AnnIndex.build
@@ -96,7 +96,7 @@ def test_writes_update_the_ivf_index_in_place(indexed, monkeypatch):
 
 
 def test_stale_index_is_detected_and_rebuilt(indexed, monkeypatch):
-    g, x, q = indexed
+    g, _, q = indexed
     g.build_index("ivf", nprobe=4)
     monkeypatch.setattr(index_mod.AnnIndex, "save", lambda *a, **k: None)  # a writer that died before saving
     g.add("late", -q[1])
@@ -183,7 +183,8 @@ def test_disk_full_during_gallery_write_leaves_it_unchanged(tmp_path, monkeypatc
         g.add("bob", np.eye(8)[2:7])
     monkeypatch.undo()
     # SQLite's own "database or disk is full" (the file may not grow) is the same clear error
-    g._conn.execute("PRAGMA max_page_count = %d" % g._conn.execute("PRAGMA page_count").fetchone()[0])
+    pages = g._conn.execute("PRAGMA page_count").fetchone()[0]
+    g._conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(DataError, match=r"g\.db: writing the gallery failed \(database or disk is full\)"):
         g.add("carol", np.random.default_rng(0).normal(size=(5000, 8)))
     assert g.identities() == ["alice"] and len(g) == 2 and g.content_version == 1
@@ -206,7 +207,7 @@ def test_tampered_vector_blob_is_one_clear_error(tmp_path, tamper, reason, capsy
         g.add("alice", np.eye(8)[:2])
         g.add("bob", np.eye(8)[2:3])
     con = sqlite3.connect(path)
-    (entry, blob) = con.execute("SELECT id, vector FROM entries WHERE id = 3").fetchone()
+    (blob,) = con.execute("SELECT vector FROM entries WHERE id = 3").fetchone()
     con.execute("UPDATE entries SET vector = ? WHERE id = 3", (tamper(blob),))
     con.commit()
     con.close()
