@@ -152,6 +152,10 @@ def _protocol():
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):  # no Nagle stall between the head and body writes
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._arm(self.limits.keepalive_s)  # a new connection that sends nothing is closed
 
         def data_received(self, data: bytes) -> None:
