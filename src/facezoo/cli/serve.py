@@ -110,6 +110,7 @@ def run(args) -> int:
         "limits": asdict(limits),
         "api_key": key,
         "insecure_no_auth": args.insecure_no_auth,
+        "log_level": "WARNING" if args.quiet else "INFO",
     }
 
     def ready(url):

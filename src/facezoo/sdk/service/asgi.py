@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
 
 from ...errors import ConfigError
-from .api import Api, FaceService, HttpError, Limits, encode, log_request, openapi
+from .api import Api, FaceService, HttpError, Limits, encode, log_request
 from .keys import check_auth_setup
+from .openapi import openapi
 
 SPEC_ENV = "FACEZOO_SERVE_SPEC"  # JSON spec of the service, read by each worker process (app_from_env)
 DEADLINE = "facezoo.deadline"  # scope["state"] key: time.monotonic() by which the request must have arrived
@@ -293,6 +295,8 @@ def app_from_env():
     from ..server import open_spec
 
     spec = json.loads(os.environ[SPEC_ENV])
+    if spec.get("log_level"):  # a spawned worker starts with no logging set up
+        logging.basicConfig(level=spec["log_level"], format="%(asctime)s %(name)s[%(process)d] %(message)s")
     analyzer, gallery = open_spec(spec)
     return create_app(FaceService(analyzer, gallery, Limits(**spec["limits"])), spec.get("api_key"))
 
