@@ -27,7 +27,7 @@ from ...errors import ConfigError, DataError, FacezooError
 from .index import APPROXIMATE, INDEX_KINDS, check_params
 from .search import Match
 from .store import FORMAT, FORMAT_VERSION, INDEX_THRESHOLD, Entry, Gallery
-from .vectors import as_matrix, decode_rows, normalise
+from .vectors import as_matrix, decode_rows, normalise, unknown_identity
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
@@ -245,12 +245,8 @@ class PgGallery:
         return None if row is None else row[0]
 
     def _unknown(self, identity: str) -> ConfigError:
-        import difflib
-
         names = [r[0] for r in self._db().execute(f"SELECT name FROM {self._t('identities')}")]
-        close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else " See identities() for the enrolled names."
-        return ConfigError(f"{self.path}: no identity '{identity}' in the gallery.{hint}")
+        return unknown_identity(self.path, identity, names)
 
     def entries(self, identity: str) -> list[Entry]:
         """The stored embeddings of one identity, oldest first (checked as in Gallery.entries)."""

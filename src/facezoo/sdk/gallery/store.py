@@ -15,7 +15,6 @@ A write that fails (disk full, I/O error) rolls back and is one DataError naming
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import logging
 import sqlite3
@@ -33,7 +32,7 @@ from ...io import remove_stale
 from .index import APPROXIMATE, INDEX_KINDS, SUFFIX, AnnIndex
 from .indexed import IndexedGallery
 from .search import Cache, Match, exact_search
-from .vectors import as_matrix, check_identity, decode_rows, normalise
+from .vectors import as_matrix, check_identity, decode_rows, normalise, unknown_identity
 
 log = logging.getLogger("facezoo.gallery")
 INDEX_THRESHOLD = 20_000  # entries from which search(index="auto") uses the faiss index (exact below)
@@ -293,9 +292,7 @@ class Gallery(IndexedGallery):
 
     def _unknown(self, identity: str) -> ConfigError:
         names = [r[0] for r in self._db().execute("SELECT name FROM identities")]
-        close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else " See Gallery.identities() for the enrolled names."
-        return ConfigError(f"{self.path}: no identity '{identity}' in the gallery.{hint}")
+        return unknown_identity(str(self.path), identity, names)
 
     def entries(self, identity: str) -> list[Entry]:
         """The stored embeddings of one identity, oldest first; ConfigError if it is not enrolled."""

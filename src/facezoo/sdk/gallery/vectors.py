@@ -75,3 +75,12 @@ def _damaged(where: str, row: tuple, reason: str):
         f"outside facezoo or corrupted. Remove that identity (`facezoo gallery remove {where} '{identity}'`) and "
         "enroll it again, or restore the gallery from a backup."
     )
+
+
+def unknown_identity(where: str, identity: str, names: list[str]) -> ConfigError:
+    """The error for an identity that is not enrolled, naming the closest enrolled name when one is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else " `facezoo gallery list` shows the enrolled names."
+    return ConfigError(f"{where}: no identity '{identity}' in the gallery.{hint}")

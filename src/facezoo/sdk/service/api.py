@@ -583,3 +583,9 @@ class Api:
 def log_request(client: str, method: str, path: str, status: int, nbytes: int, ms: float) -> None:
     """One line per request on the facezoo.serve logger (both backends)."""
     log.info('%s "%s %s" %d %dB %.1fms', client, method, urlsplit(path).path[:200], status, nbytes, ms)
+
+
+def url_of(address) -> str:
+    """http://host:port of a socket address (IPv6 hosts bracketed)."""
+    host, port = address[:2]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"

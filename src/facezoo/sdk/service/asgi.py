@@ -20,7 +20,7 @@ import threading
 import time
 
 from ...errors import ConfigError
-from .api import Api, FaceService, HttpError, Limits, encode, log_request
+from .api import Api, FaceService, HttpError, Limits, encode, log_request, url_of
 from .keys import check_auth_setup
 from .openapi import openapi
 
@@ -269,8 +269,7 @@ class AsgiServer:
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return url_of(self.server_address)
 
 
 def make_server(
@@ -312,8 +311,7 @@ def serve_workers(spec: dict, workers: int, *, host: str, port: int, ready=None,
     sock = _bind(host, port, limits.backlog)
     config = _config(f"{__name__}:app_from_env", host, limits, workers=workers, factory=True, grace_s=grace_s)
     if ready is not None:
-        address = sock.getsockname()
-        ready(f"http://{'[' + address[0] + ']' if ':' in address[0] else address[0]}:{address[1]}")
+        ready(url_of(sock.getsockname()))
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ...errors import ConfigError
-from .api import Api, FaceService, HttpError, Limits, encode, log, log_request
+from .api import Api, FaceService, HttpError, Limits, encode, log, log_request, url_of
 from .keys import check_auth_setup
 
 
@@ -220,8 +220,7 @@ class FaceServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return url_of(self.server_address)
 
 
 def make_server(
