@@ -71,6 +71,11 @@ def pg_url():
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
         prefix = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+        if subprocess.run([*prefix, "test", "-x", str(bin_dir / "initdb")], check=False).returncode != 0:
+            # binaries under a folder that user cannot enter (a venv in root's home): a copy of the install it can
+            shutil.copytree(bin_dir.parent, f"{root}/pg", symlinks=True)
+            subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", f"{root}/pg"], check=True)
+            bin_dir = Path(f"{root}/pg/bin")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
