@@ -63,6 +63,7 @@ def pg_url():
     import tempfile
 
     prefix: list[str] = []
+    env = dict(os.environ)
     root = tempfile.mkdtemp(prefix="facezoo-pg-")
     if os.geteuid() == 0:
         user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
@@ -74,13 +75,18 @@ def pg_url():
         if subprocess.run([*prefix, "test", "-x", str(bin_dir / "initdb")], check=False).returncode != 0:
             # binaries under a folder that user cannot enter (a venv in root's home): a copy of the install it can
             shutil.copytree(bin_dir.parent, f"{root}/pg", symlinks=True)
-            subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", f"{root}/pg"], check=True)
+            for libs in bin_dir.parents[2].glob("*.libs"):  # a wheel's bundled libraries (auditwheel)
+                shutil.copytree(libs, f"{root}/pglibs", dirs_exist_ok=True)
+                env["LD_LIBRARY_PATH"] = f"{root}/pglibs"
+            subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", root], check=True)
             bin_dir = Path(f"{root}/pg/bin")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = f"{root}/data"
-    run = lambda *cmd: subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=True, check=False, cwd=root)
+    run = lambda *cmd: subprocess.run(
+        [*prefix, *map(str, cmd)], capture_output=True, text=True, check=False, cwd=root, env=env
+    )
     out = run(bin_dir / "initdb", "-D", data, "-U", "facezoo", "--auth=trust", "-E", "UTF8", "--no-sync")
     assert out.returncode == 0, out.stderr
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c max_connections=40"
