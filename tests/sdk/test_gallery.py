@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,9 +25,115 @@ def run_py(code: str) -> str:
     return proc.stdout
 
 
+def _pg_bin() -> Path | None:
+    """A PostgreSQL bin folder whose server has pgvector: $FACEZOO_PG_BIN, the system's (pg_config), or the one the
+    pgserver wheel ships (PostgreSQL 16 + pgvector, where the OS has no pgvector package)."""
+    candidates = [Path(os.environ["FACEZOO_PG_BIN"])] if os.environ.get("FACEZOO_PG_BIN") else []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # located, not imported (its import has side effects)
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    for b in candidates:
+        if not ((b / "initdb").exists() and (b / "pg_ctl").exists() and (b / "pg_config").exists()):
+            continue
+        share = subprocess.run([b / "pg_config", "--sharedir"], capture_output=True, text=True, check=False)
+        if (Path(share.stdout.strip()) / "extension" / "vector.control").exists():
+            return b
+    return None
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A real PostgreSQL + pgvector server for this module: initdb in a temp folder, started on 127.0.0.1 (a free
+    port; its socket in the data folder), stopped at the end. Run as an unprivileged user when tests run as root
+    (postgres refuses root)."""
+    pytest.importorskip("psycopg", reason="the pgvector store needs psycopg (pip install 'facezoo[pgvector]')")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "no PostgreSQL with the pgvector extension (apt-get install postgresql-15-pgvector, or pip install "
+            "pgserver; or set FACEZOO_PG_BIN)"
+        )
+    import pwd
+    import socket
+    import tempfile
+
+    prefix: list[str] = []
+    env = dict(os.environ)
+    root = tempfile.mkdtemp(prefix="facezoo-pg-")
+    if os.geteuid() == 0:
+        user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
+        if user is None or shutil.which("setpriv") is None:
+            pytest.skip("running as root without a 'postgres' user and setpriv to start PostgreSQL as")
+        entry = pwd.getpwnam(user)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        prefix = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+        if subprocess.run([*prefix, "test", "-x", str(bin_dir / "initdb")], check=False).returncode != 0:
+            # binaries under a folder that user cannot enter (a venv in root's home): a copy of the install it can
+            shutil.copytree(bin_dir.parent, f"{root}/pg", symlinks=True)
+            for libs in bin_dir.parents[2].glob("*.libs"):  # a wheel's bundled libraries (auditwheel)
+                shutil.copytree(libs, f"{root}/pglibs", dirs_exist_ok=True)
+                env["LD_LIBRARY_PATH"] = f"{root}/pglibs"
+            subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", root], check=True)
+            bin_dir = Path(f"{root}/pg/bin")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = f"{root}/data"
+    run = lambda *cmd: subprocess.run(
+        [*prefix, *map(str, cmd)], capture_output=True, text=True, check=False, cwd=root, env=env
+    )
+    out = run(bin_dir / "initdb", "-D", data, "-U", "facezoo", "--auth=trust", "-E", "UTF8", "--no-sync")
+    assert out.returncode == 0, out.stderr
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c max_connections=40"
+    out = run(bin_dir / "pg_ctl", "-D", data, "-l", f"{root}/log", "-o", options, "-w", "-t", "60", "start")
+    assert out.returncode == 0, out.stderr + Path(f"{root}/log").read_text()
+    try:
+        yield f"postgresql://facezoo@127.0.0.1:{port}/postgres"
+    finally:
+        run(bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["sqlite", "pgvector"])
+def open_store(request, tmp_path):
+    """open_store(name, **options): a gallery of the store under test (SQLite file, or tables in pgvector)."""
+    if request.param == "sqlite":
+        return lambda name, **kw: Gallery.open(tmp_path / f"{name}.db", **kw)
+    from facezoo.sdk.gallery.pgvector import PgGallery
+
+    url, tag = request.getfixturevalue("pg_url"), os.urandom(4).hex()
+    return lambda name, **kw: PgGallery.open(f"{url}?gallery=g{tag}_{name}", **kw)
+
+
 @pytest.fixture
-def small(tmp_path):
+def small(open_store):
     """alice: e1 and (3,4,0) -> (0.6, 0.8, 0); bob: (0, 0, 2) -> e3; carol: (0, -1, 0)."""
+    g = open_store("g", model_key="model-a")
+    g.add("alice", np.array([[1.0, 0, 0], [3.0, 4.0, 0]]), sources=["a1.jpg", "a2.jpg"])
+    g.add("bob", np.array([0.0, 0, 2.0]), sources=["b1.jpg"])
+    g.add("carol", np.array([[0.0, -1.0, 0]]))
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def small_sqlite(tmp_path):
+    """`small` in an SQLite file, for tests of the SQLite store's internals."""
     g = Gallery.open(tmp_path / "g.db", model_key="model-a")
     g.add("alice", np.array([[1.0, 0, 0], [3.0, 4.0, 0]]), sources=["a1.jpg", "a2.jpg"])
     g.add("bob", np.array([0.0, 0, 2.0]), sources=["b1.jpg"])
@@ -89,8 +196,8 @@ def test_add_replace_and_top_k_beyond_size(small):
     assert len(res) == 4 and res[0].source == "b2.jpg"
 
 
-def test_empty_gallery_search(tmp_path):
-    with Gallery.open(tmp_path / "e.db", embedding_size=4) as g:
+def test_empty_gallery_search(open_store):
+    with open_store("e", embedding_size=4) as g:
         assert len(g) == 0 and g.identities() == []
         assert g.search(np.ones((2, 4)), top_k=3) == [[], []]
 
@@ -144,23 +251,22 @@ def test_open_errors(tmp_path):
         g.add("a", np.ones((1, 3)))
 
 
-def test_model_key_and_size_mismatch(tmp_path):
-    path = tmp_path / "g.db"
-    with Gallery.open(path, embedding_size=3, model_key="sha256:aaaa") as g:
+def test_model_key_and_size_mismatch(open_store):
+    with open_store("g", embedding_size=3, model_key="sha256:aaaa") as g:
         g.add("alice", np.eye(3)[:1])
     with pytest.raises(ConfigError, match="built with model 'sha256:aaaa'.*'sha256:bbbb'"):
-        Gallery.open(path, model_key="sha256:bbbb")
+        open_store("g", model_key="sha256:bbbb")
     with pytest.raises(ConfigError, match="holds 3-d embeddings but embedding_size=5"):
-        Gallery.open(path, embedding_size=5)
-    with Gallery.open(path, model_key="sha256:aaaa", embedding_size=3) as g:
+        open_store("g", embedding_size=5)
+    with open_store("g", model_key="sha256:aaaa", embedding_size=3) as g:
         assert g.identities() == ["alice"]
-    with Gallery.open(path) as g:  # no key asked: opens, key still reported
+    with open_store("g") as g:  # no key asked: opens, key still reported
         assert g.model_key == "sha256:aaaa"
     # a non-empty gallery without a key cannot adopt one (its embeddings' model is unknown)
-    with Gallery.open(tmp_path / "nokey.db") as g:
+    with open_store("nokey") as g:
         g.add("x", np.ones((1, 3)))
     with pytest.raises(ConfigError, match="no recorded model key"):
-        Gallery.open(tmp_path / "nokey.db", model_key="m")
+        open_store("nokey", model_key="m")
 
 
 # ---------------------------------------------------------------- persistence and atomicity
@@ -204,8 +310,8 @@ def test_cache_sees_other_process_writes(tmp_path):
         assert g.search([[0.0, 1.0]], top_k=1)[0][0].identity == "bob"
 
 
-def test_exception_inside_transaction_keeps_previous_state(small, monkeypatch):
-    before = small.search(np.eye(3), top_k=3)
+def test_exception_inside_transaction_keeps_previous_state(small_sqlite, monkeypatch):
+    before = small_sqlite.search(np.eye(3), top_k=3)
     calls = {"n": 0}
     real = gallery_mod._blob
 
@@ -217,14 +323,14 @@ def test_exception_inside_transaction_keeps_previous_state(small, monkeypatch):
 
     monkeypatch.setattr(gallery_mod, "_blob", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        small.add("eve", np.random.default_rng(0).normal(size=(100, 3)))
+        small_sqlite.add("eve", np.random.default_rng(0).normal(size=(100, 3)))
     with pytest.raises(RuntimeError):  # replace=True: the delete of bob's entries is rolled back too
         calls["n"] = 0
-        small.add("bob", np.ones((60, 3)), replace=True)
+        small_sqlite.add("bob", np.ones((60, 3)), replace=True)
     assert calls["n"] == 50
-    assert small.identities() == ["alice", "bob", "carol"] and len(small) == 4
-    assert small.search(np.eye(3), top_k=3) == before
-    with Gallery.open(small.path) as other:  # and on disk
+    assert small_sqlite.identities() == ["alice", "bob", "carol"] and len(small_sqlite) == 4
+    assert small_sqlite.search(np.eye(3), top_k=3) == before
+    with Gallery.open(small_sqlite.path) as other:  # and on disk
         assert other.identities() == ["alice", "bob", "carol"] and len(other) == 4
 
 
@@ -282,7 +388,7 @@ def big(tmp_path_factory):
 def test_entry_search_matches_numpy(big, block_elements):
     g, xn, qn, labels, q = big
     sims = qn @ xn.T
-    res = g.search(q, top_k=7, per_identity=False, block_elements=block_elements)
+    res = g.search(q, top_k=7, per_identity=False, index="exact", block_elements=block_elements)
     for i, hits in enumerate(res):
         want = np.sort(sims[i])[::-1][:7]
         np.testing.assert_allclose([m.score for m in hits], want, atol=1e-5)
@@ -300,7 +406,7 @@ def test_identity_search_matches_numpy(big, block_elements):
     best = np.full((len(q), n_ids), -np.inf)
     for ident in range(n_ids):
         best[:, ident] = sims[:, labels == ident].max(axis=1)
-    res = g.search(q, top_k=5, block_elements=block_elements)
+    res = g.search(q, top_k=5, index="exact", block_elements=block_elements)
     for i, hits in enumerate(res):
         order = np.argsort(-best[i])[:5]
         np.testing.assert_allclose([m.score for m in hits], best[i, order], atol=1e-5)
@@ -359,13 +465,13 @@ def test_enroll_folder_collects_errors(tmp_path):
 # ---------------------------------------------------------------- approximate index (faiss, optional)
 
 
-def test_ann_without_faiss_is_a_config_error(small, monkeypatch):
+def test_ann_without_faiss_is_a_config_error(small_sqlite, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     with pytest.raises(ConfigError, match="pip install faiss-cpu"):
-        small.build_index("ivf")
+        small_sqlite.build_index("ivf")
     with pytest.raises(ConfigError, match="index='exact'"):
-        small.search(np.ones((1, 3)), index="hnsw")
-    assert small.search(np.ones((1, 3)), index="exact")[0]  # exact still works
+        small_sqlite.search(np.ones((1, 3)), index="hnsw")
+    assert small_sqlite.search(np.ones((1, 3)), index="exact")[0]  # exact still works
 
 
 @pytest.fixture(scope="module")
@@ -407,8 +513,40 @@ def test_hnsw_build_parameters_reach_faiss(clustered):
     g, q = clustered
     g.build_index("hnsw", hnsw_m=8, ef_search=64, ef_construction=77)
     g.search(q[:1], top_k=1, index="hnsw")
-    hnsw = g._ann.index.hnsw  # the faiss graph the search used
+    import faiss
+
+    hnsw = faiss.downcast_index(g._ann.index.index).hnsw  # the faiss graph (inside its id map) the search used
     assert (hnsw.efConstruction, hnsw.efSearch) == (77, 64)
     with pytest.raises(ConfigError, match="ef_construction"):
         g.build_index("hnsw", ef_construction=0)
     g.build_index("exact")
+
+
+# ---------------------------------------------------------------- pgvector: its index, URLs on the command line
+
+
+def test_pgvector_index_recall_and_cli_url(pg_url, capsys):
+    from facezoo.cli import main
+    from facezoo.sdk.gallery import open_gallery
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(40, 16))
+    x = np.repeat(centres, 10, axis=0) + 0.1 * rng.normal(size=(400, 16))
+    q = centres[:20] + 0.1 * rng.normal(size=(20, 16))
+    url = f"{pg_url}?gallery=ann{os.urandom(3).hex()}"
+    with open_gallery(url, index_threshold=100) as g:
+        g.add_many((f"p{i:02d}", x[i * 10 : (i + 1) * 10]) for i in range(40))
+        exact = g.search(q, top_k=1, index="exact")
+        g.build_index("hnsw", ef_search=100)
+        assert g.recall_at_k(q, k=10) >= 0.9
+        approx = g.search(q, top_k=1)  # auto: 400 >= index_threshold, through pgvector's HNSW index
+        assert [r[0].identity for r in approx] == [r[0].identity for r in exact] == [f"p{i:02d}" for i in range(20)]
+        assert g.content_version == 1
+    assert main(["gallery", "list", url]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["faces"] == 400 and len(listed["identities"]) == 40 and listed["index"]["kind"] == "hnsw"
+    assert main(["gallery", "remove", url, "p00"]) == 0
+    with open_gallery(url) as g:
+        assert "p00" not in g and len(g) == 390 and g.content_version == 2
+    assert main(["gallery", "list", pg_url.replace("facezoo@", "nobody@") + "?gallery=x"]) == 2
+    assert "cannot connect" in capsys.readouterr().err

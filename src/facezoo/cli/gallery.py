@@ -1,13 +1,16 @@
-"""`facezoo gallery ACTION G.db ...`: a persistent gallery of identities (one SQLite file).
+"""`facezoo gallery ACTION G ...`: a persistent gallery of identities: one SQLite file G.db, or a postgresql://
+URL (PostgreSQL + pgvector, pip install 'facezoo[pgvector]'; `?gallery=NAME` picks one of several in a database).
 
-enroll G.db FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
-add G.db NAME IMAGES... --model M [--replace]
-remove G.db NAME
-list G.db
-index G.db --kind ivf|hnsw [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
+enroll G FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
+add G NAME IMAGES... --model M [--replace]
+remove G NAME
+list G
+index G --kind ivf|hnsw|exact [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
       [--queries 1000]
-     build an approximate (faiss) index and time it; --recall measures recall@k of its entries against exact
-     search, with stored embeddings as queries. The index lives in memory: `identify` searches exactly.
+     build an approximate index (faiss beside an SQLite gallery, G.db.faiss; pgvector's in PostgreSQL) and time it;
+     --recall measures recall@k of its entries against exact search, with stored embeddings as queries, and
+     records it with the index. `identify` and `serve` search through this index from --index-threshold entries
+     (default 20,000) up, exactly below; adds and removes keep it current; --kind exact drops it.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ def register(sub) -> None:
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     e = actions.add_parser("enroll", help="enroll FOLDER/<name>/<image>")
-    e.add_argument("gallery", metavar="G.db")
+    e.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     e.add_argument("folder", metavar="FOLDER")
     e.add_argument("--replace", action="store_true", help="replace identities already enrolled")
     a = actions.add_parser("add", help="add images to one identity")
-    a.add_argument("gallery", metavar="G.db")
+    a.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     a.add_argument("name", metavar="NAME")
     a.add_argument("images", nargs="+", metavar="IMAGE")
     a.add_argument("--replace", action="store_true", help="replace the identity's previous entries")
@@ -39,13 +42,15 @@ def register(sub) -> None:
         add_detector_args(q)
         add_device_arg(q)
     r = actions.add_parser("remove", help="remove an identity")
-    r.add_argument("gallery", metavar="G.db")
+    r.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     r.add_argument("name", metavar="NAME")
     ls = actions.add_parser("list", help="identities and their number of faces")
-    ls.add_argument("gallery", metavar="G.db")
+    ls.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     ix = actions.add_parser("index", help="build an approximate index; --recall measures it against exact search")
-    ix.add_argument("gallery", metavar="G.db")
-    ix.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf", help="faiss index kind (default ivf)")
+    ix.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
+    ix.add_argument(
+        "--kind", choices=("ivf", "hnsw", "exact"), default="ivf", help="index kind (default ivf; exact drops it)"
+    )
     ix.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched per query (default 16)")
     ix.add_argument(
         "--ef-construction",
@@ -65,9 +70,9 @@ def run(args) -> int:
 
 
 def _open(path):
-    from ..sdk.gallery import Gallery
+    from ..sdk.gallery import open_gallery
 
-    return Gallery.open(path, create=False)
+    return open_gallery(path, create=False)
 
 
 def _enroll(args) -> int:
@@ -117,6 +122,7 @@ def _list(args) -> int:
                 "faces": len(g),
                 "embedding_size": g.embedding_size,
                 "model_key": g.model_key,
+                "index": g.index_info(),
             }
         )
     return 0
@@ -132,6 +138,10 @@ def _index(args) -> int:
     if args.k < 1 or args.queries < 1:
         raise ConfigError("--k and --queries must be positive.")
     with _open(args.gallery) as g:
+        if args.kind == "exact":
+            g.build_index("exact")
+            print_json({"gallery": str(args.gallery), "kind": "exact", "index": None})
+            return 0
         if len(g) == 0:
             raise ConfigError(f"{args.gallery}: the gallery is empty; enroll identities first.")
         t0 = time.perf_counter()
@@ -152,5 +162,6 @@ def _index(args) -> int:
                 t0 = time.perf_counter()
                 g.search(q, top_k=args.k, index=kind)
                 record[f"search_ms_per_query_{kind}"] = round(1000 * (time.perf_counter() - t0) / len(q), 4)
+        record["index"] = g.index_info()
     print_json(record)
     return 0

@@ -21,7 +21,9 @@ def register(sub) -> None:
     p = sub.add_parser("identify", help="search faces in a gallery", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_args(p)
-    p.add_argument("--gallery", required=True, metavar="G.db", help="gallery file (facezoo gallery enroll)")
+    p.add_argument(
+        "--gallery", required=True, metavar="G.db", help="gallery file (facezoo gallery enroll) or postgresql:// URL"
+    )
     p.add_argument("--top-k", type=int, default=5, help="identities per face (default 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--far", type=float, default=None, help="keep matches above the threshold calibrated for FAR")
@@ -32,12 +34,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..sdk.gallery import Gallery
+    from ..sdk.gallery import open_gallery
 
     paths = check_files(args.images)
     fa = build_analyzer(args)
     threshold = args.threshold if args.far is None else fa.threshold_for(args.far)
-    with Gallery.open(args.gallery, create=False, model_key=fa.recognizer.key) as gallery:
+    with open_gallery(args.gallery, create=False, model_key=fa.recognizer.key) as gallery:
         for path in paths:
             results = fa.identify(path, gallery, top_k=args.top_k, threshold=threshold)
             faces = [{**face_dict(r["face"]), "matches": r["matches"]} for r in results]

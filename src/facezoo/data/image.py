@@ -36,6 +36,10 @@ FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 MAX_PIXELS = 50_000_000
 
 
+class ImageTooLarge(DataError):
+    """An image whose header claims more pixels than the budget (refused before decoding)."""
+
+
 def max_pixels() -> int:
     """The pixel budget: $FACEZOO_MAX_PIXELS when set to a positive integer, else MAX_PIXELS."""
     value = os.environ.get("FACEZOO_MAX_PIXELS", "")
@@ -59,7 +63,7 @@ def decode_image(data: bytes, where: str = "image", budget: int | None = None) -
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
             w, h = im.size
             if w * h > budget:
-                raise DataError(
+                raise ImageTooLarge(
                     f"{where}: image of {w} x {h} = {w * h:,} pixels exceeds the budget of {budget:,} pixels; "
                     "downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
                 )
@@ -68,7 +72,7 @@ def decode_image(data: bytes, where: str = "image", budget: int | None = None) -
     except Image.DecompressionBombError as e:  # Pillow's own header check fired first (over 2 x its limit)
         count = re.search(r"\((\d+) pixels\)", str(e))
         claimed = f"{int(count.group(1)):,}" if count else "too many"
-        raise DataError(
+        raise ImageTooLarge(
             f"{where}: image of {claimed} pixels exceeds the budget of "
             f"{budget:,} pixels; downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
         ) from None

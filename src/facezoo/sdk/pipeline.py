@@ -234,11 +234,12 @@ class FaceAnalyzer:
 
     @contextlib.contextmanager
     def _gallery(self, gallery, create: bool):
-        """A Gallery object as given (its model key checked), or one opened from a path and closed after."""
-        from .gallery import Gallery
+        """A gallery object as given (its model key checked), or one opened from a path or postgresql:// URL and
+        closed after."""
+        from .gallery import open_gallery
 
         rec = self._need_recognizer("a gallery")
-        if isinstance(gallery, Gallery):
+        if not isinstance(gallery, (str, Path)):  # a Gallery or PgGallery
             stored = gallery.model_key
             if stored is not None and stored != rec.key:
                 raise ConfigError(
@@ -247,7 +248,7 @@ class FaceAnalyzer:
                 )
             yield gallery
             return
-        g = Gallery.open(gallery, create=create, model_key=rec.key)
+        g = open_gallery(gallery, create=create, model_key=rec.key)
         try:
             yield g
         finally:

@@ -33,6 +33,17 @@ class Cache:
     names: list[str]
     sources: list[str | None]
     device: str
+    ids: np.ndarray | None = None  # (M,) int64 entry ids (the faiss index's ids)
+    _order: np.ndarray | None = None
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row index of each entry id in `ids` (any shape); -1 for -1 and for ids not in this gallery."""
+        if self._order is None:
+            self._order = np.argsort(self.ids, kind="stable")
+        ordered = self.ids[self._order]
+        pos = np.clip(np.searchsorted(ordered, ids), 0, max(0, len(ordered) - 1))
+        found = (ids >= 0) & (len(ordered) > 0) & (ordered[pos] == ids) if len(ordered) else np.zeros(ids.shape, bool)
+        return np.where(found, self._order[pos] if len(ordered) else -1, -1)
 
 
 def top_entries(cache: Cache, q: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,15 +4,22 @@ Storage: one SQLite database (standard library sqlite3) with tables `meta` (form
 `identities` (name) and `entries` (identity, source, vector as little-endian float32 blob). Every write runs in one
 transaction in rollback-journal mode with synchronous=FULL, so a crash or an exception mid-write leaves the previous
 state: SQLite rolls a hot journal back the next time the file is opened. At rest the gallery is the single file.
-Search runs on a copy in memory (search.Cache), reloaded when any process commits a change.
+Search runs on a copy in memory (search.Cache), reloaded when any process commits a change; each loaded vector is
+checked (length, finite, unit norm), so a tampered blob is one DataError naming the entry, never a wrong answer.
+Each write transaction moves `content_version` on; a faiss index saved beside the file (GALLERY.faiss, index.py)
+records the version it reflects, is updated in place by this process's writes, and is rebuilt when stale. Searches
+with index='auto' use it from index_threshold entries up (default 20,000), exact search below.
+A write that fails (disk full, I/O error) rolls back and is one DataError naming the file: the gallery is unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
+import errno
+import logging
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -21,9 +28,14 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError, DataError, FacezooError
-from .index import APPROXIMATE, INDEX_KINDS, AnnIndex, check_params, import_faiss, recall_at_k
+from ...io import remove_stale
+from .index import APPROXIMATE, INDEX_KINDS, SUFFIX, AnnIndex
+from .indexed import IndexedGallery
 from .search import Cache, Match, exact_search
-from .vectors import as_matrix, normalise
+from .vectors import as_matrix, check_identity, decode_rows, normalise, unknown_identity
+
+log = logging.getLogger("facezoo.gallery")
+INDEX_THRESHOLD = 20_000  # entries from which search(index="auto") uses the faiss index (exact below)
 
 FORMAT = "facezoo-gallery"
 FORMAT_VERSION = 1
@@ -55,13 +67,15 @@ def _blob(vec: np.ndarray) -> bytes:
     return vec.astype("<f4", copy=False).tobytes()
 
 
-class Gallery:
+class Gallery(IndexedGallery):
     """An identity gallery of L2-normalised embeddings stored in one SQLite file. Open with Gallery.open(path)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, device: str):
+    def __init__(self, conn: sqlite3.Connection, path: Path, device: str, index_threshold: int | None = None):
         self._conn = conn
         self.path = path
+        self.index_path = path.with_name(path.name + SUFFIX)
         self.device = device
+        self.index_threshold = INDEX_THRESHOLD if index_threshold is None else index_threshold
         self._lock = threading.RLock()
         self._cache: Cache | None = None
         self._version: int | None = None
@@ -77,14 +91,18 @@ class Gallery:
         create: bool = True,
         model_key: str | None = None,
         device: str | torch.device = "cpu",
+        index_threshold: int | None = None,
     ) -> Gallery:
         """Open (or create) the gallery at `path`.
 
         embedding_size: D, checked against the file (set on the first add when None). model_key: the embedding
         model's identity (checkpoint sha256 or name); a gallery built by another model raises ConfigError, since
         cosine scores between two models' embeddings are meaningless. device: where search runs.
+        index_threshold: entries from which search(index='auto') uses the faiss index (default 20,000).
         """
         path = Path(path)
+        if index_threshold is not None and (not isinstance(index_threshold, int) or index_threshold < 0):
+            raise ConfigError(f"index_threshold must be a non-negative int, got {index_threshold!r}.")
         if embedding_size is not None and (not isinstance(embedding_size, int) or embedding_size < 1):
             raise ConfigError(f"embedding_size must be a positive int, got {embedding_size!r}.")
         exists = path.exists()
@@ -94,9 +112,10 @@ class Gallery:
             raise DataError(f"{path}: is a folder; a gallery is a single file (e.g. gallery.db).")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.with_name(path.name + SUFFIX))  # temp files of an index write that was killed
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
-            gallery = cls(conn, path, str(torch.device(device)))
+            gallery = cls(conn, path, str(torch.device(device)), index_threshold)
             gallery._init(exists, embedding_size, model_key)
         except sqlite3.DatabaseError as e:
             conn.close()
@@ -123,7 +142,12 @@ class Gallery:
                     c.execute(statement)
                 c.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
-                    [("format", FORMAT), ("format_version", str(FORMAT_VERSION))],
+                    [
+                        ("format", FORMAT),
+                        ("format_version", str(FORMAT_VERSION)),
+                        ("gallery_id", str(uuid.uuid4())),
+                        ("content_version", "0"),
+                    ],
                 )
             meta = dict(c.execute("SELECT key, value FROM meta"))
             if meta.get("format") != FORMAT:
@@ -166,17 +190,40 @@ class Gallery:
 
     @contextlib.contextmanager
     def _transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception (the previous state stays intact)."""
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception (the previous state stays intact). A failed write
+        (disk full, I/O error, a locked file) is one DataError naming the file."""
         with self._lock:
             if self._conn is None:
                 raise FacezooError(f"{self.path}: the gallery is closed; open it again with Gallery.open().")
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (SQLITE_FULL)
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as e:
+                full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "full" in str(e)
+                hint = "free disk space and retry" if full else "check the file, its folder and the disk, and retry"
+                raise DataError(
+                    f"{self.path}: writing the gallery failed ({e}); nothing was written, the gallery is unchanged. "
+                    f"{hint[0].upper() + hint[1:]}."
+                ) from None
+
+    def _bump(self) -> int:
+        """Move content_version on inside a write transaction (and give an older file its gallery_id)."""
+        if self._meta("gallery_id") is None:
+            self._set_meta("gallery_id", str(uuid.uuid4()))
+        version = int(self._meta("content_version") or 0) + 1
+        self._set_meta("content_version", str(version))
+        return version
+
+    @property
+    def content_version(self) -> int:
+        """The counter every write transaction moves on (0 for a new gallery)."""
+        return int(self._meta_read("content_version") or 0)
 
     def close(self) -> None:
         """Close the file; the gallery cannot be used afterwards."""
@@ -245,9 +292,7 @@ class Gallery:
 
     def _unknown(self, identity: str) -> ConfigError:
         names = [r[0] for r in self._db().execute("SELECT name FROM identities")]
-        close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else " See Gallery.identities() for the enrolled names."
-        return ConfigError(f"{self.path}: no identity '{identity}' in the gallery.{hint}")
+        return unknown_identity(str(self.path), identity, names)
 
     def entries(self, identity: str) -> list[Entry]:
         """The stored embeddings of one identity, oldest first; ConfigError if it is not enrolled."""
@@ -255,23 +300,11 @@ class Gallery:
             ident = self._identity_id(identity)
             if ident is None:
                 raise self._unknown(identity)
-            rows = (
-                self._db()
-                .execute(
-                    "SELECT id, source, vector FROM entries WHERE identity_id=? ORDER BY id",
-                    (ident,),
-                )
-                .fetchall()
-            )
-        return [
-            Entry(
-                r[0],
-                identity,
-                r[1],
-                np.frombuffer(r[2], dtype="<f4").astype(np.float32),
-            )
-            for r in rows
-        ]
+            sql = "SELECT id, source, vector FROM entries WHERE identity_id=? ORDER BY id"
+            rows = self._db().execute(sql, (ident,)).fetchall()
+            d = int(self._meta("embedding_size") or 0)
+        vectors = decode_rows([r[2] for r in rows], d, str(self.path), [(r[0], identity) for r in rows])
+        return [Entry(r[0], identity, r[1], v) for r, v in zip(rows, vectors)]
 
     # ------------------------------------------------------------------ writing
 
@@ -292,8 +325,10 @@ class Gallery:
     def add_many(self, items: Iterable[tuple], replace: bool = False) -> int:
         """add() for many (identity, embeddings[, sources]) items in ONE transaction (one fsync); returns rows added."""
         checked = [self._check_item(*item) for item in items]
-        total = 0
+        total, removed = 0, []
         with self._transaction() as c:
+            before = self._state()
+            first_new = (c.execute("SELECT MAX(id) FROM entries").fetchone()[0] or 0) + 1
             for identity, arr, sources in checked:
                 stored = self._record_size(arr.shape[1])
                 if stored is not None:
@@ -305,20 +340,25 @@ class Gallery:
                 if ident is None:
                     ident = c.execute("INSERT INTO identities (name) VALUES (?)", (identity,)).lastrowid
                 elif replace:
+                    removed += [r[0] for r in c.execute("SELECT id FROM entries WHERE identity_id=?", (ident,))]
                     c.execute("DELETE FROM entries WHERE identity_id=?", (ident,))
                 c.executemany(
                     "INSERT INTO entries (identity_id, source, vector) VALUES (?, ?, ?)",
                     ((ident, src, _blob(vec)) for vec, src in zip(arr, sources)),
                 )
                 total += arr.shape[0]
+            added = c.execute("SELECT id, vector FROM entries WHERE id >= ? ORDER BY id", (first_new,)).fetchall()
+            after = self._bump()
             self._invalidate()
+        d = len(added[0][1]) // 4 if added else 0
+        vectors = np.frombuffer(b"".join(r[1] for r in added), dtype="<f4").reshape(len(added), d)
+        self._update_index(before, after, (vectors, np.array([r[0] for r in added], np.int64)), removed)
         return total
 
     @staticmethod
     def _check_item(identity: str, embeddings, sources: Sequence[str | None] | None = None):
         """Validate one add() item; returns (identity, normalised (N, D) float32, N sources)."""
-        if not isinstance(identity, str) or not identity.strip():
-            raise ConfigError(f"identity must be a non-empty string, got {identity!r}.")
+        check_identity(identity)
         arr = as_matrix(embeddings, f"embeddings for '{identity}'")
         if arr.shape[0] == 0:
             raise DataError(f"embeddings for '{identity}': no rows given; pass at least one (D,) embedding.")
@@ -346,16 +386,18 @@ class Gallery:
             ident = self._identity_id(identity)
             if ident is None:
                 raise self._unknown(identity)
+            before = self._state()
+            removed = [r[0] for r in c.execute("SELECT id FROM entries WHERE identity_id=?", (ident,))]
             n = c.execute("DELETE FROM entries WHERE identity_id=?", (ident,)).rowcount
             c.execute("DELETE FROM identities WHERE id=?", (ident,))
+            after = self._bump()
             self._invalidate()
+        self._update_index(before, after, None, removed)
         return n
 
     def _invalidate(self) -> None:
         self._cache = None
         self._version = None
-        if self._ann is not None:
-            self._ann.index = None  # rebuilt with the same parameters on the next approximate search
 
     # ------------------------------------------------------------------ loading
 
@@ -376,7 +418,7 @@ class Gallery:
             rows = (
                 self._db()
                 .execute(
-                    "SELECT i.name, e.source, e.vector FROM entries e JOIN identities i ON i.id = e.identity_id "
+                    "SELECT i.name, e.source, e.vector, e.id FROM entries e JOIN identities i ON i.id = e.identity_id "
                     "ORDER BY e.identity_id, e.id"
                 )
                 .fetchall()
@@ -385,11 +427,11 @@ class Gallery:
             d = int(d) if d is not None else 0
             names: list[str] = []
             labels = np.empty(len(rows), dtype=np.int64)
-            for i, (name, _, _) in enumerate(rows):
+            for i, (name, _, _, _) in enumerate(rows):
                 if not names or names[-1] != name:
                     names.append(name)
                 labels[i] = len(names) - 1
-            vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32).reshape(len(rows), d)
+            vectors = decode_rows([r[2] for r in rows], d, str(self.path), [(r[3], r[0]) for r in rows])
             matrix = torch.from_numpy(vectors).to(device)
             self._cache = Cache(
                 vectors,
@@ -399,6 +441,7 @@ class Gallery:
                 names,
                 [r[1] for r in rows],
                 device,
+                np.array([r[3] for r in rows], dtype=np.int64),
             )
             self._version = version
             return self._cache
@@ -426,9 +469,9 @@ class Gallery:
         """For each query (Q, D) the top_k matches, best first, by cosine score.
 
         per_identity: one match per identity (its best entry), else the top_k entries. index: 'exact' (blockwise
-        torch matmul + topk on `device`), 'ivf'/'hnsw' (faiss; built on first use with default parameters unless
-        build_index was called), 'auto' (the built index if any, else exact). block_elements bounds the size of
-        each (queries x gallery rows) score block.
+        torch matmul + topk on `device`), 'ivf'/'hnsw' (faiss: the saved index when current, else built, saved and
+        used), 'auto' (the faiss index from index_threshold entries up, of the kind build_index chose or 'ivf';
+        exact below, or without faiss). block_elements bounds the size of each (queries x gallery rows) score block.
         """
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}.")
@@ -439,58 +482,14 @@ class Gallery:
             q = self._queries(queries, cache.vectors.shape[1])
             if cache.matrix.shape[0] == 0:
                 return [[] for _ in range(q.shape[0])]
-            kind = self._ann.kind if index == "auto" and self._ann is not None else index
-            if kind in APPROXIMATE:
-                return self._ann_for(kind).search(cache, q, top_k, per_identity)
+            ann = None
+            if index in APPROXIMATE:
+                ann = self._index(index)
+            elif index == "auto" and cache.matrix.shape[0] >= self.index_threshold:
+                try:
+                    ann = self._index(None)
+                except ConfigError as e:  # no faiss: exact search is still right, only slower
+                    log.warning("%s: %s Searching exactly.", self.path, e)
+            if ann is not None:
+                return ann.search(cache, q, top_k, per_identity)
             return exact_search(cache, q, top_k, per_identity, block_elements)
-
-    # ------------------------------------------------------------------ approximate search (faiss, optional)
-
-    def build_index(
-        self,
-        kind: str = "ivf",
-        nlist: int | None = None,
-        nprobe: int = 16,
-        hnsw_m: int = 32,
-        ef_search: int = 128,
-        ef_construction: int = 40,
-    ) -> None:
-        """Build an approximate inner-product index (faiss) over the gallery; later searches use it by default.
-
-        ivf: k-means into nlist cells (default 4 sqrt(M), at most M/39) searched nprobe at a time; hnsw: a graph
-        with hnsw_m links per node, built with ef_construction candidates (faiss's 40; 128 lifts recall@10 on
-        clustered face galleries from about 0.98 to 1.0 at four times the build time, and matters more past
-        100k faces: benchmarks/RESULTS.md) and searched with ef_search. kind='exact' drops the index. Rebuilt
-        lazily, with the same parameters, after the gallery changes.
-        """
-        if kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown index kind '{kind}'; choose one of {', '.join(INDEX_KINDS)}.")
-        if kind == "exact":
-            self._ann = None
-            return
-        import_faiss(kind)
-        params = check_params(
-            nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, ef_construction=ef_construction, nlist=nlist
-        )
-        with self._lock:
-            self._ann = AnnIndex(kind, params)
-            self._ann.build(self._load())
-
-    def _ann_for(self, kind: str) -> AnnIndex:
-        """The approximate index of `kind`: the one built by build_index, else one with default parameters."""
-        if self._ann is None or self._ann.kind != kind:
-            self._ann = AnnIndex(kind)
-        return self._ann
-
-    def recall_at_k(self, queries, k: int = 10, index: str | None = None) -> float:
-        """Mean over queries of |approximate top-k  intersect  exact top-k| / k (entries, not identities)."""
-        with self._lock:
-            kind = index or (self._ann.kind if self._ann is not None else None)
-            if kind not in APPROXIMATE:
-                raise ConfigError("recall_at_k measures an approximate index: call build_index('ivf' or 'hnsw') first.")
-            cache = self._load()
-            q = self._queries(queries, cache.vectors.shape[1])
-            k = min(k, cache.vectors.shape[0])
-            if k == 0:
-                raise ConfigError(f"{self.path}: the gallery is empty; add embeddings before measuring recall.")
-            return recall_at_k(self._ann_for(kind), cache, q, k)
