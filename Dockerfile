@@ -17,6 +17,11 @@ RUN pip install ".[serve,onnx,pgvector]" \
     && useradd --create-home --uid 10001 facezoo \
     && mkdir /data && chown facezoo /data
 
+# The default detector's weights (MTCNN, from the facenet-pytorch wheel, sha256-checked) fetched at build time:
+# the container needs no network at run time. Other named models: add `facezoo models fetch NAME` here.
+ENV FACEZOO_HOME=/opt/facezoo
+RUN facezoo models fetch mtcnn
+
 USER facezoo
 WORKDIR /data
 EXPOSE 8080
