@@ -2,9 +2,10 @@
 code path for the CPU tool and the on-device augmentation).
 
 The face's illumination is read from its low-pass luma L = G_sigma * Y (sigma ~ a tenth of the face): under the
-layer the colour becomes c_layer * (L / L_ref)^0.8 * (L_ref / 150)^0.35, where L_ref is the alpha-weighted mean of L
+layer the colour becomes c_layer * (L / L_ref)^0.8 * (L_ref / 150)^0.25, where L_ref is the alpha-weighted mean of L
 under the layer. The first factor carries the light gradient across the face (a side in shadow stays in shadow);
-the second, mild, carries the overall exposure (a white mask in a dim photo is not paper-white). Both are clamped.
+the second, mild, carries the overall exposure (a white mask in a dim photo is not paper-white). Both are clamped
+(L / L_ref to [0.45, 1.6], L_ref / 150 to [0.4, 1.1]).
 out = x (1 - a) + c a.
 """
 
@@ -28,7 +29,7 @@ def composite(x: torch.Tensor, layer: torch.Tensor, sigma: torch.Tensor | float,
         low = gaussian_blur(luma(x), s.to(x.device), max_sigma=float(s.max()) if not torch.is_tensor(sigma) else None)
         ref = (low * a).sum((2, 3), keepdim=True) / a.sum((2, 3), keepdim=True).clamp_min(1e-6)
         rel = (low / ref.clamp_min(1.0)).clamp(0.45, 1.6) ** 0.8
-        exposure = (ref / SKIN_LUMA).clamp(0.3, 1.15) ** 0.35
+        exposure = (ref / SKIN_LUMA).clamp(0.4, 1.1) ** 0.25
         rgb = rgb * rel * exposure
     return x * (1 - a) + rgb.clamp(0, 255) * a
 

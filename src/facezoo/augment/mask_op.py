@@ -28,7 +28,7 @@ from .mask2d import render_mask_2d
 from .mask3d import face_pose, render_mask_3d
 from .masker import SHADE_SIGMA, parse_occluders
 from .meanface import landmarks_3d
-from .occluders import OCCLUDERS, template_to_image
+from .occluders import OCCLUDERS, SHADED, template_to_image
 from .pose import Pose, rotation
 from .textures import parse_textures
 
@@ -44,24 +44,30 @@ def jittered_pose(base: Pose, yaw: float, pitch: float, roll: float) -> Pose:
 
 
 class _Bank(Augment):
-    """Shared by the mask and occluder ops: render(rng, k) -> RGBA (H, W, 4); the device copy made on first use."""
+    """Shared by the mask and occluder ops: render(rng) -> (RGBA (H, W, 4), shaded); the device copy made on first
+    use."""
 
-    def layers(self, device) -> torch.Tensor:
+    always_shaded = False
+
+    def layers(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RGBA bank (n, 4, H, W), shaded (n,) bool: composite with the face's shading) on `device`."""
         cache = self.__dict__.setdefault("_bank", {})
         key = str(device)
         if key not in cache:
             n = self.options.bank
             rendered = [self.render(np.random.default_rng([self.seed, _TAG, self.index, k])) for k in range(n)]
-            cache[key] = torch.from_numpy(np.stack(rendered)).permute(0, 3, 1, 2).contiguous().to(device)
+            bank = torch.from_numpy(np.stack([r[0] for r in rendered])).permute(0, 3, 1, 2).contiguous()
+            cache[key] = bank.to(device), torch.tensor([r[1] for r in rendered], device=device)
         return cache[key]
 
-    def render(self, rng: np.random.Generator) -> np.ndarray:
+    def render(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         raise NotImplementedError
 
     def apply(self, x: torch.Tensor, draw: Draws) -> torch.Tensor:
         b, _, h, w = x.shape
-        bank = self.layers(x.device)
-        layer = bank[draw.integers(0, bank.shape[0])]
+        bank, shaded = self.layers(x.device)
+        pick = draw.integers(0, bank.shape[0])
+        layer = bank[pick]
         o = self.options
         scale = 1 + draw.uniform(-o.scale, o.scale)
         dx, dy = draw.uniform(-o.shift, o.shift) * w, draw.uniform(-o.shift, o.shift) * h
@@ -71,8 +77,11 @@ class _Bank(Augment):
         m[:, 0, 2] = cx - (cx + dx) / scale
         m[:, 1, 2] = cy - (cy + dy) / scale
         layer = affine(layer, m)
-        sigma = SHADE_SIGMA * template_landmarks((h, w)).eye_distance
-        return composite(x, layer, torch.full((b,), sigma, device=x.device))
+        sigma = torch.full((b,), SHADE_SIGMA * template_landmarks((h, w)).eye_distance, device=x.device)
+        out = composite(x, layer, sigma)
+        if not self.always_shaded:
+            out = torch.where(shaded[pick].view(-1, 1, 1, 1), out, composite(x, layer, sigma, match=False))
+        return out
 
 
 @AUGMENTS.register("mask")
@@ -97,6 +106,8 @@ class Mask(_Bank):
         parse_textures(o.texture, f"{where}.texture")
         _check_bank(o, where)
 
+    always_shaded = True
+
     def render(self, rng):
         o = self.options
         _, tex = parse_textures(o.texture).draw(rng)
@@ -104,9 +115,9 @@ class Mask(_Bank):
         deg = math.pi / 180
         pose = jittered_pose(base, *(rng.uniform(-a, a) * deg for a in (o.yaw, o.pitch, o.roll)))
         if o.method == "3d":
-            return render_mask_3d(self.image_size, None, tex, pose=pose)
+            return render_mask_3d(self.image_size, None, tex, pose=pose), True
         five, _ = pose.project(landmarks_3d())
-        return render_mask_2d(self.image_size, FaceLandmarks(five), tex)
+        return render_mask_2d(self.image_size, FaceLandmarks(five), tex), True
 
 
 @AUGMENTS.register("occlude")
@@ -134,7 +145,7 @@ class Occlude(_Bank):
         names, weights = list(kinds), np.array(list(kinds.values()))
         name = names[rng.choice(len(names), p=weights / weights.sum())]
         M = template_to_image(template_landmarks(self.image_size))
-        return OCCLUDERS.get(name)(rng, M, self.image_size, None)
+        return OCCLUDERS.get(name)(rng, M, self.image_size, None), name in SHADED
 
 
 def _check_bank(o, where: str) -> None:

@@ -21,7 +21,7 @@ from .blend import composite_image
 from .landmarks import FaceLandmarks, face_landmarks
 from .mask2d import render_mask_2d
 from .mask3d import render_mask_3d
-from .occluders import OCCLUDERS, template_to_image
+from .occluders import OCCLUDERS, SHADED, template_to_image
 from .textures import TextureMix, parse_textures
 
 METHODS: Registry = Registry("mask method")
@@ -99,7 +99,7 @@ class Masker:
         result = MaskResult(out, alpha)
         sigma = max(1.0, SHADE_SIGMA * lm.eye_distance)
         for kind, name, layer in self.layers(out.shape[:2], lm, rng, out):
-            out = composite_image(out, layer, sigma, self.match_shading)
+            out = composite_image(out, layer, sigma, self.match_shading and (kind == "mask" or name in SHADED))
             if kind == "mask":
                 result.texture = name
                 alpha = layer[..., 3].copy()

@@ -26,7 +26,7 @@ from .raster import grid_faces
 
 _T = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float64)
 EYE_MID_112 = (_T[0] + _T[1]) / 2.0  # template point of the face-frame origin
-MM_PER_PX = 62.0 / float(np.linalg.norm(_T[1] - _T[0]))  # mm per 112-template pixel
+MM_PER_PX = 62.0 / float(_T[1, 0] - _T[0, 0])  # mm per 112-template pixel (the eyes 62 mm apart)
 MASK_OFFSET = 2.5  # cloth above the skin, mm
 JAW_MARGIN = 6.0  # the mask's lower edge beyond the jaw line and the chin, mm
 SIDE_X = 66.0  # the mask's side edges (just in front of the ears), mm

@@ -5,7 +5,8 @@ Each is a set of shapes in 112x112 ArcFace-template pixels (eyes at y 51.6, mout
 the similarity that takes the template points onto the face's 5 points (geometry.umeyama), drawn with Pillow on a 2x
 window and box-filtered to an RGBA layer (float32 (H, W, 4), [0, 1]). An occluder is
 `fn(rng, M, shape, image) -> layer`: M the 2x3 template -> image similarity, image the uint8 photo (a hand takes its
-skin colour from the face).
+skin colour from the face). Those in SHADED are composited with the face's shading (blend.py); a headscarf, which
+covers the background too, sunglasses' lenses and erased blocks are not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..registry import Registry
 from .landmarks import FaceLandmarks
 
 OCCLUDERS: Registry = Registry("occluder")
+SHADED = frozenset({"glasses", "headband", "hand"})  # lit like the face; the others reach past it or are opaque
 _T = np.asarray(ARCFACE_TEMPLATE_112, float)
 _CX = float(_T[:, 0].mean())  # the face's vertical midline in the template
 

@@ -145,4 +145,4 @@ class Grayscale(Augment):
         p: float = 0.1
 
     def apply(self, x, draw):
-        return luma(x).expand_as(x)
+        return luma(x).repeat(1, 3, 1, 1)

@@ -55,7 +55,7 @@ class Pipeline:
             rows = torch.rand(b, generator=generator, dtype=torch.float64).lt(p).nonzero().view(-1)  # on the CPU
             draw = Draws(generator, len(rows), x.device)
             x = apply_to(x, rows, lambda sub, op=op, draw=draw: op.apply(sub, draw))
-        x = x.clamp_(0, 255).contiguous(memory_format=torch.channels_last)
+        x = x.clamp(0, 255).contiguous(memory_format=torch.channels_last)
         return x.permute(0, 2, 3, 1)
 
 

@@ -131,10 +131,14 @@ def _chunk(tri, area, tdep, x0, y0, x1, y1):
     f, r, c = np.nonzero(inside)
     if len(f) == 0:
         return None
-    bary = np.stack([w0[f, r, c], w1[f, r, c], w2[f, r, c]], 1).astype(np.float64).clip(0.0, 1.0)
-    dep = (bary * tdep[f]).sum(1)
     px = (x0[f] + c).astype(np.int64)
     py = (y0[f] + r).astype(np.int64)
+    # the inside test ran in float32; the weights of the pixels found are recomputed in float64
+    t = tri[f]
+    b0 = ((t[:, 1, 0] - px) * (t[:, 2, 1] - py) - (t[:, 2, 0] - px) * (t[:, 1, 1] - py)) / area[f]
+    b1 = ((t[:, 2, 0] - px) * (t[:, 0, 1] - py) - (t[:, 0, 0] - px) * (t[:, 2, 1] - py)) / area[f]
+    bary = np.stack([b0, b1, 1.0 - b0 - b1], 1).clip(0.0, 1.0)
+    dep = (bary * tdep[f]).sum(1)
     return f, px, py, bary, dep
 
 

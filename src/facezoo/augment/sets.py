@@ -73,12 +73,17 @@ _STATE: dict = {}
 
 def _init(options: MaskSetOptions, landmarks: dict | None) -> None:
     """Per process: the masker, the landmarks table and (lazily) the detector."""
-    import torch
-
-    torch.set_num_threads(1)
     _STATE.clear()
     _STATE.update(options=options, masker=Masker(options.method, options.texture, options.p, options.occluders),
                   landmarks=landmarks)  # fmt: skip
+
+
+def _init_worker(options: MaskSetOptions, landmarks: dict | None) -> None:
+    """A worker process: one torch thread (the pool is the parallelism), then _init."""
+    import torch
+
+    torch.set_num_threads(1)
+    _init(options, landmarks)
 
 
 def _points(key, image: np.ndarray):
@@ -143,7 +148,7 @@ def _run(jobs, total: int, options: MaskSetOptions, landmarks, counts: Counter, 
         else:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            pool = ctx.Pool(options.workers, initializer=_init, initargs=(options, landmarks))
+            pool = ctx.Pool(options.workers, initializer=_init_worker, initargs=(options, landmarks))
             results = pool.imap(_job, jobs, chunksize=16)
         for index, data, status, texture, tiles in results:
             counts[status] += 1
@@ -307,9 +312,10 @@ def read_landmarks(path) -> dict[str, np.ndarray]:
             continue
         key, *values = line.split()
         try:
-            pts = np.asarray([float(v) for v in values], np.float64).reshape(-1, 2)
+            flat = np.asarray([float(v) for v in values], np.float64)
         except ValueError:
             raise DataError(f"{path}:{n}: expected 'key x1 y1 ... xP yP' numbers, got {line[:80]!r}") from None
+        pts = flat.reshape(-1, 2) if len(flat) % 2 == 0 else flat[:0].reshape(0, 2)
         if len(values) % 2 or str(len(pts)) not in LANDMARK_LAYOUTS or not np.isfinite(pts).all():
             raise DataError(
                 f"{path}:{n}: {len(values)} values; give P (x, y) pairs with P one of "
