@@ -14,7 +14,7 @@ from facezoo.data.image import decode_image, encode_image
 from facezoo.data.recordio import RecordDataset
 from facezoo.data.synthetic import synthesize
 from facezoo.data.verification_bin import read_bin
-from facezoo.errors import DataError
+from facezoo.errors import ConfigError, DataError
 
 from .faces import face
 
@@ -97,6 +97,11 @@ def test_a_failure_midway_leaves_no_output_and_no_litter(tmp_path):
     (out / "x").mkdir(parents=True)
     with pytest.raises(DataError, match="not an empty folder"):
         mask_set(tmp_path / "src", out)
+    with pytest.raises(ConfigError, match="lies inside the source"):
+        mask_set(tmp_path / "src", tmp_path / "src" / "masked")
+    (src / "b.png").unlink()
+    with pytest.raises(ConfigError, match="quality 0"):
+        mask_set(tmp_path / "src", tmp_path / "o3", MaskSetOptions(quality=0))
 
 
 def test_megaface_probes_masked_then_evaluated_end_to_end(tmp_path, capsys):

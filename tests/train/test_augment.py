@@ -192,6 +192,12 @@ def test_the_recipe_key_is_typed_expanded_and_round_trips(tmp_path):
             load_config(None, [f"data.augment={bad}"])
 
 
+def test_the_pipeline_takes_only_validated_options():
+    with pytest.raises(ConfigError, match="untyped entries"):
+        build_pipeline([{"name": "blur"}], (32, 32))
+    assert build_pipeline([], (32, 32)) is None
+
+
 def test_draws_come_from_the_given_generator_only():
     torch.manual_seed(0)
     d = Draws(torch.Generator().manual_seed(3), 5, "cpu")

@@ -22,6 +22,14 @@ from ..registry import Registry
 AUGMENTS: Registry = Registry("augmentation")
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device` without stalling the host: pinned first for CUDA (a copy from pageable memory waits
+    for the stream), as is on the CPU."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class Draws:
     """Random values for the `batch` samples an op is applied to, from a CPU generator (module doc); tensors land on
     `device` unless asked for on the CPU (host-side choices such as which op a sample takes: no device sync)."""
@@ -32,12 +40,12 @@ class Draws:
     def uniform(self, lo: float, hi: float, n: int | None = None) -> torch.Tensor:
         """(n or B,) float32 uniform in [lo, hi)."""
         u = torch.rand(self.batch if n is None else n, generator=self.generator, dtype=torch.float64)
-        return (lo + (hi - lo) * u).to(self.device, torch.float32, non_blocking=True)
+        return to_device((lo + (hi - lo) * u).float(), self.device)
 
     def integers(self, lo: int, hi: int, n: int | None = None, cpu: bool = False) -> torch.Tensor:
         """(n or B,) int64 uniform in [lo, hi)."""
         v = torch.randint(lo, hi, (self.batch if n is None else n,), generator=self.generator)
-        return v if cpu else v.to(self.device, non_blocking=True)
+        return v if cpu else to_device(v, self.device)
 
     def sign(self) -> torch.Tensor:
         return self.integers(0, 2).float().mul_(2).sub_(1)
@@ -54,7 +62,7 @@ def apply_to(x: torch.Tensor, rows: torch.Tensor, fn) -> torch.Tensor:
         return x
     if len(rows) == x.shape[0]:
         return fn(x)
-    idx = rows.to(x.device, non_blocking=True)
+    idx = to_device(rows, x.device)
     return x.index_copy(0, idx, fn(x.index_select(0, idx)))
 
 

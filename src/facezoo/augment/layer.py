@@ -15,6 +15,7 @@ from .textures import sample_texture
 
 LIGHT = np.array([0.25, -0.35, 1.0]) / np.linalg.norm([0.25, -0.35, 1.0])  # from the upper left, toward the viewer
 AMBIENT = 0.62
+SUPERSAMPLE_MAX_PIXELS = 512 * 512  # windows larger than this are drawn at 1x: bounded memory on large photos
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def render_layer(
     x1, y1 = min(hi[0], w), min(hi[1], h)
     if x1 <= x0 or y1 <= y0:
         return out
-    k = int(supersample)
+    k = int(supersample) if (x1 - x0) * (y1 - y0) <= SUPERSAMPLE_MAX_PIXELS else 1  # big faces alias little
     # supersampled pixel (i, j) centre sits at window pixel ((j + 0.5) / k - 0.5, (i + 0.5) / k - 0.5)
     to_sub = lambda p: (p - [x0, y0] + 0.5) * k - 0.5
     sub_hw = ((y1 - y0) * k, (x1 - x0) * k)

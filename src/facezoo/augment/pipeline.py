@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 
 import torch
 
+from ..errors import ConfigError
 from . import erasing, geometric, mask_op, photometric, randaugment  # noqa: F401  (register the ops)
 from .base import AUGMENTS, Augment, Draws, apply_to
 
@@ -87,5 +88,10 @@ def build_pipeline(options: list, image_size, seed: int = 0) -> Pipeline | None:
     when the list is empty."""
     if not options:
         return None
+    if isinstance(options, str) or not all(is_dataclass(o) and not isinstance(o, type) for o in options):
+        raise ConfigError(
+            f"data.augment holds untyped entries ({options!r}); load the recipe with facezoo.config.load_config "
+            "or call Config.validate(), which turns them into each op's typed options"
+        )
     key = json.dumps([asdict(o) for o in options], sort_keys=True)
     return _build(key, (int(image_size[0]), int(image_size[1])), int(seed))

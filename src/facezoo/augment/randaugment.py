@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import AUGMENTS, Augment, Draws, apply_to
+from .base import AUGMENTS, Augment, Draws, apply_to, to_device
 from .filters import luma
 from .geometric import affine, rotation_about
 
@@ -143,7 +143,7 @@ class RandAugment(Augment):
                 elif name == "solarize":
                     value = torch.full((len(rows),), 255.0 * (1 - t), device=x.device)
                 else:
-                    s = sign.index_select(0, rows.to(x.device, non_blocking=True)) if signed else 1.0
+                    s = sign.index_select(0, to_device(rows, x.device)) if signed else 1.0
                     value = s * (scale * t) * torch.ones(len(rows), device=x.device)
                 x = apply_to(x, rows, lambda sub, fn=fn, value=value: fn(sub, value))
         return x

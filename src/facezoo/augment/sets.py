@@ -107,18 +107,19 @@ def _points(key, image: np.ndarray):
 
 
 def _job(job: tuple) -> tuple:
-    """(index, key, encoded bytes, mask?, want preview) -> (index, bytes out, status, texture, preview or None)."""
-    index, key, data, mask, preview = job
+    """(index, key, where, encoded bytes, mask?, want preview) -> (index, bytes out, status, texture, preview).
+
+    key: the image's name in a landmarks file; where: the file and record, for error messages."""
+    index, key, where, data, mask, preview = job
     if not mask:
         return index, data, "kept", None, None
     o: MaskSetOptions = _STATE["options"]
-    image = decode_image(data, where=str(key))
+    image = decode_image(data, where=where)
     points = _points(key, image)
     if points is None:
         return index, data, "no_face", None, None
-    result = _STATE["masker"](
-        image, face_landmarks(points, where=str(key)), np.random.default_rng([o.seed, TAG, index])
-    )
+    lm = face_landmarks(points, where=f"{where}: landmarks")
+    result = _STATE["masker"](image, lm, np.random.default_rng([o.seed, TAG, index]))
     fmt = "png" if image_ext(data) == "png" else "jpeg"
     out = encode_image(result.image, fmt, quality=o.quality)
     status = "masked" if result.texture or result.occluders else "unchanged"
@@ -203,7 +204,14 @@ def _mask_bin(src: Path, out: Path, o: MaskSetOptions, landmarks, stats) -> None
     images, issame = read_bin(src)
     view = _preview_set(len(images) // 2, o.preview_count)
     jobs = (
-        (i, i, data, o.pairs == "both" or i % 2 == 1, i // 2 in view and (o.pairs == "both" or i % 2 == 1))
+        (
+            i,
+            i,
+            f"{src}: image {i}",
+            data,
+            o.pairs == "both" or i % 2 == 1,
+            i // 2 in view and (o.pairs == "both" or i % 2 == 1),
+        )
         for i, data in enumerate(images)
     )
     masked = [data for _, data in _run(jobs, len(images), o, landmarks, *stats)]
@@ -222,7 +230,7 @@ def _mask_recordio(src: Path, out: Path, o: MaskSetOptions, landmarks, stats) ->
     groups = _groups_of(ds)
     order = [i for _, items in groups for i in items]  # the order write_insightface stores them in
     view = {order[j] for j in _preview_set(len(order), o.preview_count)}
-    jobs = ((i, i, ds.read_encoded(i), True, i in view) for i in order)
+    jobs = ((i, i, ds.where(i), ds.read_encoded(i), True, i in view) for i in order)
     stream = _run(jobs, len(order), o, landmarks, *stats)
     folder = src if src.is_dir() else src.parent
     names = read_names(folder / IDENTITIES_FILE, ds.num_classes)
@@ -256,6 +264,8 @@ def _mask_megaface(src: Path, out: Path, o: MaskSetOptions, landmarks, stats) ->
 def _mask_folder(src: Path, out: Path, o: MaskSetOptions, landmarks, stats) -> None:
     from ..data.folders import IMAGE_SUFFIXES
 
+    if out.resolve().is_relative_to(src.resolve()):
+        raise ConfigError(f"{out}: the output folder lies inside the source {src}; choose a folder outside it")
     files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     if not images:
@@ -272,7 +282,7 @@ def _mask_files(root: Path, rel: list[str], out: Path, o, landmarks, stats, copy
         except OSError as e:
             raise DataError(f"{root / r}: cannot read: {e.strerror}.") from None
 
-    jobs = ((i, r, read(i, r), True, i in view) for i, r in enumerate(rel))
+    jobs = ((i, r, str(root / r), read(i, r), True, i in view) for i, r in enumerate(rel))
     stream = _run(jobs, len(rel), o, landmarks, *stats)
     try:
         with staged_dir(out) as tmp:
@@ -340,6 +350,8 @@ def mask_set(src, out, options: MaskSetOptions | None = None) -> dict:
         raise ConfigError(f"pairs must be 'one' or 'both', got {o.pairs!r}")
     if o.workers < 0 or o.preview_count < 0:
         raise ConfigError("workers and preview_count must be >= 0")
+    if not 1 <= o.quality <= 100:
+        raise ConfigError(f"quality {o.quality}: a JPEG quality in 1..100")
     Masker(o.method, o.texture, o.p, o.occluders)  # check the options before any work
     kind = o.kind or detect_kind(src)
     landmarks = read_landmarks(o.landmarks) if o.landmarks else None
