@@ -10,9 +10,10 @@ nasal tip 30 in front of the corneas, the nasion 12, subnasale 16; lips 11-15; p
 The 5-point landmarks take their x, y from the ArcFace template itself (symmetrised, scaled so the eyes are 62 mm
 apart: MM_PER_PX mm per template pixel), so the frontal view of the mean face *is* the template, and its depths from
 the facts above. The surface is a height field z(x, y): a superellipse cross-section between a midline profile and
-the face side, plus the nose. The mask is a (u, v) patch from the nose bridge to below the chin and from cheek to
-cheek; its surface is the face's per-row upper concave envelope (cloth stretched by the ear loops across the nose and
-cheeks) lifted MASK_OFFSET mm off the skin.
+the face side, plus the nose. The mask is a (u, v) patch from the nose bridge (40% of the way from the pupils to
+the nose tip) to JAW_MARGIN mm below the jaw line and the chin, and from cheek to cheek (SIDE_X); its surface is the
+per-row upper concave envelope of what the cloth rests on (the face, and below the jaw line the cloth hanging
+straight down from it): cloth stretched by the ear loops across the nose and cheeks, lifted MASK_OFFSET mm.
 """
 
 from __future__ import annotations
