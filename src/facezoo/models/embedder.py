@@ -168,8 +168,6 @@ class ModelMeta:
         """Canonical JSON of the meta without thresholds (mean/std as 3 floats each): the key's preprocessing part."""
         d = self.to_dict()
         del d["thresholds"]
-        if not d["crop_eye"]:
-            del d["crop_eye"]  # absent when off, so the keys of models from before the field stay as they were
         d["mean"], d["std"] = list(channel_values(self.mean)), list(channel_values(self.std))
         return json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
 
