@@ -215,10 +215,11 @@ def losses(history):
     return [row["train/loss"] for row in history if "train/loss" in row]
 
 
+@pytest.mark.slow
 def test_training_with_augmentation_resumes_exactly(tiny_cfg, tmp_path):
     full = losses(Trainer(tiny_cfg(f"output={tmp_path}/a", AUGMENT), dataset=TinyFaces()).fit())
-    plain = losses(Trainer(tiny_cfg(f"output={tmp_path}/p"), dataset=TinyFaces()).fit())
-    assert full != plain  # the augmentation is on
+    plain = losses(Trainer(tiny_cfg(f"output={tmp_path}/p", "epochs=1"), dataset=TinyFaces()).fit())
+    assert full[: len(plain)] != plain  # the augmentation is on
     part = Trainer(tiny_cfg(f"output={tmp_path}/b", AUGMENT), dataset=TinyFaces())
     head = losses(part.fit(max_steps=4))
     resumed = Trainer(tiny_cfg(f"output={tmp_path}/b", AUGMENT), dataset=TinyFaces())
