@@ -156,12 +156,16 @@ class ModelMeta:
             crop_eye=model_cfg.crop_eye,
         )
 
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """(H, W) the backbone itself takes: input_size, or its upper-face rows for a crop_eye model."""
+        return crop_eye_size(self.input_size) if self.crop_eye else tuple(self.input_size)
+
     def build_backbone(self) -> nn.Module:
         from .. import create_backbone
 
-        size = crop_eye_size(self.input_size) if self.crop_eye else self.input_size
         return create_backbone(
-            self.backbone, embedding_size=self.embedding_size, input_size=size, **self.backbone_kwargs
+            self.backbone, embedding_size=self.embedding_size, input_size=self.network_size, **self.backbone_kwargs
         )
 
     def key_json(self) -> str:
