@@ -116,7 +116,11 @@ class ModelMeta:
             raise ModelError(f"model metadata: crop_eye must be true or false, got {self.crop_eye!r}")
 
     def to_dict(self) -> dict:
+        """The metadata as JSON-ready values; crop_eye only when set, so full-crop models keep the files and model
+        keys (model_key) they had before the field existed, and older readers can still load them."""
         d = asdict(self)
+        if not d["crop_eye"]:
+            del d["crop_eye"]
         d["input_size"] = list(self.input_size)
         for k in ("mean", "std"):
             if isinstance(d[k], tuple):
