@@ -36,6 +36,10 @@ class DataConfig:
     # batch sampler (facezoo list samplers): random (a permutation per epoch) or class_balanced (each class equally
     # likely); modes that sample identities (semi_siamese, triplet) draw P identities x K images instead
     sampler: str = "random"
+    # augmentation on the device (facezoo.augment): a preset name (arcface_torch, facex_zoo, randaugment, masked,
+    # erasing) or a list of ops and presets, e.g. [arcface_torch, {name: mask, p: 0.3, method: 3d}]; each op's keys
+    # are its Options (facezoo list augmentations); validated into typed options at load
+    augment: list[Any] | str = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class ModelConfig:
     # frozen parameters: name prefixes of the trained parts (backbone.layer1, head, ...) or "bn" (every BatchNorm
     # kept in eval mode with frozen affine)
     freeze: list[str] = field(default_factory=list)
+    # FaceX-Zoo's upper-face mode: the network sees the rows of the aligned crop above the nose (kept in model.pt)
+    crop_eye: bool = False
 
 
 @dataclass
@@ -193,6 +199,7 @@ class Config:
                     raise ConfigError(f"head.aux[{i}].name: {e}") from None
             if not aux.weight >= 0:
                 raise ConfigError(f"head.aux[{i}].weight must be >= 0 (e.g. 0.01), got {aux.weight}")
+        self.data.augment = resolve_augment(self.data.augment)
         return self
 
     def to_dict(self) -> dict:
@@ -280,6 +287,35 @@ def from_dict(cls, data: dict, prefix: str = ""):
         else:
             kwargs[key] = _check_type(value, tp, full)
     return cls(**kwargs)
+
+
+def resolve_augment(spec, where: str = "data.augment") -> list:
+    """data.augment as typed options: presets expanded, each op's keys checked against its Options dataclass
+    (unknown keys and names name the nearest), values range-checked by the op. Idempotent."""
+    from .augment.pipeline import AUGMENTS, PRESETS, expand_presets
+
+    out = []
+    for i, item in enumerate(expand_presets(spec)):
+        key = f"{where}[{i}]"
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            out.append(item)
+            continue
+        item = {"name": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{key}: expected a preset name or a mapping like {{name: blur, p: 0.2}}, got {item!r}")
+        name = item["name"]
+        if name not in AUGMENTS:
+            raise ConfigError(
+                f"{key}: unknown augmentation '{name}'.{did_you_mean(name, [*AUGMENTS.names(), *PRESETS])} "
+                f"Ops: {', '.join(AUGMENTS.names())}; presets: {', '.join(PRESETS)}."
+            )
+        op = AUGMENTS.get(name)
+        options = from_dict(op.Options, item, prefix=f"{key}.")
+        if not 0.0 <= options.p <= 1.0:
+            raise ConfigError(f"{key}.p: a probability in [0, 1], got {options.p}")
+        op.check(options, key)
+        out.append(options)
+    return out
 
 
 def apply_override(data: dict, item: str) -> None:

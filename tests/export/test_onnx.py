@@ -187,6 +187,32 @@ def test_foreign_onnx_needs_explicit_preprocessing(exported, tmp_path):
         emb(images.astype(np.float32))
 
 
+def test_a_crop_eye_model_takes_full_crops_in_either_layout(tmp_path):
+    """FaceX-Zoo's upper-face mode: the float graph, like the uint8 one, takes the full aligned crop and keeps the top
+    round(60 x 32 / 112) = 17 rows inside; the rows below have no effect."""
+    meta = ModelMeta(
+        backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=16, input_size=(32, 32), crop_eye=True
+    )
+    upper = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=16, input_size=(17, 32))
+    save_checkpoint(tmp_path / "eye.pt", meta, _train_briefly(upper, 5))  # the same backbone: 17x32 inputs
+    fonnx.export_onnx(tmp_path / "eye.pt", tmp_path / "eye.onnx", input="float")
+    sess = _session(tmp_path / "eye.onnx")
+    (inp,) = sess.get_inputs()
+    assert inp.shape[1:] == [3, 32, 32]
+    images = _faces(3, (32, 32), 4)
+    x = _by_hand(images, meta)
+    backbone = facezoo.load_model(tmp_path / "eye.pt", "cpu").module.backbone
+    with torch.no_grad():
+        want = backbone(torch.from_numpy(x[:, :, :17].copy())).numpy()
+    got = sess.run(None, {inp.name: x})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * max(1.0, np.abs(want).max()))
+    x[:, :, 17:] = 0
+    np.testing.assert_allclose(sess.run(None, {inp.name: x})[0], got, rtol=0, atol=1e-6)
+    emb = facezoo.load_model(tmp_path / "eye.onnx", "cpu")
+    want = facezoo.load_model(tmp_path / "eye.pt", "cpu")(images)
+    np.testing.assert_allclose(emb(images), want, rtol=0, atol=1e-3 * max(1.0, np.abs(want).max()))
+
+
 def test_broken_parity_raises_and_writes_nothing(ckpts, exported, tmp_path, monkeypatch):
     """ORT made to disagree (negated outputs); the export itself is reused from the fixture to save time."""
     real = fonnx._ort_run

@@ -133,6 +133,16 @@ def _state_sha256(ckpt) -> str:
     return h.hexdigest()
 
 
+def test_crop_eye_is_written_only_when_set():
+    """A full-crop model's metadata keeps the fields it had before crop_eye existed (older readers load it, its model
+    key is unchanged); a crop_eye model records it and reads back."""
+    before = {"backbone", "backbone_kwargs", "embedding_size", "input_size", "channel_order", "mean", "std"}
+    assert set(META.to_dict()) == before | {"template", "thresholds"}
+    eye = ModelMeta(**{**META.to_dict(), "crop_eye": True})
+    assert eye.to_dict()["crop_eye"] is True and ModelMeta.from_dict(eye.to_dict()) == eye
+    assert ModelMeta.from_dict(META.to_dict()) == META and eye.key_json() != META.key_json()
+
+
 def test_key_is_weights_and_preprocessing_as_documented(ckpt, tmp_path):
     meta = json.loads(json.dumps(META.to_dict()))
     del meta["thresholds"]

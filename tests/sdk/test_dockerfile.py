@@ -67,7 +67,7 @@ def test_entrypoint_serves_and_passes_its_healthcheck(tmp_path):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "model.pt", META, META.build_backbone().state_dict())
     env = {"FACEZOO_API_KEY": KEY, "PATH": "/usr/bin:/bin"}
-    env.update({k: v for k, v in os.environ.items() if k in ("HOME", "FACEZOO_HOME", "XDG_CACHE_HOME")})
+    env.update({k: v for k, v in os.environ.items() if k in ("HOME", "FACEZOO_HOME", "XDG_CACHE_HOME", "PYTHONPATH")})
     code = "import sys; from facezoo.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "serve", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True

@@ -43,6 +43,8 @@ def test_a_facezoo_checkpoint_brings_its_weights_and_preprocessing(source, tmp_p
     # a value the recipe sets explicitly and the source contradicts is an error, not a silent override
     with pytest.raises(ConfigError, match="model.channel_order='RGB' but model.init_from=.*trained with 'BGR'"):
         trainer(tmp_path, f"model.init_from={source / 'model.pt'}", "model.channel_order=RGB", dataset=data())
+    with pytest.raises(ConfigError, match="model.crop_eye=True but model.init_from=.*trained with False"):
+        trainer(tmp_path, f"model.init_from={source / 'model.pt'}", "model.crop_eye=true", dataset=data())
 
 
 def test_a_plain_state_dict_as_arcface_torch_saves_it(source, tmp_path):

@@ -125,6 +125,35 @@ def test_cached_teacher_equals_the_online_teacher_with_the_same_flips(teacher, t
     assert new != files[0] and again.mode.cache.path == new
 
 
+def test_crop_eye_teacher_and_student_see_the_upper_face_cached_or_online(tmp_path):
+    """A crop_eye teacher gets the rows above the nose (round(60 x 32 / 112) = 17 of the 32-row crop) resized to its
+    own round(60 x 40 / 112) = 21 x 40; cached or online alike; a crop_eye student trains under it."""
+    faces = TinyFaces(classes=6, per_class=8, size=32)
+    t = trainer(tmp_path / "t", "epochs=1", "model.input_size=40", "model.embedding_size=24", "model.crop_eye=true",
+                dataset=faces, verbose=False)  # fmt: skip
+    t.fit()
+    opts = [
+        "distill.losses=[{name: cosine}]",
+        "epochs=1",
+        "model.crop_eye=true",
+        "model.input_size=32",
+        "data.flip=false",
+    ]
+    cached = distill(tmp_path / "c", tmp_path / "t", *opts, "distill.cache=true", dataset=faces)
+    online = distill(tmp_path / "o", tmp_path / "t", *opts, dataset=faces)
+    batch = next(iter(cached.mode.batches(0, 1)))
+    state = torch.Generator().manual_seed(7).get_state()
+    from_cache, _ = cached.mode._teacher(batch, state)
+    computed, _ = online.mode._teacher({k: v for k, v in batch.items() if k != "indices"}, state)
+    top = batch["images"][:, :17].permute(0, 3, 1, 2).float().sub(127.5).div(127.5)
+    with torch.no_grad():
+        t.backbone.eval()
+        want = t.backbone(torch.nn.functional.interpolate(top, size=(21, 40), mode="bilinear", align_corners=False))
+    assert torch.allclose(computed, want, atol=1e-4)
+    assert torch.allclose(from_cache, computed, rtol=2e-3, atol=2e-3)  # float16 storage
+    assert len(losses(online.fit())) > 0
+
+
 def test_errors_name_the_fix(teacher, tmp_path):
     with pytest.raises(ConfigError, match="kd needs the teacher's class head.*checkpoint.pt"):
         trainer(tmp_path, "mode=distill", f"distill.teacher={teacher / 'model.pt'}", "model.embedding_size=24",

@@ -1,5 +1,5 @@
-"""`facezoo data`: prepare / pack / convert / relabel / unpack / inspect / unpack-bin / synth (thin shells over
-facezoo.data)."""
+"""`facezoo data`: prepare / pack / convert / relabel / unpack / inspect / unpack-bin / synth / mask (thin shells
+over facezoo.data and facezoo.augment)."""
 
 from __future__ import annotations
 
@@ -206,6 +206,81 @@ def _add_prepare(sub) -> None:
     p.set_defaults(func=_prepare)
 
 
+def _mask(args) -> int:
+    from ..augment.sets import MaskSetOptions, mask_set
+
+    opts = MaskSetOptions(
+        method=args.method,
+        texture=args.texture,
+        occluders=args.occluders,
+        p=args.p,
+        seed=args.seed,
+        kind=args.kind,
+        pairs=args.pairs,
+        landmarks=args.landmarks,
+        detect=args.detect,
+        device=args.device,
+        probe_root=args.probe_root,
+        quality=args.quality,
+        workers=args.workers,
+        preview=args.preview,
+        preview_count=args.preview_count,
+    )
+    r = mask_set(args.src, args.out, opts)
+    counts = ", ".join(f"{r[k]} {k}" for k in ("masked", "unchanged", "kept", "no_face") if r.get(k))
+    print(f"masked {r['kind']} {r['source']} -> {r['out']}: {counts} ({r['seconds']} s)")
+    if r["textures"]:
+        print("textures: " + ", ".join(f"{k} {v}" for k, v in sorted(r["textures"].items())))
+    if r.get("preview"):
+        print(f"contact sheet: {r['preview']}")
+    return 0
+
+
+def _add_mask(sub) -> None:
+    p = sub.add_parser(
+        "mask",
+        help="add virtual face masks (2-D or 3-D) and occluders to a set: image folder, RecordIO, .bin, MegaFace",
+        description="Add face masks to every image of a set, deterministically from --seed, written atomically. A "
+        ".bin gets one image of each pair masked (the masked-verification protocol); a MegaFace root gets its "
+        "FaceScrub probes masked into OUT (then: facezoo eval-megaface MODEL --root ROOT --masked OUT). Aligned "
+        "crops use the alignment template's points; --landmarks or --detect give them for other images.",
+    )
+    p.add_argument("src", help="a verification .bin, a RecordIO folder, a MegaFace root, or a folder of images")
+    p.add_argument("out", help="new .bin file (for a .bin) or new/empty folder")
+    p.add_argument("--method", choices=("2d", "3d"), default="3d", help="2d: warped frontal mask; 3d: posed mask "
+                   "surface, follows yaw and pitch (default 3d)")  # fmt: skip
+    p.add_argument(
+        "--texture",
+        default=None,
+        metavar="SPEC",
+        help="textures and probabilities: a mix (insightface: white .4 blue .4 black .1 green .1, the default; "
+        "procedural), names (surgical_white|blue|green|black, cloth, patterned, kn95) as name:p,name:p, or image "
+        "files (PNG with alpha, or image.jpg+alpha.png)",
+    )
+    p.add_argument("--occluders", default=None, metavar="SPEC",
+                   help="also add occluders, each with its probability: glasses:0.2,sunglasses:0.1,headband,"
+                   "headscarf,hand,erase")  # fmt: skip
+    p.add_argument("--p", type=float, default=1.0, help="probability that an image gets a mask (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same output (default 0)")
+    p.add_argument("--kind", choices=("bin", "recordio", "megaface", "folder"), default=None,
+                   help="what SRC is (default: found from it)")  # fmt: skip
+    p.add_argument("--pairs", choices=("one", "both"), default="one", help=".bin: mask the second image of each "
+                   "pair (one, default) or both")  # fmt: skip
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--landmarks", default=None, metavar="FILE",
+                       help="'key x1 y1 ... xP yP' lines (P = 5, 68, 98 or 106; key: path relative to SRC, or the "
+                       "0-based image index of a .bin / RecordIO)")  # fmt: skip
+    where.add_argument("--detect", nargs="?", const="mtcnn", default=None, metavar="DETECTOR",
+                       help="find the landmarks with a detector (default mtcnn; or scrfd:/path.onnx ...)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="detector device (default cpu)")
+    p.add_argument("--probe-root", default=None, help="MegaFace: FaceScrub image folder (default: found in SRC)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the masked images (default 95)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
+    p.add_argument("--preview", default=None, metavar="PNG", help="write a contact sheet of originals and results")
+    p.add_argument("--preview-count", type=int, default=16, help="images on the contact sheet (default 16)")
+    p.set_defaults(func=_mask)
+
+
 @COMMANDS.register("data")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -273,3 +348,5 @@ def register(subparsers) -> None:
     )
     p.add_argument("--image-size", type=int, default=112, help="square image side in pixels (default 112)")
     p.set_defaults(func=_synth)
+
+    _add_mask(sub)

@@ -13,12 +13,18 @@ KINDS = (
     "schedules",
     "optimizers",
     "callbacks",
+    "augmentations",
+    "textures",
+    "occluders",
     "detectors",
 )
 
 
 def registries() -> dict:
     """{kind: Registry} for every kind in KINDS, each with all its built-in names registered."""
+    from ..augment.occluders import OCCLUDERS
+    from ..augment.pipeline import AUGMENTS
+    from ..augment.textures import TEXTURES
     from ..data.samplers import SAMPLERS
     from ..models.backbones import BACKBONES
     from ..models.heads import HEADS
@@ -38,6 +44,9 @@ def registries() -> dict:
         "schedules": SCHEDULES,
         "optimizers": OPTIMIZERS,
         "callbacks": CALLBACKS,
+        "augmentations": AUGMENTS,  # data.augment ops (presets: facezoo.augment.pipeline.PRESETS)
+        "textures": TEXTURES,  # facezoo data mask --texture
+        "occluders": OCCLUDERS,
         "detectors": registered(),
     }
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..augment.crop_eye import crop_eye_rows
 from ..errors import ConfigError, ModelError
 from ..io import atomic_write
 from ..models.embedder import Embedder, EmbedderModule, ModelMeta
@@ -51,14 +52,16 @@ PARITY_BATCHES = (1, 4)
 
 
 class _FloatGraph(nn.Module):
-    """The backbone alone: normalised float32 (B, 3, H, W) -> (B, D) float32."""
+    """The backbone alone: normalised float32 (B, 3, H, W) at meta.input_size -> (B, D) float32; a crop_eye model
+    keeps its upper-face rows inside the graph (augment/crop_eye.py), as EmbedderModule does for uint8 input."""
 
     def __init__(self, module: EmbedderModule):
         super().__init__()
         self.backbone = module.backbone
+        self.rows = crop_eye_rows(module.meta.input_size[0]) if module.meta.crop_eye else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x).float()
+        return self.backbone(x if self.rows is None else x[:, :, : self.rows]).float()
 
 
 @contextlib.contextmanager

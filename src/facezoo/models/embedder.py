@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..augment.crop_eye import crop_eye, crop_eye_size
 from ..data.transforms import normalize
 from ..errors import ConfigError, ModelError
 from ..geometry import ARCFACE_TEMPLATE_112  # the one template; importable from here too
@@ -71,6 +72,9 @@ class ModelMeta:
     # Cosine-similarity thresholds by false accept rate, {far_key(far): threshold}, from impostor pairs of a
     # calibration set (facezoo calibrate); empty until calibrated. Used by the SDK's verify(far=...).
     thresholds: dict = field(default_factory=dict)
+    # FaceX-Zoo's upper-face mode: input_size stays the aligned crop; the network sees its rows above the nose
+    # (augment/crop_eye.py), cut inside the model so evaluation applies the crop the model was trained with
+    crop_eye: bool = False
 
     def __post_init__(self):
         """Check and normalise every field; ModelError naming the field (from_dict adds the file)."""
@@ -108,9 +112,15 @@ class ModelMeta:
         ):
             raise ModelError(f"model metadata: thresholds must map FARs to finite cosines, got {self.thresholds!r}")
         self.thresholds = {str(k): float(v) for k, v in self.thresholds.items()}
+        if not isinstance(self.crop_eye, bool):
+            raise ModelError(f"model metadata: crop_eye must be true or false, got {self.crop_eye!r}")
 
     def to_dict(self) -> dict:
+        """The metadata as JSON-ready values; crop_eye only when set, so full-crop models keep the files and model
+        keys (model_key) they had before the field existed, and older readers can still load them."""
         d = asdict(self)
+        if not d["crop_eye"]:
+            del d["crop_eye"]
         d["input_size"] = list(self.input_size)
         for k in ("mean", "std"):
             if isinstance(d[k], tuple):
@@ -147,13 +157,19 @@ class ModelMeta:
             channel_order=model_cfg.channel_order,
             mean=model_cfg.mean,
             std=model_cfg.std,
+            crop_eye=model_cfg.crop_eye,
         )
+
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """(H, W) the backbone itself takes: input_size, or its upper-face rows for a crop_eye model."""
+        return crop_eye_size(self.input_size) if self.crop_eye else tuple(self.input_size)
 
     def build_backbone(self) -> nn.Module:
         from .. import create_backbone
 
         return create_backbone(
-            self.backbone, embedding_size=self.embedding_size, input_size=self.input_size, **self.backbone_kwargs
+            self.backbone, embedding_size=self.embedding_size, input_size=self.network_size, **self.backbone_kwargs
         )
 
     def key_json(self) -> str:
@@ -215,7 +231,8 @@ class EmbedderModule(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         m = self.meta
-        return self.backbone(normalize(images, m.mean, m.std, m.channel_order)).float()
+        x = normalize(crop_eye(images) if m.crop_eye else images, m.mean, m.std, m.channel_order)
+        return self.backbone(x).float()
 
 
 class Embedder:

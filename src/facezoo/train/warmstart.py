@@ -33,6 +33,7 @@ META_FIELDS = {
     "channel_order": "channel_order",
     "mean": "mean",
     "std": "std",
+    "crop_eye": "crop_eye",  # a full-crop network cannot take the upper face, nor the reverse
 }
 
 

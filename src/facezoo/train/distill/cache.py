@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...augment.crop_eye import crop_eye
 from ...data.loader import Collate, default_workers
 from ...data.transforms import normalize
 
@@ -50,9 +51,10 @@ def data_fingerprint(spec: str, dataset) -> dict:
 
 
 def teacher_input(images: torch.Tensor, meta, flip=None) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> the teacher's normalised input at its own size (bilinear when sizes differ)."""
-    x = normalize(images, meta.mean, meta.std, meta.channel_order, flip=flip)
-    size = tuple(meta.input_size)
+    """uint8 (B, H, W, 3) -> the teacher's normalised input at its own size (bilinear when sizes differ; a crop_eye
+    teacher's upper-face rows, as TrainContext.prepare cuts them)."""
+    x = normalize(crop_eye(images) if meta.crop_eye else images, meta.mean, meta.std, meta.channel_order, flip=flip)
+    size = meta.network_size
     return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

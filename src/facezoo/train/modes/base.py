@@ -200,14 +200,24 @@ class TrainContext:
         return DevicePrefetcher(loader, self.device, transform)
 
     def prepare(self, batch: dict, generator: torch.Generator, meta: ModelMeta | None = None):
-        """(normalised float (b, 3, H, W) on the device, labels (b,)): uint8 travels, flips and scaling run there.
+        """(normalised float (b, 3, H, W) on the device, labels (b,)): uint8 travels; flips, data.augment, the
+        crop_eye crop and scaling run there.
 
-        The flip mask comes from `generator` (seeded per step and rank by the Trainer), so resume is exact.
+        The flip mask and every augmentation draw come from `generator` (seeded per step and rank by the Trainer),
+        so resume is exact.
         """
+        from ...augment.crop_eye import crop_eye
+        from ...augment.pipeline import build_pipeline
+
         m = meta or self.meta
         images = batch["images"].to(self.device, non_blocking=True)
         labels = batch["labels"].to(self.device, non_blocking=True)
         flip = random_flip_mask(len(labels), generator, self.device) if self.cfg.data.flip else None
+        augment = build_pipeline(self.cfg.data.augment, images.shape[1:3], self.cfg.seed)
+        if augment is not None:
+            images = augment(images, generator)
+        if getattr(m, "crop_eye", False):
+            images = crop_eye(images)
         return normalize(images, m.mean, m.std, m.channel_order, flip=flip), labels
 
 

@@ -131,7 +131,7 @@ class Distill(Mode):
         for net, meta, capture in nets:
             was = net.training
             net.eval()
-            emb = net(torch.zeros(2, 3, *meta.input_size, device=self.ctx.device))
+            emb = net(torch.zeros(2, 3, *meta.network_size, device=self.ctx.device))
             net.train(was)
             out.append({"": tuple(emb.shape[1:]), **{n: tuple(t.shape[1:]) for n, t in capture.out.items()}})
             capture.out.clear()
@@ -192,7 +192,7 @@ class Distill(Mode):
             flip = random_flip_mask(len(batch["indices"]), g, self.ctx.device) if self.ctx.cfg.data.flip else None
             return self.cache.lookup(batch["indices"], flip), {}
         x, _ = self.ctx.prepare(batch, g, meta=self.teacher_meta)
-        size = tuple(self.teacher_meta.input_size)
+        size = self.teacher_meta.network_size  # after a crop_eye teacher's crop
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         with torch.no_grad(), self.ctx.autocast():
