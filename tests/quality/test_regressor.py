@@ -66,7 +66,6 @@ def config(tmp_path, labels, *extra):
             f"output={tmp_path}",
             "mode=quality_regression",
             f"quality_regression.labels={labels}",
-            "quality_regression.scale=none",  # raw labels (~0.3-1): a few dozen steps reach them, [0, 100] takes more
             "model.backbone=ir18",
             f"model.input_size={SIZE}",
             "model.embedding_size=1",
@@ -88,24 +87,35 @@ def config(tmp_path, labels, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def data(tmp_path_factory):
+    """16 identities x 8 images (half degraded) and their pseudo-labels by the `features` model."""
     tmp = tmp_path_factory.mktemp("sdd")
-    torch.manual_seed(0)
     images, labels, kinds = render_set(0, 16, 8)
     q = labels_from_features(features(images), labels, m=6, max_positives=7, seed=0)
     np.save(tmp / "labels.npy", q)
-    trainer = Trainer(config(tmp / "run", tmp / "labels.npy"), dataset=Faces(images, labels), verbose=False)
+    return {"tmp": tmp, "labels": q, "kinds": kinds, "images": images, "ids": labels}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """The regressor trained on them: 64 steps of a 1/8-width IR-18 at 32x32 (about 10 s on an idle core)."""
+    torch.manual_seed(0)
+    tmp = data["tmp"]
+    trainer = Trainer(
+        config(tmp / "run", tmp / "labels.npy"), dataset=Faces(data["images"], data["ids"]), verbose=False
+    )
     trainer.fit()
-    return {"tmp": tmp, "labels": q, "kinds": kinds, "images": images, "ids": labels, "model": tmp / "run" / "model.pt"}
+    return {**data, "model": tmp / "run" / "model.pt"}
 
 
-def test_pseudo_labels_rank_degraded_images_lower(trained):
-    q, kinds = trained["labels"], trained["kinds"]
+def test_pseudo_labels_rank_degraded_images_lower(data):
+    q, kinds = data["labels"], data["kinds"]
     assert np.isfinite(q).all()
     for kind in KINDS:
         assert np.median(q[kinds == kind]) < np.percentile(q[kinds == ""], 25)
 
 
+@pytest.mark.slow
 def test_trained_regressor_scores_degraded_faces_lower(trained):
     """On held-out identities: each kind of degraded face scores below the clean faces of the same identities."""
     method = create_quality("sdd_fiqa", model=trained["model"], device="cpu")
@@ -117,6 +127,7 @@ def test_trained_regressor_scores_degraded_faces_lower(trained):
     assert (s[kinds != ""][:, None] < clean[None, :]).mean() > 0.75  # the chance a degraded face ranks below a clean
 
 
+@pytest.mark.slow
 def test_erc_falls_with_rejection_for_the_trained_regressor(trained):
     method = create_quality("sdd_fiqa", model=trained["model"], device="cpu")
     images, ids, _ = render_set(200, 20, 6)
@@ -130,58 +141,67 @@ def test_erc_falls_with_rejection_for_the_trained_regressor(trained):
     same = ids[a] == ids[b]
     scores = np.einsum("ij,ij->i", f[a], f[b])
     q = method.score(images)
-    curve = erc(scores, same, np.minimum(q[a], q[b]), fmr=0.01, rejects=reject_grid(0.5, 0.1))
+    # half the images are degraded, so 3 pairs in 4 hold one: rejecting up to 30% of them should only help
+    curve = erc(scores, same, np.minimum(q[a], q[b]), fmr=0.01, rejects=reject_grid(0.3, 0.1))
     fnmr = np.array(curve["fnmr"])
-    assert fnmr[0] > 0.1 and np.all(np.diff(fnmr) < 0.02) and fnmr[-1] < 0.6 * fnmr[0]
-    shuffled = erc(scores, same, rng.random(len(a)), fmr=0.01, rejects=reject_grid(0.5, 0.1))
-    assert curve["auc"] < 0.8 * shuffled["auc"]
+    assert fnmr[0] > 0.05 and np.all(np.diff(fnmr) < 0) and fnmr[-1] < 0.8 * fnmr[0]
+    shuffled = erc(scores, same, rng.random(len(a)), fmr=0.01, rejects=reject_grid(0.3, 0.1))
+    assert curve["auc"] < 0.9 * shuffled["auc"]
 
 
-def test_resume_is_exact(trained, tmp_path):
-    images, ids = trained["images"][:64], trained["ids"][:64]
-    np.save(tmp_path / "labels.npy", trained["labels"][:64])
-    data = lambda: Faces(images, ids)
+def test_resume_is_exact(data, tmp_path):
+    images, ids, q = data["images"][:32], data["ids"][:32], data["labels"][:32]
+    np.save(tmp_path / "labels.npy", q)
+    faces = lambda: Faces(images, ids)
     cfg = lambda out: config(tmp_path / out, tmp_path / "labels.npy", "epochs=2")
-    full = Trainer(cfg("a"), dataset=data())
+    full = Trainer(cfg("a"), dataset=faces())
     whole = [r["train/loss"] for r in full.fit() if "train/loss" in r]
-    first = Trainer(cfg("b"), dataset=data())
-    part = [r["train/loss"] for r in first.fit(max_steps=3) if "train/loss" in r]
-    second = Trainer(cfg("b"), dataset=data())
+    first = Trainer(cfg("b"), dataset=faces())
+    part = [r["train/loss"] for r in first.fit(max_steps=2) if "train/loss" in r]
+    second = Trainer(cfg("b"), dataset=faces())
     second.resume(tmp_path / "b" / "checkpoint.pt")
     rest = [r["train/loss"] for r in second.fit() if "train/loss" in r]
-    assert part + rest == whole and len(whole) == 8
+    assert part + rest == whole and len(whole) == 4
     a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True)["backbone"] for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    np.save(tmp_path / "other.npy", trained["labels"][:64][::-1].copy())
-    other = Trainer(config(tmp_path / "b", tmp_path / "other.npy", "epochs=2"), dataset=data(), verbose=False)
+    np.save(tmp_path / "other.npy", q[::-1].copy())
+    other = Trainer(config(tmp_path / "b", tmp_path / "other.npy", "epochs=2"), dataset=faces(), verbose=False)
     with pytest.raises(ModelError, match="other labels"):
         other.resume(tmp_path / "b" / "checkpoint.pt")
 
 
-def test_mode_checks(trained, tmp_path):
-    images, ids = trained["images"][:32], trained["ids"][:32]
-    np.save(tmp_path / "l.npy", trained["labels"][:32])
-    data = Faces(images, ids)
+def test_mode_checks(data, tmp_path):
+    images, ids, q = data["images"][:32], data["ids"][:32], data["labels"][:32]
+    np.save(tmp_path / "l.npy", q)
+    faces = Faces(images, ids)
     with pytest.raises(ConfigError, match="embedding_size=1"):
-        Trainer(config(tmp_path / "r", tmp_path / "l.npy", "model.embedding_size=8"), dataset=data, verbose=False)
-    np.save(tmp_path / "short.npy", trained["labels"][:10])
+        Trainer(config(tmp_path / "r", tmp_path / "l.npy", "model.embedding_size=8"), dataset=faces, verbose=False)
+    np.save(tmp_path / "short.npy", q[:10])
     with pytest.raises(ConfigError, match="10 labels for a training set of 32 images"):
-        Trainer(config(tmp_path / "r", tmp_path / "short.npy"), dataset=data, verbose=False)
+        Trainer(config(tmp_path / "r", tmp_path / "short.npy"), dataset=faces, verbose=False)
     np.save(tmp_path / "nan.npy", np.full(32, np.nan))
     with pytest.raises(ConfigError, match="all NaN"):
-        Trainer(config(tmp_path / "r", tmp_path / "nan.npy"), dataset=data, verbose=False)
+        Trainer(config(tmp_path / "r", tmp_path / "nan.npy"), dataset=faces, verbose=False)
     with pytest.raises(ConfigError, match="data.val"):
-        Trainer(config(tmp_path / "r", tmp_path / "l.npy", "data.val=[x.bin]"), dataset=data, verbose=False)
+        Trainer(config(tmp_path / "r", tmp_path / "l.npy", "data.val=[x.bin]"), dataset=faces, verbose=False)
     # NaN labels are skipped by the loss: a batch of only NaN labels gives 0, not NaN
-    part = trained["labels"][:32].copy()
+    part = q.copy()
     part[:16] = np.nan
     np.save(tmp_path / "half.npy", part)
-    t = Trainer(config(tmp_path / "h", tmp_path / "half.npy", "epochs=1"), dataset=data, verbose=False)
-    t.fit()
+    t = Trainer(config(tmp_path / "h", tmp_path / "half.npy", "epochs=1"), dataset=faces, verbose=False)
     assert "16 labelled of 32" in t.plan()[0]
+    z = (part[16:].astype(np.float64) - part[16:].mean()) / part[16:].std()  # scale=standard: z-scores of the labelled
+    target = t.mode.targets.numpy()
+    assert np.isnan(target[:16]).all() and np.allclose(target[16:], z, atol=1e-6)
+    batch = next(iter(t.mode.batches(0, 0)))  # images at the regressor's input size; indices replaced below
+    batch["labels"] = torch.arange(16)  # all unlabelled
+    t.mode.backbone.train()
+    assert t.mode.loss(batch, torch.Generator().manual_seed(0)).item() == 0.0
+    batch["labels"] = torch.arange(8, 24)  # half labelled: the mean over those 8
+    assert t.mode.loss(batch, torch.Generator().manual_seed(0)).item() > 0
 
 
-def test_init_from_a_recognition_model_and_refusals(trained, tmp_path):
+def test_init_from_a_recognition_model_and_refusals(data, tmp_path):
     rec_meta = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.125}, embedding_size=8, input_size=(SIZE, SIZE))
     torch.manual_seed(1)
     rec = rec_meta.build_backbone()
@@ -191,8 +211,8 @@ def test_init_from_a_recognition_model_and_refusals(trained, tmp_path):
         create_quality("sdd_fiqa", model=tmp_path / "rec.pt")
     with pytest.raises(ModelError, match="8-d embeddings"):
         create_quality("sdd_fiqa", model=EmbedderModule(rec, rec_meta))
-    images, ids = trained["images"][:32], trained["ids"][:32]
-    np.save(tmp_path / "l.npy", trained["labels"][:32])
+    images, ids = data["images"][:32], data["ids"][:32]
+    np.save(tmp_path / "l.npy", data["labels"][:32])
     t = Trainer(config(tmp_path / "r", tmp_path / "l.npy", f"quality_regression.init={tmp_path / 'rec.pt'}"),
                 dataset=Faces(images, ids), verbose=False)  # fmt: skip
     own = t.backbone.state_dict()

@@ -5,7 +5,8 @@ head), trained with the quality_regression mode (facezoo.train.modes.quality_reg
 of facezoo.quality.labels; `facezoo quality labels` then `facezoo quality train` make one. Its checkpoint is an
 ordinary facezoo checkpoint whose training config says mode quality_regression; an ONNX export keeps working
 (embedding size 1). A recognition model is refused: its checkpoint names another mode, its embeddings are wider.
-score = the regressor's output (labels scaled to [0, 100] by default, so scores mostly fall there).
+score = the regressor's output, in the units of its training labels: by default (scale=standard) standard
+deviations above the average training image (0 = average, -1 = worse than ~84% of the training set).
 """
 
 from __future__ import annotations

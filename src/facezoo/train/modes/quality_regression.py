@@ -4,8 +4,11 @@ The regressor is any facezoo backbone with model.embedding_size = 1: its embeddi
 authors replace their recognition network's output layer by one unit), so model.pt is an ordinary facezoo model
 file whose config says mode quality_regression, loadable by facezoo.quality's sdd_fiqa and exportable to ONNX.
 Labels: a .npy of one value per training image in the dataset's order (facezoo.quality.labels, `facezoo quality
-labels`), NaN for images without one (skipped by the loss). With scale=minmax100 (default, as the authors' code)
-the labels are mapped to [0, 100] by the min and max of the finite ones. Loss per micro-batch: the mean over its
+labels`), NaN for images without one (skipped by the loss). scale: standard (default) z-scores the finite labels,
+so the output reads "standard deviations above the average training image" and starts at the scale of the
+backbone's final BatchNorm (at init: mean 0, std 1 over a batch); minmax100 maps them to [0, 100] (the authors'
+code: the output layer must first grow to that range, which takes many steps); none keeps them. Loss per
+micro-batch: the mean over its
 labelled images of huber(q, label; delta) = 0.5 d^2 if |d| <= delta else delta (|d| - 0.5 delta), d = q - label.
 init: a recognition checkpoint whose backbone weights of matching name and shape start the regressor (the
 authors fine-tune from the recognition model); the output layer, whose shape differs, starts fresh.
@@ -32,7 +35,9 @@ from .base import Mode
 class QualityRegressionConfig:
     labels: str = ""  # labels.npy from `facezoo quality labels` (one value per training image, NaN = none)
     huber_delta: float = 1.0
-    scale: Literal["minmax100", "none"] = "minmax100"  # minmax100: labels mapped to [0, 100] (the authors' code)
+    # standard: z-scored labels (mean 0, std 1 over the labelled images), the scale a backbone's final BatchNorm
+    # starts at, so the regressor fits in few steps; minmax100: mapped to [0, 100] (the authors' code); none: raw
+    scale: Literal["standard", "minmax100", "none"] = "standard"
     init: str = ""  # a facezoo recognition .pt whose matching backbone weights start the regressor
 
 
@@ -90,11 +95,13 @@ def load_labels(path, n: int, scale: str) -> tuple[np.ndarray, str]:
     if not finite.any():
         raise ConfigError(f"{path}: no image has a label (all NaN): every identity has one image?")
     q = q.astype(np.float64)
+    lo, hi = q[finite].min(), q[finite].max()
+    if not hi > lo:
+        raise ConfigError(f"{path}: every label is {lo}; constant labels teach nothing")
     if scale == "minmax100":
-        lo, hi = q[finite].min(), q[finite].max()
-        if not hi > lo:
-            raise ConfigError(f"{path}: every label is {lo}; constant labels teach nothing")
         q = (q - lo) / (hi - lo) * 100.0
+    elif scale == "standard":
+        q = (q - q[finite].mean()) / q[finite].std()
     return q.astype(np.float32), hashlib.sha256(raw).hexdigest()
 
 
