@@ -215,6 +215,10 @@ def test_init_from_a_recognition_model_and_refusals(data, tmp_path):
     np.save(tmp_path / "l.npy", data["labels"][:32])
     t = Trainer(config(tmp_path / "r", tmp_path / "l.npy", f"quality_regression.init={tmp_path / 'rec.pt'}"),
                 dataset=Faces(images, ids), verbose=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="quality_regression.init="):  # the generic warm start wants equal shapes
+        cfg = config(tmp_path / "w", tmp_path / "l.npy", f"model.init_from={tmp_path / 'rec.pt'}")
+        cfg.given = cfg.given - {"model.embedding_size"}  # a recipe that leaves the size to the source's (8)
+        Trainer(cfg, dataset=Faces(images, ids), verbose=False)
     own = t.backbone.state_dict()
     copied = [k for k, v in rec.state_dict().items() if own[k].shape == v.shape]
     assert all(torch.equal(own[k], rec.state_dict()[k]) for k in copied)

@@ -112,6 +112,12 @@ class QualityRegression(Mode):
     def __init__(self, ctx, options):
         super().__init__(ctx, options)
         cfg = ctx.cfg
+        if cfg.model.embedding_size != 1 and cfg.model.init_from:
+            raise ConfigError(
+                f"mode quality_regression: model.init_from={cfg.model.init_from} has {cfg.model.embedding_size}-d "
+                "embeddings, the regressor one output; start from a recognition model with "
+                f"quality_regression.init={cfg.model.init_from} (matching weights copied, the output layer fresh)"
+            )
         if cfg.model.embedding_size != 1:
             raise ConfigError(
                 f"mode quality_regression: model.embedding_size is {cfg.model.embedding_size}; the regressor has one "
