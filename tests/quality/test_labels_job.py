@@ -84,3 +84,36 @@ def test_one_image_identities_are_nan():
     q = labels_from_features(feats, np.array([0, 0, 1, 2, 2]), m=2)
     assert np.isnan(q[2]) and np.isfinite(q[[0, 1, 3, 4]]).all()
     assert Identities(np.array([3])).chunks(10) == [(0, 1)]
+
+
+def test_cli_train_resume_and_score(setup, tmp_path, capsys):
+    """labels -> `quality train` (stopped after 1 step, resumed) -> `quality score --aligned` = the sdd_fiqa score."""
+    from facezoo.data.datasets import open_dataset
+    from facezoo.data.image import encode_image, read_image_file
+    from facezoo.models.checkpoint import load_checkpoint
+    from facezoo.quality import create_quality
+
+    data, labels, run = setup / "data" / "train", tmp_path / "l.npy", tmp_path / "q"
+    assert main(["quality", "labels", str(data), "--model", str(setup / "rec.pt"), "--out", str(labels),
+                 "--device", "cpu", "--m", "2", "--quiet"]) == 0  # fmt: skip
+    argv = ["quality", "train", str(data), "model.backbone=ir18", "model.kwargs={width: 0.125}", "model.input_size=32",
+            "batch_size=8", "epochs=1", "data.num_workers=0", "tensorboard=false", "device=cpu"]  # fmt: skip
+    argv += ["--labels", str(labels), "--output", str(run), "--init", str(setup / "rec.pt")]
+    assert main([*argv, "--max-steps", "1"]) == 0 and "1 steps to step 1 of 3" in capsys.readouterr().out
+    assert main([*argv, "--resume"]) == 0 and "2 steps to step 3 of 3" in capsys.readouterr().out
+    ckpt = load_checkpoint(run / "model.pt")  # a facezoo model file: metadata for scoring, the config that made it
+    assert ckpt["meta"]["embedding_size"] == 1 and list(ckpt["meta"]["input_size"]) == [32, 32]
+    assert ckpt["config"]["mode"] == "quality_regression"
+    assert ckpt["config"]["quality_regression"]["labels"] == str(labels)
+    ds = open_dataset(data)
+    paths = [tmp_path / f"{i}.png" for i in range(2)]
+    for i, path in enumerate(paths):
+        path.write_bytes(encode_image(ds[i][0], "png"))
+    capsys.readouterr()
+    assert main(["quality", "score", *map(str, paths), "--model", f"sdd_fiqa:{run / 'model.pt'}", "--aligned",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    got = [json.loads(line)["quality"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    want = create_quality("sdd_fiqa", model=run / "model.pt", device="cpu").score(
+        np.stack([read_image_file(p) for p in paths])
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6)
