@@ -106,3 +106,27 @@ def test_enroll_folder_reports_each_refused_image(model, tmp_path):
         assert reasons["people/ben"] == "no usable image; identity not enrolled"
     with Gallery.open(tmp_path / "g2.db") as g, pytest.raises(ConfigError, match="one quality per image"):
         enroll_folder(g, root, lambda paths: np.ones((len(paths), 3)), min_quality=0.5)
+
+
+def test_gallery_cli_refuses_low_quality(model, tmp_path, monkeypatch, capsys):
+    """`facezoo gallery enroll|add --quality Q --min-quality T` reaches FaceAnalyzer.enroll(_folder)(min_quality=)."""
+    import json
+
+    import facezoo.sdk.pipeline as pipeline
+    from facezoo.cli import main
+
+    real = pipeline.FaceAnalyzer
+    monkeypatch.setattr(pipeline, "FaceAnalyzer", lambda detector, *a, **kw: real(Whole(), *a, **kw))
+    root = tmp_path / "people"
+    for name, im in {"ann": face(6), "ben": face(7, "blur")}.items():
+        (root / name).mkdir(parents=True)
+        Image.fromarray(im).save(root / name / "0.png")
+    g = str(tmp_path / "g.db")
+    common = ["--model", str(model), "--device", "cpu", "--quality", "baseline", "--min-quality", "0.8"]
+    assert main(["gallery", "enroll", g, str(root), *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["identities"], out["images"]) == (1, 1)
+    assert any("below min_quality 0.8" in e["message"] for e in out["errors"])
+    assert main(["gallery", "add", g, "ben", str(root / "ben" / "0.png"), *common]) == 2
+    assert "below min_quality 0.8" in capsys.readouterr().err
+    assert main(["gallery", "add", g, "ben", str(root / "ben" / "0.png"), *common[:4]]) == 0  # no threshold: added
