@@ -120,3 +120,27 @@ def test_identities_chunks():
     assert ids.order.tolist() == [1, 5, 4, 0, 2, 3]
     assert ids.chunks(3) == [(0, 2), (2, 3)] and ids.chunks(1) == [(0, 1), (1, 2), (2, 3)]
     assert ids.chunks(100) == [(0, 3)]
+
+
+def test_torchrun_ranks_split_the_chunks_and_share_them(tmp_path, monkeypatch):
+    """Two ranks (RANK/WORLD_SIZE as torchrun sets them, the process group simulated): each computes its chunks
+    i % 2 == rank, reads the other's from the shared folder after the barrier, and both get the one-process labels."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 8, 60)
+    feats = rng.normal(size=(60, 5)) + labels[:, None] % 3
+    args = {"m": 3, "max_positives": 4, "seed": 0, "chunk_images": 9, "folder": tmp_path}
+    whole = labels_from_features(feats, labels, **{**args, "folder": None})
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(DataError, match="missing or damaged after every rank finished"):  # rank 0 has not run yet
+        labels_from_features(feats, labels, **args)
+    written = sorted(tmp_path.iterdir())
+    monkeypatch.setenv("RANK", "0")
+    np.testing.assert_array_equal(labels_from_features(feats, labels, **args), whole)  # its chunks + rank 1's
+    assert len(written) >= 1 and len(sorted(tmp_path.iterdir())) > len(written)
+    monkeypatch.setenv("RANK", "1")
+    np.testing.assert_array_equal(labels_from_features(feats, labels, **args), whole)
+    with pytest.raises(ConfigError, match="give folder="):
+        labels_from_features(feats, labels, **{**args, "folder": None})
