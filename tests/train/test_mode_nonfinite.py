@@ -1,6 +1,7 @@
 """The non-finite guard in every mode: a NaN loss stops training before any checkpoint holds it, or, with
 skip_nonfinite, the step is skipped and counted and every trained and extra state stays finite."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,16 @@ MODES = {
     "triplet": ["mode=triplet"],
     "semi_siamese": ["mode=semi_siamese", "semi_siamese.queue_size=64"],
     "multi_dataset": ["mode=multi_dataset", "multi_dataset.sets={a: {batch_size: 8}, b: {batch_size: 8}}"],
+    "quality_regression": ["mode=quality_regression", "model.embedding_size=1"],  # + its labels (options())
 }
+
+
+def options(mode, tmp_path):
+    """MODES[mode], with a labels.npy of one value per image for quality_regression."""
+    if mode != "quality_regression":
+        return MODES[mode]
+    np.save(tmp_path / "labels.npy", np.random.default_rng(0).random(len(dataset(mode))))
+    return [*MODES[mode], f"quality_regression.labels={tmp_path / 'labels.npy'}"]
 
 
 def dataset(mode):
@@ -37,14 +47,14 @@ def poison(monkeypatch, t, at_call: int):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_stops_at_a_nan_or_skips_it(mode, tmp_path, monkeypatch):
-    t = trainer(tmp_path / "stop", *MODES[mode], "log_every=3", dataset=dataset(mode))
+    t = trainer(tmp_path / "stop", *options(mode, tmp_path), "log_every=3", dataset=dataset(mode))
     poison(monkeypatch, t, 2)
     with pytest.raises(NonFiniteLoss, match=f"non-finite at step 2 \\(mode {mode}"):
         t.fit()
     ckpt = tmp_path / "stop" / "checkpoint.pt"  # an epoch may end (and save) before step 2, never after it
     assert not ckpt.exists() or torch.load(ckpt, weights_only=True)["train"]["step"] < 2
 
-    t = trainer(tmp_path / "skip", *MODES[mode], "skip_nonfinite=true", dataset=dataset(mode))
+    t = trainer(tmp_path / "skip", *options(mode, tmp_path), "skip_nonfinite=true", dataset=dataset(mode))
     poison(monkeypatch, t, 2)
     t.fit()
     assert t.skipped_nonfinite == 1

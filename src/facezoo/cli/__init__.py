@@ -25,6 +25,7 @@ MODULES = (
     "eval",
     "eval_ijb",
     "eval_megaface",
+    "eval_quality",
     "export",
     "bench",
     "models",
@@ -35,6 +36,7 @@ MODULES = (
     "identify",
     "gallery",
     "calibrate",
+    "quality",
     "serve",
     "list",
 )

@@ -112,6 +112,7 @@ def build_analyzer(args, recognizer: bool = True, crop_size=None):
         min_det_score=getattr(args, "min_score", 0.5),
         batch_size=getattr(args, "batch_size", 32),
         crop_size=crop_size,
+        quality=getattr(args, "face_quality", None),
         **preprocessing(args),
     )
     if fa.recognizer is not None:

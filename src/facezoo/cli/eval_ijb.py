@@ -37,6 +37,13 @@ def register(sub) -> None:
         "--far", type=float, nargs="+", default=None, metavar="FAR", help="1:1 FARs (default 1e-6 1e-5 ... 1e-1)"
     )
     p.add_argument("--fpir", type=float, nargs="+", default=None, metavar="FPIR", help="1:N FPIRs (default 0.01 0.1)")
+    p.add_argument(
+        "--quality",
+        default=None,
+        metavar="Q",
+        help="also pool with image features weighted by quality rank (a second row per model, beside the "
+        "protocol's): baseline, magface_norm (the model's own norm), magface_norm:M.pt or sdd_fiqa:Q.pt",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,6 +65,7 @@ def run(args) -> int:
         fars=args.far or IJB_FARS,
         fpirs=args.fpir or IJB_FPIRS,
         per_gallery=args.per_gallery,
+        quality=args.quality,
         **run_kwargs(args),
     )
     return show(report, args.out)

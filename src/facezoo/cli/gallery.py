@@ -3,6 +3,7 @@ URL (PostgreSQL + pgvector, pip install 'facezoo[pgvector]'; `?gallery=NAME` pic
 
 enroll G FOLDER --model M [--replace]   FOLDER/<name>/<image>: best face per image, one identity per folder
 add G NAME IMAGES... --model M [--replace]
+    enroll and add take --quality Q --min-quality T: faces of lower quality are refused (enroll: reported, skipped)
 remove G NAME
 list G
 index G --kind ivf|hnsw|exact [--nprobe 16] [--ef-construction 40] [--ef-search 128] [--recall] [--k 10]
@@ -38,6 +39,16 @@ def register(sub) -> None:
     a.add_argument("images", nargs="+", metavar="IMAGE")
     a.add_argument("--replace", action="store_true", help="replace the identity's previous entries")
     for q in (e, a):
+        q.add_argument(
+            "--quality",
+            dest="face_quality",
+            default=None,
+            metavar="Q",
+            help="face image quality method: baseline, magface_norm (the model's norm), sdd_fiqa:Q.pt",
+        )
+        q.add_argument(
+            "--min-quality", type=float, default=None, metavar="T", help="with --quality: refuse faces below T"
+        )
         add_model_args(q)
         add_detector_args(q)
         add_device_arg(q)
@@ -83,7 +94,7 @@ def _enroll(args) -> int:
     if not Path(args.folder).is_dir():
         raise DataError(f"{args.folder}: not a folder. Pass a folder with one sub-folder of images per person.")
     fa = build_analyzer(args)
-    result = fa.enroll_folder(args.gallery, args.folder, replace=args.replace)
+    result = fa.enroll_folder(args.gallery, args.folder, replace=args.replace, min_quality=args.min_quality)
     for path, message in result.errors:
         log(f"skipped {path}: {message}")
     print_json(
@@ -100,7 +111,7 @@ def _enroll(args) -> int:
 def _add(args) -> int:
     paths = check_files(args.images)
     fa = build_analyzer(args)
-    n = fa.enroll(args.gallery, args.name, paths, replace=args.replace)
+    n = fa.enroll(args.gallery, args.name, paths, replace=args.replace, min_quality=args.min_quality)
     print_json({"gallery": str(args.gallery), "identity": args.name, "added": n})
     return 0
 

@@ -313,9 +313,14 @@ def evaluate_ijb(
     fpirs=IJB_FPIRS,
     ranks=IJB_RANKS,
     progress: bool = False,
+    quality_weights: np.ndarray | None = None,
 ) -> dict:
     """IJB-B / IJB-C from image embeddings given in the meta files' image order: template features are pooled
     once and used by every protocol in `meta`.
+
+    quality_weights: an option beside the protocol, (N,) weights >= 0 (facezoo.quality.scores.rank_weights) that
+    multiply each image feature before the media / template pooling, as the detector score does; options then
+    says "quality_weighted": True.
 
     Returns {"target", "options", "num_images", "num_templates", "1:1": (if read) `scoring.roc_summary`'s dict
     plus num_pairs, num_genuine, num_impostor and the pair scores, "1:N": (if read) `evaluate_1n`'s dict}.
@@ -328,10 +333,17 @@ def evaluate_ijb(
             "scores); copy it into meta/ or turn the detector score off"
         )
     feats = image_features(emb, emb_flip, meta.scores, use_flip, use_norm, use_detector_score)
+    options = {"flip": use_flip, "norm": use_norm, "detector_score": use_detector_score}
+    if quality_weights is not None:
+        w = np.asarray(quality_weights, np.float64).reshape(-1)
+        if w.shape[0] != feats.shape[0] or not (np.isfinite(w).all() and (w >= 0).all()):
+            raise DataError(f"quality weights: need {feats.shape[0]} finite weights >= 0, got {w.shape[0]}")
+        feats = feats * w[:, None].astype(feats.dtype)
+        options["quality_weighted"] = True
     tfeats, tids = template_features(feats, meta.media.templates, meta.media.medias)
     out = {
         "target": meta.target,
-        "options": {"flip": use_flip, "norm": use_norm, "detector_score": use_detector_score},
+        "options": options,
         "num_images": len(meta.media.names),
         "num_templates": int(tids.shape[0]),
     }

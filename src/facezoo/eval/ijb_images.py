@@ -33,8 +33,10 @@ def embed_ijb_images(
     log: Callable[[str], None] | None = None,
     cache_dir=None,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order).
+    flip: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(e, e_flip), float64 (N, D) in the order of <target>_name_5pts_score.txt (InsightFace's image order);
+    e_flip None with flip=False.
 
     Embedded through facezoo.eval.features.extract_features: with cache_dir the aligned-crop features are cached
     per model (key: the landmark file and crop folder, the alignment size) and an interrupted run resumes.
@@ -58,7 +60,7 @@ def embed_ijb_images(
         key,
         len(marks.names),
         load,
-        flip=True,
+        flip=flip,
         batch_size=batch_size,
         device=device,
         cache_dir=cache_dir,
@@ -67,4 +69,4 @@ def embed_ijb_images(
         progress=progress,
         desc=f"{target} images",
     )
-    return e.astype(np.float64), e_flip.astype(np.float64)
+    return e.astype(np.float64), None if e_flip is None else e_flip.astype(np.float64)

@@ -29,6 +29,8 @@ from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..far import check_far
 from ..paths import features_dir
+from ..quality import parse_quality
+from ..quality.scores import ijb_qualities, rank_weights
 from ..train.distributed import world_from_env
 from . import megaface_data as md
 from .ijb import IJB_FARS, IJB_FPIRS, IJB_RANKS, evaluate_ijb
@@ -276,9 +278,15 @@ def run_ijb(
     cache_dir=None,
     progress: bool = True,
     log=None,
+    quality=None,
 ) -> Report:
     """IJB-B / IJB-C of every model: 1:1 (TAR at each FAR, InsightFace's reading of the ROC) and 1:N (TPIR at each
     FPIR, CMC at ranks, mean over the two galleries; per_gallery adds a table per gallery).
+
+    quality: a quality method ("NAME[:MODEL]", facezoo.quality; "magface_norm" alone: each model's own norm). Each
+    model then gets a second row, "<model> [q: SPEC]", whose image features are multiplied by their quality rank
+    weights (facezoo.quality.scores.rank_weights) before the media and template averages: an option reported
+    beside the protocol's row, never instead of it.
 
     root: the release folder (meta/ and loose_crop/, or IJBB/ and IJBC/ holding them); protocols "1:1", "1:N" or
     "all" (each whose files exist). Every meta file is read before a model loads. flip / norm / detector_score:
@@ -299,23 +307,36 @@ def run_ijb(
     roc, cmc = {}, {}
     for m in todo:
         embed = m.load(device)
-        per = results.setdefault(m.name, {})
+        method = None if quality is None else parse_quality(quality, model=embed, device=device)
         for target, meta in metas.items():
             emb, emb_flip = embed_ijb_images(
                 embed, root, target, batch_size, device, log=log, cache_dir=cache_dir, progress=progress
             )
-            r = evaluate_ijb(meta, emb, emb_flip, flip, norm, detector_score, fars, fpirs, ranks, progress=progress)
+            rows = {m.name: None}
+            if method is not None:
+                q = ijb_qualities(method, root, target, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                rows[f"{m.name} [q: {quality if isinstance(quality, str) else method.name}]"] = rank_weights(q)
+            for row, weights in rows.items():
+                args = (flip, norm, detector_score, fars, fpirs, ranks)
+                r = evaluate_ijb(meta, emb, emb_flip, *args, progress=progress, quality_weights=weights)
+                per = results.setdefault(row, {})
+                if "1:1" in r:
+                    per[f"{target} 1:1"] = _lean(r["1:1"])
+                    roc[f"{row} {target}"] = (r["1:1"]["fpr"], r["1:1"]["tpr"])
+                if "1:N" in r:
+                    per[f"{target} 1:N"] = {"target": target, "options": r["options"], **_lean(r["1:N"])}
+                    curve = r["1:N"]["cmc_curve"]
+                    cmc[f"{row} {target}"] = (range(1, curve.size + 1), curve)
             del emb, emb_flip
-            if "1:1" in r:
-                per[f"{target} 1:1"] = _lean(r["1:1"])
-                roc[f"{m.name} {target}"] = (r["1:1"]["fpr"], r["1:1"]["tpr"])
-            if "1:N" in r:
-                per[f"{target} 1:N"] = {"target": target, "options": r["options"], **_lean(r["1:N"])}
-                curve = r["1:N"]["cmc_curve"]
-                cmc[f"{m.name} {target}"] = (range(1, curve.size + 1), curve)
         del embed
     plots = {name: p for name, p in (("roc.png", (plot_roc, roc)), ("cmc.png", (plot_cmc, cmc))) if p[1]}
-    return Report(results, _ijb_text(results, fars, fpirs, ranks, per_gallery), plots=plots)
+    text = _ijb_text(results, fars, fpirs, ranks, per_gallery)
+    if quality is not None:
+        text = (
+            f"rows [q: ...]: an option beside the protocol: image features x quality rank weight (rank / N) before "
+            f"the media and template averages ({quality if isinstance(quality, str) else 'quality method'})\n" + text
+        )
+    return Report(results, text, plots=plots)
 
 
 # ---------------------------------------------------------------------------------------------------- MegaFace

@@ -97,12 +97,15 @@ class FaceAnalyzer:
         mean=None,
         std=None,
         channel_order=None,
+        quality=None,
     ):
         """detector: name, "name:path" spec or Detector. recognizer: anything facezoo.load_model takes (a .pt, an
         .onnx, a pretrained model name, an Embedder), or None (detect and align only); runtime, mean, std and
         channel_order (the network's) go to load_model. thresholds: {far (float or far_key string): cosine}
         overriding the model's metadata. crop_size: (H, W) of aligned crops; default the recognizer's input size,
-        else 112x112. Images are RGB (load_image decodes files to RGB)."""
+        else 112x112. Images are RGB (load_image decodes files to RGB). quality: a face image quality method
+        (facezoo.quality: "baseline", "sdd_fiqa:q.pt", "magface_norm" = the recognizer's own norm, or an object)
+        that sets each face's `quality`; enroll(min_quality=) then refuses faces below a threshold."""
         from ..models.loader import load_model
 
         if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
@@ -122,6 +125,11 @@ class FaceAnalyzer:
         self.max_faces = max_faces
         self.min_det_score = float(min_det_score)
         self.thresholds = {far_key(float(k)): float(v) for k, v in (thresholds or {}).items()}
+        self.quality = None
+        if quality is not None:
+            from ..quality import parse_quality
+
+            self.quality = parse_quality(quality, model=self.recognizer, device=device, batch_size=batch_size)
 
     # ------------------------------------------------------------------ faces
 
@@ -160,7 +168,17 @@ class FaceAnalyzer:
                 emb = self.embed_crops(np.stack([f.crop for f in faces]))
                 for f, e in zip(faces, emb):
                     f.embedding = e
+        self._add_quality([f for fs in per_image for f in fs if f.crop is not None])
         return per_image
+
+    def _add_quality(self, faces: list[Face]) -> None:
+        """face.quality for faces with a crop (embeddings reused by methods computed from them: magface_norm)."""
+        if self.quality is None or not faces:
+            return
+        emb = np.stack([f.embedding for f in faces]) if all(f.embedding is not None for f in faces) else None
+        scores = self.quality.score_faces(np.stack([f.crop for f in faces]), self.recognizer, emb)
+        for f, q in zip(faces, scores):
+            f.quality = float(q)
 
     def analyze(self, image, max_faces: int | None = None) -> list[Face]:
         """Faces in one image (uint8 RGB array, PIL image, encoded bytes or path), highest score first, each with
@@ -269,8 +287,9 @@ class FaceAnalyzer:
             out.append({"face": face, "matches": hits})
         return out
 
-    def _embed_best(self, images) -> np.ndarray:
-        """(N, D) embeddings of the best face of each image; a NaN row where there is no face."""
+    def _embed_best(self, images, with_quality: bool = False):
+        """(N, D) embeddings of the best face of each image, a NaN row where there is no face; with_quality:
+        (embeddings, (N,) qualities, NaN where there is no face)."""
         rec = self._need_recognizer("enrolment")
         per_image = self.analyze_many(images, max_faces=1)
         d = next((fs[0].embedding.shape[0] for fs in per_image if fs), rec.meta.embedding_size if rec.meta else 1)
@@ -278,32 +297,56 @@ class FaceAnalyzer:
         for i, fs in enumerate(per_image):
             if fs and fs[0].embedding is not None:
                 out[i] = fs[0].embedding
-        return out
+        if not with_quality:
+            return out
+        q = np.array([fs[0].quality if fs and fs[0].quality is not None else np.nan for fs in per_image])
+        return out, q
 
-    def enroll(self, gallery, identity: str, images, replace: bool = False) -> int:
+    def _check_min_quality(self, min_quality) -> float | None:
+        if min_quality is None:
+            return None
+        if self.quality is None:
+            raise ConfigError(
+                "min_quality needs a quality method: FaceAnalyzer(..., quality='baseline' or 'sdd_fiqa:q.pt')."
+            )
+        return float(min_quality)
+
+    def enroll(self, gallery, identity: str, images, replace: bool = False, min_quality: float | None = None) -> int:
         """Add the best face of each image to `identity` (one transaction); NoFaceError naming an image without a
-        face (nothing is written then). Returns the number of embeddings added."""
+        face, DataError naming one whose quality is below min_quality (nothing is written then). Returns the
+        number of embeddings added."""
+        from ..errors import DataError
+
         images = list(images)
         if not images:
             raise ConfigError(f"no images given to enroll '{identity}'.")
-        emb = self._embed_best(images)
-        for image, row in zip(images, emb):
+        min_quality = self._check_min_quality(min_quality)
+        emb, quality = self._embed_best(images, with_quality=True)
+        for image, row, q in zip(images, emb, quality):
             if not np.isfinite(row).all():
                 raise NoFaceError(
                     f"{_where(image, 'image')}: no face found; '{identity}' not changed. Use photos "
                     "with a visible face, or lower min_det_score (--min-score)."
                 )
+            if min_quality is not None and not q >= min_quality:
+                raise DataError(
+                    f"{_where(image, 'image')}: face quality {q:.4g} is below min_quality {min_quality:g} "
+                    f"({self.quality.describe()}); '{identity}' not changed. Use a sharper, larger, unoccluded "
+                    "photo, or lower min_quality."
+                )
         sources = [str(im) if isinstance(im, (str, Path)) else None for im in images]
         with self._gallery(gallery, create=True) as g:
             return g.add(identity, emb, sources=sources, replace=replace)
 
-    def enroll_folder(self, gallery, root, replace: bool = False):
-        """Enroll root/<identity>/<image>, best face per image; returns gallery.EnrollResult (images without a face
-        or unreadable are listed in its errors)."""
+    def enroll_folder(self, gallery, root, replace: bool = False, min_quality: float | None = None):
+        """Enroll root/<identity>/<image>, best face per image; returns gallery.EnrollResult (images without a face,
+        unreadable, or with a quality below min_quality are listed in its errors with the reason)."""
         from .gallery import enroll_folder
 
+        min_quality = self._check_min_quality(min_quality)
+        embed = self._embed_best if min_quality is None else lambda paths: self._embed_best(paths, with_quality=True)
         with self._gallery(gallery, create=True) as g:
-            return enroll_folder(g, root, self._embed_best, replace=replace)
+            return enroll_folder(g, root, embed, replace=replace, min_quality=min_quality)
 
     def __repr__(self) -> str:
         rec = self.recognizer.describe() if self.recognizer is not None else "no recognizer"

@@ -34,20 +34,27 @@ def _images(folder: Path, extensions: Iterable[str]) -> list[Path]:
     )
 
 
-def _embed_batch(embed_fn, paths: list[Path], errors: list[tuple[str, str]]) -> tuple[list[Path], np.ndarray | None]:
+def _embed_batch(
+    embed_fn, paths: list[Path], errors: list[tuple[str, str]], min_quality: float | None = None
+) -> tuple[list[Path], np.ndarray | None]:
     """embed_fn on a batch; if it raises a FacezooError/OSError, retry image by image to isolate the bad ones.
 
-    Rows that are NaN/inf (embed_fn's way to say "no face") are reported as errors. Returns the good paths and rows.
+    Rows that are NaN/inf (embed_fn's way to say "no face") are reported as errors; with min_quality, embed_fn
+    returns (embeddings, qualities) and rows of lower quality are reported too. Returns the good paths and rows.
     """
     try:
-        emb = as_matrix(embed_fn([str(p) for p in paths]), "embed_fn output")
+        out = embed_fn([str(p) for p in paths])
+        quality = None
+        if isinstance(out, tuple):
+            out, quality = out
+        emb = as_matrix(out, "embed_fn output")
     except (FacezooError, OSError) as e:
         if len(paths) == 1:
             errors.append((str(paths[0]), str(e)))
             return [], None
         good, rows = [], []
         for p in paths:
-            g, r = _embed_batch(embed_fn, [p], errors)
+            g, r = _embed_batch(embed_fn, [p], errors, min_quality)
             good += g
             if r is not None:
                 rows.append(r)
@@ -59,6 +66,14 @@ def _embed_batch(embed_fn, paths: list[Path], errors: list[tuple[str, str]]) -> 
     ok = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
     for p in np.asarray(paths, dtype=object)[~ok]:
         errors.append((str(p), "no embedding (embed_fn returned NaN or zeros: no face found?)"))
+    if min_quality is not None:
+        if quality is None or np.shape(quality) != (len(paths),):
+            raise ConfigError("min_quality needs embed_fn to return (embeddings, one quality per image).")
+        quality = np.asarray(quality, np.float64)
+        low = ok & ~(quality >= min_quality)
+        for p, q in zip(np.asarray(paths, dtype=object)[low], quality[low]):
+            errors.append((str(p), f"face quality {q:.4g} below min_quality {min_quality:g}; not enrolled"))
+        ok &= ~low
     return [p for p, g in zip(paths, ok) if g], emb[ok]
 
 
@@ -69,8 +84,10 @@ def enroll_folder(
     batch_size: int = 32,
     replace: bool = False,
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
+    min_quality: float | None = None,
 ) -> EnrollResult:
-    """Enroll root/<identity>/<image> files: embed_fn maps a list of image paths to (N, D) embeddings.
+    """Enroll root/<identity>/<image> files: embed_fn maps a list of image paths to (N, D) embeddings (with
+    min_quality: to (embeddings, (N,) face qualities); images below min_quality are refused, listed in errors).
 
     Each identity is added in one transaction (replace=True swaps out its previous entries). Images that fail
     (embed_fn raises a FacezooError/OSError, or returns a NaN/zero row) are collected in the result's errors,
@@ -88,7 +105,7 @@ def enroll_folder(
         good: list[Path] = []
         rows: list[np.ndarray] = []
         for start in range(0, len(paths), batch_size):
-            g, r = _embed_batch(embed_fn, paths[start : start + batch_size], result.errors)
+            g, r = _embed_batch(embed_fn, paths[start : start + batch_size], result.errors, min_quality)
             good += g
             if r is not None and len(r):
                 rows.append(r)

@@ -7,7 +7,14 @@ from ...registry import Registry
 
 MODES = Registry("training mode")
 
-from . import conventional, distill, multi_dataset, semi_siamese, triplet  # noqa: E402,F401  (registers the modes)
+from . import (  # noqa: E402,F401  (registers the modes)
+    conventional,
+    distill,
+    multi_dataset,
+    quality_regression,
+    semi_siamese,
+    triplet,
+)
 from .base import Mode, SubStep, TrainContext  # noqa: E402
 
 __all__ = ["MODES", "Mode", "SubStep", "TrainContext"]
