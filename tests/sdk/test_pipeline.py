@@ -129,7 +129,7 @@ def test_identify_returns_the_enrolled_identity_first(fa, tmp_path):
     for seed, name in enumerate(["alice", "bob", "carol"]):
         assert fa.enroll(g, name, [face_like(10 + seed)]) == 1
     noisy = np.clip(face_like(11).astype(int) + np.random.default_rng(0).integers(-8, 9, (160, 160, 3)), 0, 255)
-    results = fa.identify(noisy.astype(np.uint8), g, top_k=3)
+    results = fa.identify(noisy.astype(np.uint8), g, top_k=3, threshold=-1)  # -1: every candidate
     assert len(results) == 2  # both detected faces are searched, best first
     top = results[0]["matches"]
     assert next(m["identity"] for m in top) == "bob" and len(top) == 3
@@ -150,7 +150,7 @@ def test_gallery_path_records_and_checks_the_model_key(fa, tmp_path):
     save_checkpoint(other_path, META, META.build_backbone().state_dict())
     other = FaceAnalyzer(FixedDetector(), other_path, device="cpu")
     with pytest.raises(ConfigError, match="built with model"):
-        other.identify(face_like(20), path)
+        other.identify(face_like(20), path, threshold=0.5)
 
 
 def test_enroll_with_a_faceless_image_writes_nothing(fa, tmp_path):

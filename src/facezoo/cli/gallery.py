@@ -16,7 +16,16 @@ index G --kind ivf|hnsw|exact [--nprobe 16] [--ef-construction 40] [--ef-search 
 from __future__ import annotations
 
 from . import COMMANDS
-from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, print_json
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    add_model_args,
+    add_quiet_arg,
+    build_analyzer,
+    check_files,
+    log,
+    print_json,
+)
 
 
 @COMMANDS.register("gallery")
@@ -41,6 +50,7 @@ def register(sub) -> None:
         add_model_args(q)
         add_detector_args(q)
         add_device_arg(q)
+        add_quiet_arg(q)
     r = actions.add_parser("remove", help="remove an identity")
     r.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     r.add_argument("name", metavar="NAME")

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..far import far_key
+from ..progress import bar
 from .ijb_meta import IJB1N, IJBMeta, check_embeddings, check_target, load_ijb_meta
-from .progress import bar
 from .scoring import cmc_curve, identification, l2_normalize, roc_summary
 
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)

@@ -32,7 +32,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..far import check_far, far_rank
 from ..io import atomic_write
-from .progress import bar
+from ..progress import bar
 from .scoring import tar_at_far
 
 METRICS = ("cosine", "l2")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..far import far_key, strict_threshold, unmeasurable
-from .progress import bar
+from ..progress import bar
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
