@@ -35,7 +35,6 @@ def bar(total: int | None, desc: str, unit: str = "it", enabled: bool = True, in
         initial=initial,
         desc=desc,
         unit=unit,
-        unit_scale=True,
         leave=False,
         dynamic_ncols=True,
         file=sys.stderr,

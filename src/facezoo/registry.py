@@ -64,7 +64,7 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} '{name}'.{did_you_mean(name, self._table)} Available: {', '.join(self.names())}."
             ) from None
 
-    def create(self, name: str, **kwargs) -> T:
+    def create(self, name: str, /, **kwargs) -> T:
         """Build `name`; a keyword it does not take, or a value of a type its signature rules out, is a ConfigError
         naming the argument (check_kwargs)."""
         factory = self.get(name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 
 from ..errors import FacezooError
@@ -82,20 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# torch re-raises an exception from a DataLoader worker as the same type with the worker's traceback as its message
-_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback", re.S)
-
-
-def error_message(e: BaseException) -> str:
-    """The message a FacezooError carries, without the traceback text torch wraps around a worker's error."""
-    text = str(e)
-    if _WORKER.match(text):
-        head = f"{type(e).__module__}.{type(e).__qualname__}: "
-        cut = text.rfind(head)
-        text = text[cut + len(head) :] if cut >= 0 else text.strip().splitlines()[-1]
-    return text.strip()
-
-
 def main(argv=None) -> int:
     """Run one command; 0 on success, 2 with one error line for a FacezooError, 130 on Ctrl-C, 141 (as a shell
     reports SIGPIPE) without a word when the reader of stdout went away."""
@@ -105,9 +90,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         with quiet(getattr(args, "quiet", False)):
-            return args.func(args) or 0
+            code = args.func(args) or 0
+        sys.stdout.flush()  # here, so a closed pipe is caught below rather than at the interpreter's exit
+        return code
     except FacezooError as e:
-        print(f"facezoo: error: {error_message(e)}", file=sys.stderr)
+        print(f"facezoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facezoo: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from . import COMMANDS
+from ._sdk_args import add_quiet_arg
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -203,6 +204,7 @@ def _add_prepare(sub) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
     g.add_argument("--work-dir", default=None, help="journal folder (default OUT_DIR.prepare-work beside OUT_DIR)")
+    add_quiet_arg(p)
     p.set_defaults(func=_prepare)
 
 
@@ -228,12 +230,14 @@ def register(subparsers) -> None:
         help="resize (bilinear) and re-encode images of another size; default: store bytes unchanged",
     )
     p.add_argument("--quality", type=int, default=None, help="JPEG quality when re-encoding (default 95)")
+    add_quiet_arg(p)
     p.set_defaults(func=_pack)
 
     p = sub.add_parser("convert", help="any set facezoo reads -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="RecordIO folder/.rec, TFRecord index or folder, image folder or list file")
     p.add_argument("out_dir")
     _add_format(p, required=True)
+    add_quiet_arg(p)
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("relabel", help="rewrite a TFRecord index only: map labels or keep some identities")
@@ -247,6 +251,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("unpack", help="RecordIO or TFRecord set -> OUT_DIR/<label>/<id>.<ext> (bytes unchanged)")
     p.add_argument("rec_dir", help="folder with train.rec/train.idx or a .rec file; or a TFace index / its folder")
     p.add_argument("out_dir", help="new or empty folder")
+    add_quiet_arg(p)
     p.set_defaults(func=_unpack)
 
     p = sub.add_parser("inspect", help="counts, identities, image sizes, corrupt records")
@@ -272,4 +277,5 @@ def register(subparsers) -> None:
         help="identities held out for the verification sets (default: the generator's)",
     )
     p.add_argument("--image-size", type=int, default=112, help="square image side in pixels (default 112)")
+    add_quiet_arg(p)
     p.set_defaults(func=_synth)
