@@ -3,10 +3,10 @@ counts, DataLoader workers and CPU instruction sets, compared bit for bit.
 
 Data: `facezoo.data.synthetic.synthesize` written with 1 and with 2 processes (sha256 of every file). Training: the
 demo recipe (configs/synthetic_demo.yaml) for --steps optimiser steps in a fresh process per setting, with the
-environment the setting names (OMP_NUM_THREADS: torch's intra-op threads; ATEN_CPU_CAPABILITY and
-ONEDNN_MAX_CPU_ISA: the vector instructions ATen and oneDNN use, standing in for another CPU), then the loss of
-every logged step (metrics.jsonl, full float precision) and the sha256 of the weights (model.pt's state dict) are
-compared with the first setting's. Prints Markdown rows.
+environment the setting names (OMP_NUM_THREADS: torch's intra-op threads; ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
+MKL_CBWR: the vector instructions ATen, oneDNN and MKL use, standing in for another CPU), then the loss of every
+logged step (metrics.jsonl, full float precision) and the sha256 of the backbone weights (model.pt) are compared
+with the first setting's. Prints Markdown rows; each run's result is kept, so a rerun adds only new settings.
 
     python benchmarks/demo_determinism.py --out /tmp/det                          # the default settings
     python benchmarks/demo_determinism.py --out /tmp/det --steps 4 --identities 20 --images 4   # a dry run
@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,37 @@ SETTINGS = {
         {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
         ["data.num_workers=0"],
     ),
+    # what `make demo` sets (Makefile DEMO_ENV): 2 threads and AVX2 code paths in ATen, oneDNN and MKL
+    "make demo's pinning": (
+        {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
+        ["data.num_workers=0"],
+    ),
+    # the same on a CPU without AVX-512, as far as one can be emulated: every library limited to AVX2
+    "make demo's pinning, AVX2-only CPU (emulated)": (
+        {
+            "OMP_NUM_THREADS": "2",
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "MKL_CBWR": "AVX2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        },
+        ["data.num_workers=0"],
+    ),
 }
+
+
+NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"  # numpy 2's dispatch targets above AVX2
+# label, folder, processes, environment: numpy's AVX-512 kernels off stands in for a CPU without them
+DATA_SETTINGS = (
+    ("1 process", "data_w1", 1, {}),
+    ("2 processes", "data_w2", 2, {}),
+    (
+        "2 processes, numpy without AVX-512",
+        "data_w2_avx2",
+        2,
+        {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+    ),
+)
 
 
 def digest_tree(folder: Path) -> str:
@@ -92,26 +123,29 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="optimiser steps per training run")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help="which settings to run")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "src"))
-    from facezoo.data.synthetic import synthesize
-
     out = args.out
     digests = {}
-    for workers in (1, 2):
-        folder = out / f"data_w{workers}"
-        if not (folder / "synth.json").exists():
-            synthesize(folder, args.identities, args.images, seed=0, image_size=64, val_pairs=200, workers=workers)
-        digests[workers] = digest_tree(folder)
-    print("| data | sha256 of every file | same as 1 process |")
+    for label, folder, workers, env in DATA_SETTINGS:
+        if not (out / folder / "synth.json").exists():
+            code = (
+                "import sys; from facezoo.data.synthetic import synthesize; "
+                f"synthesize(sys.argv[1], {args.identities}, {args.images}, seed=0, image_size=64, val_pairs=200, "
+                f"workers={workers})"
+            )
+            full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **env}
+            subprocess.run([sys.executable, "-c", code, str(out / folder)], check=True, env=full_env)
+        digests[label] = digest_tree(out / folder)
+    first = next(iter(digests.values()))
+    print("| data | sha256 of every file | same as the first |")
     print("|---|---|---|")
-    for workers, d in digests.items():
-        print(f"| synthesize, {workers} process(es) | {d[:16]} | {'yes' if d == digests[1] else 'NO'} |")
+    for label, d in digests.items():
+        print(f"| synthesize, {label} | {d[:16]} | {'yes' if d == first else 'NO'} |")
     print()
-    data = out / "data_w1"
+    data = out / DATA_SETTINGS[0][1]
     results = {}
     for name in args.settings:
         env, extra = SETTINGS[name]
-        run = out / "runs" / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        run = out / "runs" / re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
         result_file = run / "determinism.json"
         if result_file.exists():
             results[name] = json.loads(result_file.read_text())
@@ -124,17 +158,16 @@ def main() -> None:
         result_file.write_text(json.dumps(results[name]))
     ref_name = args.settings[0]
     ref = results[ref_name]
+    letters: dict[str, str] = {}  # weights digest -> A, B, ...: one letter per distinct result
     print(
-        f"| training setting ({args.steps} steps) | loss at step 1 | loss at last step | first step that differs "
-        f"from '{ref_name}' | weights identical |"
+        f"| training setting ({args.steps} steps) | loss at step 1 | loss at the last step | first step whose loss "
+        f"differs from '{ref_name}' | weights (same letter: bit-identical) |"
     )
     print("|---|---|---|---|---|")
     for name, r in results.items():
         diff = next((i + 1 for i, (a, b) in enumerate(zip(r["losses"], ref["losses"])) if a != b), None)
-        print(
-            f"| {name} | {r['losses'][0]!r} | {r['losses'][-1]!r} | {diff or 'none'} | "
-            f"{'yes' if r['weights'] == ref['weights'] else 'no'} |"
-        )
+        letter = letters.setdefault(r["weights"], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(letters)])
+        print(f"| {name} | {r['losses'][0]!r} | {r['losses'][-1]!r} | {diff or 'none'} | {letter} |")
 
 
 if __name__ == "__main__":

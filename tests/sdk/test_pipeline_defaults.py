@@ -11,7 +11,6 @@ from PIL import Image
 
 from facezoo.errors import ConfigError, DataError
 from facezoo.models.checkpoint import save_checkpoint
-from facezoo.models.embedder import ARCFACE_TEMPLATE_112, ModelMeta
 from facezoo.sdk.detect.base import Detections, Detector
 from facezoo.sdk.gallery import Gallery
 from facezoo.sdk.pipeline import FaceAnalyzer, load_image
@@ -23,9 +22,15 @@ from facezoo.sdk.thresholds import (
     supported_fars,
     write_thresholds,
 )
+from tests.sdk.test_pipeline import KPS, META, face_like
 
-META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
-KPS = np.asarray(ARCFACE_TEMPLATE_112, np.float32)
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("defaults") / "tiny.pt"
+    save_checkpoint(path, META, META.build_backbone().state_dict())
+    return path
 
 
 class OneFace(Detector):
@@ -35,19 +40,6 @@ class OneFace(Detector):
         if not np.asarray(image).any():
             return Detections.empty()
         return Detections(np.float32([[20, 20, 132, 132]]), np.float32([0.9]), (KPS + 20)[None])
-
-
-def face_like(seed, size=160):
-    low = np.random.default_rng(seed).integers(0, 256, (8, 8, 3)).astype(np.uint8)
-    return np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("defaults") / "tiny.pt"
-    save_checkpoint(path, META, META.build_backbone().state_dict())
-    return path
 
 
 # ---------------------------------------------------------------------- the operating point
@@ -229,4 +221,4 @@ def test_enroll_folder_shows_progress_on_a_terminal_only(model, tmp_path, monkey
             r = fa.enroll_folder(tmp_path / f"g{len(stream.getvalue())}{silenced}{shown}.db", root, replace=True)
         assert (r.identities, r.images) == (2, 6)
         text = stream.getvalue()
-        assert ("enroll" in text and "6/6" in text and "img/s" in text) == shown, text
+        assert ("enroll:" in text and "/6 [" in text and "img/s" in text) == shown, text

@@ -145,7 +145,7 @@ def finite_json(obj):
 
 
 def print_json(obj) -> None:
-    """One line of strict JSON (no bare NaN / Infinity: those become null)."""
+    """One line of strict JSON (no bare NaN / Infinity: those become null); every command prints JSON this way."""
     print(json.dumps(finite_json(obj), allow_nan=False), flush=True)
 
 

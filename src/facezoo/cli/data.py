@@ -7,7 +7,7 @@ import argparse
 import json
 
 from . import COMMANDS
-from ._sdk_args import add_quiet_arg
+from ._sdk_args import add_quiet_arg, finite_json
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -113,7 +113,7 @@ def _inspect(args) -> int:
     from ..data.inspect import format_report, inspect
 
     report = inspect(args.path, scan=not args.sample)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(json.dumps(finite_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
     return 0
 
 
