@@ -379,3 +379,15 @@ def test_eval_refuses_a_nan_model_and_one_kind_pair_sets(model, tmp_path, capsys
         err = capsys.readouterr().err
         assert code == 2 and f"all 10 pairs are {kind}" in err and "Traceback" not in err
     shutil.rmtree(tmp_path / "models")
+
+
+def test_many_junk_files_are_counted_not_listed_and_bad_devices_are_one_line(model, photos, capsys):
+    for i in range(25):
+        (photos / f"note{i:02d}.txt").write_text("junk")
+    code, recs, err = run(capsys, "detect", photos, *DET)
+    named = [ln for ln in err.splitlines() if ln.startswith("skipped") and "not an image file" in ln]
+    assert code == 0 and len(recs) == 3 and len(named) == 20 and "skipped 5 more files that are not images" in err
+    code, _, err = run(
+        capsys, "embed", photos / "p0.png", "--model", model, "--detector", "onefacetest", "--device", "tpu"
+    )
+    assert code == 2 and "device 'tpu' is not one of auto, cpu, cuda, cuda:N" in err and "Traceback" not in err

@@ -163,10 +163,13 @@ class ImageInput:
     found: bool = False
 
 
+SHOWN = 20  # skipped files listed one per line; the rest are counted
+
+
 def collect_images(paths) -> list[ImageInput]:
     """Files as given, and every image file under a given folder (recursively, sorted; hidden entries and files
-    that are not images by their suffix are skipped and listed on stderr). DataError for a path that does not exist;
-    before any model loads."""
+    that are not images by their suffix are skipped and listed on stderr, the first SHOWN by name). DataError for a
+    path that does not exist; before any model loads."""
     from ..data.folders import is_image_file
     from ..errors import DataError
 
@@ -185,8 +188,10 @@ def collect_images(paths) -> list[ImageInput]:
                     skipped.append(p)
         else:
             raise DataError(f"{root}: no such file or folder. Check the path.")
-    for p in skipped:
+    for p in skipped[:SHOWN]:
         log(f"skipped {p}: not an image file (by its suffix)")
+    if len(skipped) > SHOWN:
+        log(f"skipped {len(skipped) - SHOWN} more files that are not images")
     if not out:
         raise DataError(f"no image files in {', '.join(map(str, paths))} (looked for {', '.join(_suffixes())}).")
     return out

@@ -323,7 +323,7 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep, pbar):
         import faiss
     except ImportError:
         raise ConfigError(
-            "search='faiss' needs the faiss package: pip install faiss-cpu (or use search='torch')."
+            "--search faiss (search='faiss') needs the faiss package: pip install faiss-cpu (or --search torch)."
         ) from None
     q = np.ascontiguousarray(probes.detach().cpu().numpy(), dtype=np.float32)
     index = faiss.IndexFlatIP(q.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(q.shape[1])
