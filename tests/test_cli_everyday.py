@@ -331,6 +331,16 @@ def test_every_option_with_a_default_shows_it():
     assert "(default: 5)" in " ".join(helptext.split())  # --top-k
 
 
+def test_every_argument_has_help():
+    bare = [
+        f"{path} {action.option_strings[-1] if action.option_strings else action.dest}"
+        for path, parser in _parsers(cli.build_parser())
+        for action in parser._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) and not action.help
+    ]
+    assert bare == []
+
+
 @pytest.mark.slow
 def test_a_corrupt_image_in_a_dataloader_worker_is_one_error_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[1])

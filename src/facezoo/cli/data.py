@@ -220,7 +220,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("pack", help="image folder or list file -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="folder with one sub-folder per identity, or a 'relative/path label' list file")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for the packed set (replaced as a whole if it holds one)")
     _add_format(p)
     p.add_argument(
         "--image-size",
@@ -235,7 +235,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("convert", help="any set facezoo reads -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="RecordIO folder/.rec, TFRecord index or folder, image folder or list file")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for the converted set")
     _add_format(p, required=True)
     add_quiet_arg(p)
     p.set_defaults(func=_convert)
@@ -261,12 +261,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("unpack-bin", help="verification .bin -> OUT_DIR/<index>.<ext> and pairs.txt")
-    p.add_argument("bin", metavar="FILE.bin")
+    p.add_argument("bin", metavar="FILE.bin", help="InsightFace verification .bin")
     p.add_argument("out_dir", help="new or empty folder")
     p.set_defaults(func=_unpack_bin)
 
     p = sub.add_parser("synth", help="generate a synthetic face-like training set and verification .bin files")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for train/ and the verification .bin files")
     p.add_argument("--identities", type=int, required=True, help="training identities to render")
     p.add_argument("--images-per-identity", type=int, required=True, help="images of each training identity")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
