@@ -15,6 +15,7 @@ from ..errors import DataError
 from ..progress import bar
 from .features import embed_chunk, extract_features, file_key
 from .metrics import TAR_FARS, verification_metrics
+from .scoring import check_finite_embeddings
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -92,12 +93,7 @@ def evaluate_pairs(
             "pairs. Check the set's issame labels (a one-kind set can still calibrate thresholds: facezoo calibrate)."
         )
     views = _cached_views(embed, images, cache_key, batch_size, device, flip, cache_dir, progress, desc)
-    bad = int(np.count_nonzero(~np.all([np.isfinite(v).all(axis=1) for v in views], axis=0)))
-    if bad:
-        raise DataError(
-            f"{what}: the model produced non-finite embeddings (NaN or inf) for {bad} of {len(images)} images; "
-            "nothing is scored. Check the model: a run that diverged (e.g. a too large optim.lr) saves NaN weights."
-        )
+    check_finite_embeddings(views, what)
     emb = views[0] + views[1] if flip else views[0]
     norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
     result = verification_metrics(
