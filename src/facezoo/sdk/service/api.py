@@ -417,8 +417,7 @@ class FaceService:
     def healthz(self, body: dict) -> dict:
         return {"status": "ok"}
 
-    def _decision(self, body: dict) -> tuple[float | None, float | None]:
-        """(far, threshold) of a request; both None: the model's default operating point."""
+    def _decision(self, body: dict) -> tuple:  # (far, threshold); both None: the model's default operating point
         far = field(body, "far", float)
         if far is not None and not 0 < far < 1:
             raise HttpError(400, "bad_request", f"field 'far' must be in (0, 1), got {far}.")
