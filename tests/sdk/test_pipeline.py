@@ -8,14 +8,14 @@ from PIL import Image
 
 from facezoo.errors import ConfigError, DataError, NoFaceError
 from facezoo.models.checkpoint import save_checkpoint
-from facezoo.models.embedder import ARCFACE_TEMPLATE_112, ModelMeta
+from facezoo.models.embedder import ARCFACE_TEMPLATE_112
 from facezoo.sdk.align import align_face
 from facezoo.sdk.detect.base import Detections, Detector
 from facezoo.sdk.gallery import Gallery
 from facezoo.sdk.pipeline import FaceAnalyzer
 from facezoo.sdk.thresholds import write_thresholds
+from tests.sdk.conftest import META
 
-META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
 KPS = np.asarray(ARCFACE_TEMPLATE_112, np.float32)
 
 
@@ -38,14 +38,6 @@ def face_like(seed, size=160):
     """A smooth random RGB image (upsampled 8x8 noise): distinct images give distinct embeddings."""
     low = np.random.default_rng(seed).integers(0, 256, (8, 8, 3)).astype(np.uint8)
     return np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("pipe") / "tiny.pt"
-    save_checkpoint(path, META, META.build_backbone().state_dict())
-    return path
 
 
 @pytest.fixture(scope="module")

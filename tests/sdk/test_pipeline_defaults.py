@@ -6,11 +6,9 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facezoo.errors import ConfigError, DataError
-from facezoo.models.checkpoint import save_checkpoint
 from facezoo.sdk.detect.base import Detections, Detector
 from facezoo.sdk.gallery import Gallery
 from facezoo.sdk.pipeline import FaceAnalyzer, load_image
@@ -22,15 +20,7 @@ from facezoo.sdk.thresholds import (
     supported_fars,
     write_thresholds,
 )
-from tests.sdk.test_pipeline import KPS, META, face_like
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("defaults") / "tiny.pt"
-    save_checkpoint(path, META, META.build_backbone().state_dict())
-    return path
+from tests.sdk.test_pipeline import KPS, face_like
 
 
 class OneFace(Detector):
