@@ -5,7 +5,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.facezoo-installed
 # CPU wheel; on a machine that already has torch (e.g. a CUDA build) the existing one is kept.
 TORCH  ?= torch==2.13.0
+# `make demo QUICK=1`: 100 identities x 16 images, 2 epochs (about a minute on 2 cores) instead of 400 x 24, 4,
+# into its own folder.
+ifeq ($(QUICK),1)
+DEMO ?= demo_quick
+DEMO_IDS ?= 100
+DEMO_IMGS ?= 16
+DEMO_EPOCHS ?= 2
+else
+DEMO_IDS ?= 400
+DEMO_IMGS ?= 24
+DEMO_EPOCHS ?= 4
+endif
 DEMO   ?= demo_out
+# The demo's figures depend on how float sums are split and vectorised: pin torch's intra-op threads and the AVX2
+# code paths of ATen, oneDNN and MKL, so any x86-64 machine with AVX2 and this torch runs the same arithmetic
+# (README "Quick start": what is and is not reproducible; benchmarks/demo_determinism.py checks it).
+DEMO_THREADS ?= 2
+DEMO_ENV := OMP_NUM_THREADS=$(DEMO_THREADS) MKL_NUM_THREADS=$(DEMO_THREADS) ATEN_CPU_CAPABILITY=avx2 \
+	ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2
 
 .PHONY: setup test lint format demo demo-real clean
 
@@ -31,10 +49,12 @@ test: $(STAMP) lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q  # 2 workers x 1 thread: no oversubscription on 2 cores
 
 demo: $(STAMP)
-	$(BIN)/facezoo data synth $(DEMO)/data --identities 400 --images-per-identity 24 --image-size 64 --seed 0
-	$(BIN)/facezoo train configs/synthetic_demo.yaml output=$(DEMO)/run data.train=$(DEMO)/data/train \
-		"data.val=[$(DEMO)/data/synth_ver.bin,$(DEMO)/data/synth_hard.bin]"
-	$(BIN)/facezoo eval $(DEMO)/run/model.pt --bin $(DEMO)/data/synth_ver.bin $(DEMO)/data/synth_hard.bin --out $(DEMO)/eval
+	$(BIN)/facezoo data synth $(DEMO)/data --identities $(DEMO_IDS) --images-per-identity $(DEMO_IMGS) \
+		--image-size 64 --seed 0
+	$(DEMO_ENV) $(BIN)/facezoo train configs/synthetic_demo.yaml output=$(DEMO)/run data.train=$(DEMO)/data/train \
+		"data.val=[$(DEMO)/data/synth_ver.bin,$(DEMO)/data/synth_hard.bin]" epochs=$(DEMO_EPOCHS)
+	$(DEMO_ENV) $(BIN)/facezoo eval $(DEMO)/run/model.pt --bin $(DEMO)/data/synth_ver.bin $(DEMO)/data/synth_hard.bin \
+		--out $(DEMO)/eval
 
 # Real photos (scikit-image's, insightface's wheel's) through dlib_resnet with MTCNN and dlib_mmod: seconds.
 demo-real: $(STAMP)
@@ -48,4 +68,4 @@ demo-real: $(STAMP)
 		--gallery $(DEMO)/real/people.db --top-k 1
 
 clean:
-	rm -rf $(VENV) $(DEMO) build src/*.egg-info
+	rm -rf $(VENV) $(DEMO) demo_quick build src/*.egg-info

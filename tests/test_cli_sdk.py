@@ -150,7 +150,9 @@ def test_gallery_round_trip_and_identify(env, capsys, tmp_path):
     g = tmp_path / "g.db"
     code, (r,), err = _run(capsys, "gallery", "enroll", g, people, *_model(env), *_det(env))
     assert code == 0 and (r["identities"], r["images"]) == (3, 3) and "black.png" in r["errors"][0]["path"]
-    code, (r,), _ = _run(capsys, "identify", env / "p1.png", *_model(env), "--gallery", g, "--top-k", 2, *_det(env))
+    code, (r,), _ = _run(
+        capsys, "identify", env / "p1.png", *_model(env), "--gallery", g, "--top-k", 2, "--threshold", -1, *_det(env)
+    )
     matches = r["faces"][0]["matches"]
     assert code == 0 and matches[0]["identity"] == "ben" and matches[0]["score"] == pytest.approx(1, abs=1e-5)
     assert len(matches) == 2 and matches[0]["source"].endswith("ben/a.png")

@@ -71,3 +71,59 @@ def test_shipped_recipes_load():
     assert len(recipes) >= 3
     for recipe in recipes:
         load_config(recipe)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("device=tpu", "device 'tpu' is not one of auto, cpu, cuda, cuda:N"),
+        ("device=cuda:x", "device 'cuda:x' is not one of"),
+        ("model.input_size=8", r"model.input_size must be in 16..1024 \(pixels per side"),
+        ("model.input_size=100000", "model.input_size must be in 16..1024"),
+        ("model.embedding_size=1", r"model.embedding_size must be >= 2 for mode conventional"),
+        ("model.embedding_size=10000000", "model.embedding_size must be in 1..65536"),
+        ("seed=-1", r"seed must be in 0..4294967295"),
+        (f"seed={2**40}", "seed must be in 0..4294967295"),
+        ("compile=true", None),  # inductor: a real backend
+        (
+            "compile=true compile_backend=inductr",
+            "compile_backend 'inductr' is not a torch.compile backend. Did you mean 'inductor'",
+        ),
+    ],
+)
+def test_value_bounds(override, message):
+    overrides = override.split()
+    if message is None:
+        load_config(None, overrides)
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_bounds_accept_their_ends_and_per_step_seeds_fit_torch():
+    import torch
+
+    cfg = load_config(None, ["model.input_size=16", "model.embedding_size=2", f"seed={2**32 - 1}"])
+    step_seed = (cfg.seed * 1_000_003 + 10**9) * 1024 + 7  # the trainer's derivation, a billion steps in
+    torch.Generator().manual_seed(step_seed)  # fits: no overflow
+    load_config(None, ["model.input_size=1024", "model.embedding_size=65536", "device=cuda:1"])
+
+
+def test_config_errors_exit_2_through_the_cli(capsys, monkeypatch):
+    from pathlib import Path
+
+    from facezoo.cli import main
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    for override, needle in [
+        ("device=tpu", "device 'tpu'"),
+        ("head.kwargs.m=abc", "head.kwargs.m"),
+        ("compile=true", "compile_backend 'nope'"),
+        ("model.input_size=5", "model.input_size"),
+        ("model.embedding_size=0", "model.embedding_size"),
+        ("seed=-3", "seed must be"),
+    ]:
+        extra = ["compile_backend=nope"] if override == "compile=true" else []
+        assert main(["train", "configs/synthetic_demo.yaml", override, *extra]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err

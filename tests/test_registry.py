@@ -48,3 +48,51 @@ def test_schedule_floor_is_checked_against_the_learning_rate():
         load_config(None, ["schedule.min_lr=0.2"])
     with pytest.raises(ConfigError, match="schedule.min_lr"):
         load_config(None, ["schedule.min_lr=-1"])
+
+
+def test_kwarg_types_from_the_signature():
+    """A value the annotation rules out is refused before the constructor runs, naming the argument; values the
+    signature cannot judge (no annotation, a tuple, Any) reach the constructor untouched."""
+    r = Registry("head")
+    built = []
+
+    @r.register()
+    class Margin:
+        def __init__(self, m: float = 0.5, k: int = 3, name: str | None = None, flag: bool = False, size=112):
+            built.append((m, k, name, flag, size))
+
+    r.create("margin", m=1, k=2, name=None, flag=True, size=(112, 96))  # int for float, tuple for the unannotated
+    assert built == [(1, 2, None, True, (112, 96))]
+    cases = [
+        ({"m": "abc"}, "head 'margin' argument 'm': expected a number, got str 'abc' (default 0.5)"),
+        ({"m": float("nan")}, "argument 'm': must be a finite number"),
+        ({"k": 2.5}, "argument 'k': expected an integer, got float 2.5"),
+        ({"k": True}, "argument 'k': expected an integer, got bool True"),
+        ({"flag": 1}, "argument 'flag': expected true/false, got int 1"),
+        ({"name": 5}, "argument 'name': expected a string, got int 5"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            r.create("margin", **kwargs)
+    assert len(built) == 1  # nothing built for a refused value
+    with pytest.raises(ConfigError, match=r"^head.kwargs.m: expected a number"):
+        r.check_kwargs("margin", {"m": "abc"}, "head.kwargs")
+
+
+def test_a_type_error_inside_a_constructor_is_not_masked():
+    r = Registry("thing")
+
+    @r.register()
+    def broken(x: int = 1):
+        return len(x)  # a bug: TypeError from inside, with a value of the right type
+
+    with pytest.raises(TypeError, match="has no len"):
+        r.create("broken", x=2)
+
+
+def test_head_kwarg_of_the_wrong_type_is_a_config_error_at_load():
+    with pytest.raises(ConfigError, match=r"head.kwargs.m: expected a number, got str 'abc'"):
+        load_config(None, ["head.name=arcface", "head.kwargs.m=abc"])
+    with pytest.raises(ConfigError, match=r"model.kwargs.width: expected a number"):
+        load_config(None, ["model.backbone=ir18", "model.kwargs.width=wide"])
+    assert load_config(None, ["head.name=arcface", "head.kwargs.m=0.4"]).head.kwargs == {"m": 0.4}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -156,6 +157,11 @@ class Config:
         for key in ("epochs", "batch_size", "grad_accum", "log_every", "model.embedding_size", "model.input_size"):
             if _get(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive, got {_get(self, key)}")
+        for key, (lo, hi, why) in BOUNDS.items():
+            if not lo <= _get(self, key) <= hi:
+                raise ConfigError(f"{key} must be in {lo}..{hi} ({why}), got {_get(self, key)}")
+        if not DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device '{self.device}' is not one of auto, cpu, cuda, cuda:N (e.g. device=cuda:0)")
         for key in ("val_every", "save_every", "optim.weight_decay", "optim.grad_clip", "schedule.warmup_epochs"):
             if _get(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {_get(self, key)}")
@@ -166,6 +172,15 @@ class Config:
             )
         if not self.compile_backend:
             raise ConfigError("compile_backend must name a torch.compile backend, e.g. inductor or aot_eager")
+        if self.compile is not False:
+            import torch._dynamo
+
+            if self.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):  # debug ones too
+                backends = torch._dynamo.list_backends()
+                raise ConfigError(
+                    f"compile_backend '{self.compile_backend}' is not a torch.compile backend."
+                    f"{did_you_mean(self.compile_backend, backends)} Available: {', '.join(backends)}, aot_eager"
+                )
         if not 0.0 < self.head.sample_rate <= 1.0:
             raise ConfigError(f"head.sample_rate must be in (0, 1], got {self.head.sample_rate}")
         if self.optim.lr <= 0 or self.model.std <= 0:
@@ -176,11 +191,18 @@ class Config:
             BACKBONES.get(self.model.backbone)  # raises with did-you-mean
         if self.head.name not in HEADS:
             HEADS.get(self.head.name)
+        BACKBONES.check_kwargs(self.model.backbone, self.model.kwargs, "model.kwargs")  # names and types
+        HEADS.check_kwargs(self.head.name, self.head.kwargs, "head.kwargs")
         for registry, name in ((OPTIMIZERS, self.optim.name), (SCHEDULES, self.schedule.name)):
             registry.get(name)  # an unknown name raises ConfigError with did-you-mean
         if not 0.0 <= self.schedule.min_lr <= self.optim.lr:
             raise ConfigError(f"schedule.min_lr must be in [0, optim.lr = {self.optim.lr}], got {self.schedule.min_lr}")
-        MODES.get(self.mode)
+        floor = MODES.get(self.mode).min_embedding_size
+        if self.model.embedding_size < floor:
+            raise ConfigError(
+                f"model.embedding_size must be >= {floor} for mode {self.mode} (a cosine needs at least 2 dimensions; "
+                f"only a scalar-output mode such as quality_regression takes 1), got {self.model.embedding_size}"
+            )
         from .data.samplers import SAMPLERS
 
         SAMPLERS.get(self.data.sampler)
@@ -199,6 +221,7 @@ class Config:
                     raise ConfigError(f"head.aux[{i}].name: {e}") from None
             if not aux.weight >= 0:
                 raise ConfigError(f"head.aux[{i}].weight must be >= 0 (e.g. 0.01), got {aux.weight}")
+            LOSSES.check_kwargs(aux.name, aux.kwargs, f"head.aux[{i}].kwargs")
         self.data.augment = resolve_augment(self.data.augment)
         return self
 
@@ -209,6 +232,20 @@ class Config:
         if options is not None:
             d[self.mode] = options
         return d
+
+
+# Ranges that catch a typo before it allocates or overflows: input_size is the square side of the face crops
+# (below 16 pixels a backbone's downsampling leaves nothing, above 1024 one image costs gigabytes of activations);
+# embedding_size is the feature width (65536 keeps the head's class matrix sane; each mode sets its floor, 2 for a
+# cosine, 1 for a scalar output);
+# the trainer derives per-step seeds as (seed * 1_000_003 + step) * 1024 + rank, which must fit torch's unsigned
+# 64-bit seed: seeds up to 2^32 - 1 do for any realistic step count.
+BOUNDS = {
+    "model.input_size": (16, 1024, "pixels per side of the face crop; below 16 the backbone has nothing left"),
+    "model.embedding_size": (1, 65536, "the feature width"),
+    "seed": (0, 2**32 - 1, "per-step seeds seed x 1,000,003 x 1,024 must fit torch's 64-bit seed"),
+}
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def _get(obj, dotted: str):

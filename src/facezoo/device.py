@@ -15,7 +15,10 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
         raise ConfigError(f"device '{name}' requested but no CUDA device is available here; use cpu or auto")
     if name == "cuda" and local_rank is not None:
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device '{name}' is not one of auto, cpu, cuda, cuda:N (e.g. --device cpu)") from None
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device

@@ -264,6 +264,18 @@ def test_evaluate_ijb_features_rejects_mismatched_files(tmp_path):
         evaluate_ijb_features(tmp_path, "IJBA", emb_in_file_order())
 
 
+def test_evaluate_ijb_features_refuses_non_finite_embeddings(tmp_path):
+    make_release(tmp_path)
+    emb = emb_in_file_order()
+    emb[2, 1] = np.nan
+    with pytest.raises(DataError, match="IJBC: .*non-finite embeddings .* for 1 of 7 images"):
+        evaluate_ijb_features(tmp_path, "IJBC", emb, use_flip=False)
+    flip = np.zeros_like(emb)
+    flip[4, 0] = np.inf
+    with pytest.raises(DataError, match="emb_flip .* for 1 of 7 images"):
+        evaluate_ijb_features(tmp_path, "IJBC", emb_in_file_order(), flip)
+
+
 # ------------------------------------------------------------------------------------------------------- speed
 
 

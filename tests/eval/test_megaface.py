@@ -5,6 +5,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from facezoo.errors import ConfigError, DataError
 from facezoo.eval import megaface as mf
@@ -121,6 +122,19 @@ def test_identification_errors():
         mf.identification(PROBES, np.arange(6), DISTRACTORS)
     with pytest.raises(DataError, match="3-d"):
         mf.identification(PROBES, IDS, np.zeros((4, 3)))
+
+
+def test_non_finite_features_are_refused():
+    for probes, dist, name in [
+        (PROBES.copy(), DISTRACTORS, "probe_feats"),
+        (PROBES, DISTRACTORS.copy(), "distractor_feats"),
+    ]:
+        (probes if name == "probe_feats" else dist)[1, 0] = np.nan
+        for run in (mf.identification, mf.verification):
+            with pytest.raises(DataError, match=f"{name}: .*non-finite embeddings .* for 1 of"):
+                run(probes, IDS, dist)
+    with pytest.raises(DataError, match="distractor_feats: .* for 1 of 5"):  # torch distractors too
+        mf.identification(PROBES, IDS, torch.from_numpy(DISTRACTORS).index_fill(0, torch.tensor([2]), float("inf")))
 
 
 def test_verification_hand_case():

@@ -6,6 +6,7 @@ import pytest
 
 from facezoo.errors import DataError
 from facezoo.eval.scoring import (
+    check_finite_embeddings,
     cmc_curve,
     identification,
     nearest_point,
@@ -204,3 +205,12 @@ def test_identification_with_one_unsorted_entry_per_identity():
 def test_identification_rejects_mismatched_shapes():
     with pytest.raises(DataError, match="gallery"):
         identification(np.ones((3, 4)), [1, 2], np.ones((2, 4)), [1, 2])
+
+
+def test_non_finite_embeddings_are_counted_per_image_across_views_and_chunks():
+    emb, flip = np.ones((70_000, 4), np.float32), np.ones((70_000, 4), np.float32)
+    emb[3, 0], emb[65_540, 2], flip[3, 1], flip[69_999, 3] = np.nan, np.inf, np.nan, -np.inf
+    # image 3 is bad in both views (one image), 65,540 lies in the second 65,536-row chunk, 69,999 only in the flip
+    with pytest.raises(DataError, match="lfw: .*non-finite embeddings \\(NaN or inf\\) for 3 of 70000 images"):
+        check_finite_embeddings([emb, flip], "lfw")
+    check_finite_embeddings([np.ones((70_000, 4)), np.zeros((70_000, 4))], "lfw")  # zeros are finite: no error

@@ -176,3 +176,26 @@ def test_evaluate_bin_and_cli_with_the_real_reader(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(facezoo, "load_model", lambda p, map_location="cpu": Linear())
     assert main(["eval", str(tmp_path / "m.pt"), "--bin", str(tmp_path / "lfw.bin"), "--device", "cpu"]) == 2
     assert "lfw.bin" in capsys.readouterr().err
+
+
+def test_non_finite_embeddings_are_refused_with_their_count():
+    images, issame = pair_images(10)
+
+    def nan_on_some(x):  # NaN for an image (or a flipped view) whose top-left red value is above 200
+        e = (x.float().flatten(1) / 255) @ Linear().weight
+        return torch.where((x[:, 0, 0, 0] > 200)[:, None], torch.full_like(e, float("nan")), e)
+
+    n_bad = sum(bool(im[0, 0, 0] > 200 or im[0, -1, 0] > 200) for im in images)  # either view: one image
+    assert 0 < n_bad < 20
+    with pytest.raises(DataError, match=f"non-finite embeddings .NaN or inf. for {n_bad} of 20 images"):
+        evaluate_pairs(nan_on_some, images, issame, nfolds=2)
+    inf = lambda x: torch.full((len(x), 3), float("inf"))
+    with pytest.raises(DataError, match="for 20 of 20 images"):
+        evaluate_pairs(inf, images, issame, nfolds=2, flip=False)
+
+
+@pytest.mark.parametrize("value, kind", [(True, "genuine"), (False, "impostor")])
+def test_a_set_of_one_kind_of_pair_is_refused(value, kind):
+    images, _ = pair_images(6)
+    with pytest.raises(DataError, match=f"toy: all 6 pairs are {kind}"):
+        evaluate_pairs(Linear(), images, [value] * 6, nfolds=2, desc="toy")

@@ -116,4 +116,4 @@ def test_cli_train_resume_and_score(setup, tmp_path, capsys):
     want = create_quality("sdd_fiqa", model=run / "model.pt", device="cpu").score(
         np.stack([read_image_file(p) for p in paths])
     )
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5)  # float32, other batch sizes

@@ -9,23 +9,12 @@ import torch
 from facezoo import load_model
 from facezoo.errors import ConfigError, ModelError
 from facezoo.models.checkpoint import save_checkpoint
-from facezoo.models.embedder import ModelMeta
 from facezoo.models.runtimes.ort import THRESHOLDS_KEY
-
-META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
+from tests.sdk.conftest import META
 
 
 def _normed(e):
     return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rec")
-    torch.manual_seed(0)
-    path = root / "tiny.pt"
-    save_checkpoint(path, META, META.build_backbone().state_dict())
-    return path
 
 
 @pytest.fixture(scope="module")

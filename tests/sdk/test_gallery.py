@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,19 @@ def test_remove_and_cache_invalidation(small):
         small.remove("dav")
     with pytest.raises(ConfigError, match="no identity"):
         small.entries("alice")
+
+
+def test_an_unknown_name_gives_a_command_that_lists_the_names(small_sqlite, capsys):
+    from facezoo.cli import main
+
+    with pytest.raises(ConfigError, match="no identity 'zzzzzz'") as e:
+        small_sqlite.remove("zzzzzz")  # nothing close: the hint is the command that lists the enrolled names
+    command = re.search(r"`(facezoo [^`]+)`", str(e.value)).group(1).split()
+    assert command[:3] == ["facezoo", "gallery", "list"] and command[3] == str(small_sqlite.path)
+    small_sqlite.close()
+    assert main(command[1:]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("alice", "bob", "carol"))
 
 
 def test_add_replace_and_top_k_beyond_size(small):

@@ -8,14 +8,14 @@ from PIL import Image
 
 from facezoo.errors import ConfigError, DataError, NoFaceError
 from facezoo.models.checkpoint import save_checkpoint
-from facezoo.models.embedder import ARCFACE_TEMPLATE_112, ModelMeta
+from facezoo.models.embedder import ARCFACE_TEMPLATE_112
 from facezoo.sdk.align import align_face
 from facezoo.sdk.detect.base import Detections, Detector
 from facezoo.sdk.gallery import Gallery
 from facezoo.sdk.pipeline import FaceAnalyzer
 from facezoo.sdk.thresholds import write_thresholds
+from tests.sdk.conftest import META
 
-META = ModelMeta(backbone="ir18", backbone_kwargs={"width": 0.25}, embedding_size=32, input_size=(64, 64))
 KPS = np.asarray(ARCFACE_TEMPLATE_112, np.float32)
 
 
@@ -38,14 +38,6 @@ def face_like(seed, size=160):
     """A smooth random RGB image (upsampled 8x8 noise): distinct images give distinct embeddings."""
     low = np.random.default_rng(seed).integers(0, 256, (8, 8, 3)).astype(np.uint8)
     return np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("pipe") / "tiny.pt"
-    save_checkpoint(path, META, META.build_backbone().state_dict())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +121,7 @@ def test_identify_returns_the_enrolled_identity_first(fa, tmp_path):
     for seed, name in enumerate(["alice", "bob", "carol"]):
         assert fa.enroll(g, name, [face_like(10 + seed)]) == 1
     noisy = np.clip(face_like(11).astype(int) + np.random.default_rng(0).integers(-8, 9, (160, 160, 3)), 0, 255)
-    results = fa.identify(noisy.astype(np.uint8), g, top_k=3)
+    results = fa.identify(noisy.astype(np.uint8), g, top_k=3, threshold=-1)  # -1: every candidate
     assert len(results) == 2  # both detected faces are searched, best first
     top = results[0]["matches"]
     assert next(m["identity"] for m in top) == "bob" and len(top) == 3
@@ -150,7 +142,7 @@ def test_gallery_path_records_and_checks_the_model_key(fa, tmp_path):
     save_checkpoint(other_path, META, META.build_backbone().state_dict())
     other = FaceAnalyzer(FixedDetector(), other_path, device="cpu")
     with pytest.raises(ConfigError, match="built with model"):
-        other.identify(face_like(20), path)
+        other.identify(face_like(20), path, threshold=0.5)
 
 
 def test_enroll_with_a_faceless_image_writes_nothing(fa, tmp_path):

@@ -62,7 +62,7 @@ class ColourAnalyzer:
             "face2": dict(face),
         }
 
-    def identify(self, image, gallery, top_k=5, threshold=None):
+    def identify(self, image, gallery, top_k=5, threshold=None, far=None):
         e = self._embed(image)
         return [{"face": {"bbox": [0, 0, 1, 1], "det_score": 1.0}, "matches": gallery.search(e, top_k=top_k)[0]}]
 
@@ -446,7 +446,8 @@ def test_end_to_end_with_real_face_analyzer(serving, tmp_path, backend):
             200,
             {"identity": name, "enrolled": 1},
         )
-    status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "top_k": 2})
+    # an uncalibrated model has no operating point: identify states its threshold (-1: every candidate)
+    status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "top_k": 2, "threshold": -1})
     assert status == 200 and body["faces"][0]["matches"][0]["identity"] == "bob"
     status, body = c.request(
         "POST", "/v1/verify", {"image1": enc(faces["ann"]), "image2": enc(faces["ann"]), "threshold": 0.5}
@@ -461,6 +462,17 @@ def test_end_to_end_with_real_face_analyzer(serving, tmp_path, backend):
     # an uncalibrated model has no threshold for a FAR: a 400 that says how to fix it
     status, body = c.request("POST", "/v1/verify", {"image1": enc(faces["ann"]), "image2": enc(faces["bob"])})
     assert status == 400 and "calibrate" in body["error"]["message"]
+    # calibrated thresholds: far picks one, and without far or threshold the lowest calibrated FAR decides
+    analyzer.thresholds = {"1e-02": 0.5, "1e-03": 0.99}
+    status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "top_k": 2, "far": 0.01})
+    (face,) = body["faces"]
+    assert status == 200 and face["operating_point"] == {"far": 0.01, "threshold": 0.5, "source": "calibrated"}
+    assert face["identity"] == "bob" and all(m["score"] >= 0.5 for m in face["matches"])
+    status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"])})
+    assert status == 200 and body["faces"][0]["operating_point"]["far"] == 0.001
+    status, body = c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "far": 1e-5})
+    assert status == 400 and "calibrate" in body["error"]["message"]
+    assert c.request("POST", "/v1/identify", {"image": enc(faces["bob"]), "far": 2})[0] == 400
 
 
 SERVE_SCRIPT = """
@@ -471,7 +483,7 @@ class Fake:
     def __init__(self, detector, recognizer, device, **options):
         self.detector = detector
 
-    def identify(self, image, gallery, top_k=5, threshold=None):
+    def identify(self, image, gallery, top_k=5, threshold=None, far=None):
         return [{"face": {"detector": self.detector}, "matches": []}]
 
 pipeline.FaceAnalyzer = Fake  # the CLI's wiring with a stand-in model

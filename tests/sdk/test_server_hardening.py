@@ -219,7 +219,7 @@ class DetectingAnalyzer(ColourAnalyzer):
         super().__init__()
         self.detector = SquareDetector()
 
-    def identify(self, image, gallery, top_k=5, threshold=None):
+    def identify(self, image, gallery, top_k=5, threshold=None, far=None):
         d = self.detector.detect(image)
         return [{"face": {"bbox": d.boxes[0], "kps": d.kps[0]}, "matches": []}]
 
@@ -327,7 +327,7 @@ class Fake:
     def __init__(self, **options):
         pass
 
-    def identify(self, image, gallery, top_k=5, threshold=None):
+    def identify(self, image, gallery, top_k=5, threshold=None, far=None):
         return [{"face": {"pid": os.getpid()}, "matches": []}]
 """
 

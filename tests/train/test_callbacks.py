@@ -1,5 +1,6 @@
 """Training events and their plug-ins: order, train.log, metrics.jsonl over a resume, best so far, curves, trackers."""
 
+import io
 import json
 import sys
 import types
@@ -78,6 +79,21 @@ def test_train_log_best_so_far_and_curves(tiny_cfg, tmp_path):
     vals = [r["val/v"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val/v" in r]
     assert best["score"] == max(vals) and best["step"] in (3, 6, 9) and (run / "best.pt").is_file()
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_in_training_verification_shows_progress_on_a_terminal(tiny_cfg, tmp_path, monkeypatch):
+    val = tiny_bin(tmp_path / "v.bin", n=20)
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    Trainer(tiny_cfg("epochs=1", f"data.val=[{val}]"), dataset=TinyFaces()).fit()
+    text = term.getvalue()
+    assert "decoding v.bin:" in text and "/40 [" in text  # the set's 40 images decoded once
+    assert "embedding verification v:" in text and "img/s" in text  # and embedded at each validation
 
 
 def test_metrics_jsonl_has_each_step_once_after_a_resume(tiny_cfg, tmp_path):

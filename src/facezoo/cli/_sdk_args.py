@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -12,13 +14,11 @@ def add_detector_args(p) -> None:
         "--detector",
         default="mtcnn",
         metavar="SPEC",
-        help="mtcnn (default; weights from `facezoo models fetch mtcnn`), dlib_mmod (`facezoo models fetch dlib`), "
+        help="mtcnn (weights from `facezoo models fetch mtcnn`), dlib_mmod (`facezoo models fetch dlib`), "
         "scrfd:/path/det_10g.onnx or retinaface:/path/model.onnx",
     )
     p.add_argument("--max-faces", type=int, default=None, metavar="N", help="keep at most N faces per image")
-    p.add_argument(
-        "--min-score", type=float, default=0.5, metavar="S", help="drop detections with a score below S (default 0.5)"
-    )
+    p.add_argument("--min-score", type=float, default=0.5, metavar="S", help="drop detections with a score below S")
 
 
 def add_device_arg(p) -> None:
@@ -26,7 +26,7 @@ def add_device_arg(p) -> None:
         "--device",
         default="auto",
         metavar="DEVICE",
-        help="auto (cuda if available, default), cpu, cuda or cuda:N; cuda without CUDA is an error",
+        help="auto (cuda if available), cpu, cuda or cuda:N; cuda without CUDA is an error",
     )
 
 
@@ -72,7 +72,11 @@ def add_runtime_args(p, batch_size: int = 32) -> None:
         default=None,
         help="the network's channel order, for ONNX files without facezoo metadata",
     )
-    p.add_argument("--batch-size", type=int, default=batch_size, help=f"faces per forward pass (default {batch_size})")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="faces per forward pass")
+
+
+def add_quiet_arg(p) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr (they show only on a terminal)")
 
 
 def preprocessing(args) -> dict:
@@ -128,12 +132,127 @@ def face_dict(face, embedding: bool = False) -> dict:
     return d
 
 
+def finite_json(obj):
+    """obj with every non-finite float (NaN, inf: not JSON) replaced by None, numpy scalars and arrays as Python."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
+        return finite_json(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def print_json(obj) -> None:
-    print(json.dumps(obj), flush=True)
+    """One line of strict JSON (no bare NaN / Infinity: those become null); every command prints JSON this way."""
+    print(json.dumps(finite_json(obj), allow_nan=False), flush=True)
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image to process: its path, the name its outputs take (the file name, or its path relative to the folder
+    it was found in) and whether it was found by walking a folder (then a bad file is skipped, not fatal)."""
+
+    path: Path
+    name: Path
+    found: bool = False
+
+
+SHOWN = 20  # skipped files listed one per line; the rest are counted
+
+
+def collect_images(paths) -> list[ImageInput]:
+    """Files as given, and every image file under a given folder (recursively, sorted; hidden entries and files
+    that are not images by their suffix are skipped and listed on stderr, the first SHOWN by name). DataError for a
+    path that does not exist; before any model loads."""
+    from ..data.folders import is_image_file
+    from ..errors import DataError
+
+    out, skipped = [], []
+    for root in map(Path, paths):
+        if root.is_file():
+            out.append(ImageInput(root, Path(root.name)))
+        elif root.is_dir():
+            for p in sorted(root.rglob("*")):
+                rel = p.relative_to(root)
+                if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+                    continue
+                if is_image_file(p):
+                    out.append(ImageInput(p, rel, found=True))
+                else:
+                    skipped.append(p)
+        else:
+            raise DataError(f"{root}: no such file or folder. Check the path.")
+    for p in skipped[:SHOWN]:
+        log(f"skipped {p}: not an image file (by its suffix)")
+    if len(skipped) > SHOWN:
+        log(f"skipped {len(skipped) - SHOWN} more files that are not images")
+    if not out:
+        raise DataError(f"no image files in {', '.join(map(str, paths))} (looked for {', '.join(_suffixes())}).")
+    return out
+
+
+def _suffixes() -> list[str]:
+    from ..data.folders import IMAGE_SUFFIXES
+
+    return sorted(IMAGE_SUFFIXES)
+
+
+def read_input(item: ImageInput):
+    """The decoded image, or None (logged as skipped) when a file found in a folder cannot be decoded; a file named
+    on the command line that cannot be decoded is an error (DataError, exit 2)."""
+    from ..data.image import read_image_file
+    from ..errors import DataError
+
+    try:
+        return read_image_file(item.path)
+    except DataError as e:
+        if not item.found:
+            raise
+        log(f"skipped {item.path}: {e}")
+        return None
+
+
+ANNOTATED = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
+
+
+def annotated_path(out_dir, item: ImageInput) -> Path:
+    """out_dir/<the input's name>, as .png unless the input is a JPEG or PNG."""
+    name = item.name if item.name.suffix.lower() in ANNOTATED else item.name.with_suffix(".png")
+    return Path(out_dir) / name
+
+
+def write_annotated(image, faces, out_dir, item: ImageInput, labels=None) -> str:
+    """Write a copy of `image` with each face's box, points and label (default: its detection score)."""
+    from ..data.image import encode_image
+    from ..io import atomic_write
+    from ..sdk.draw import draw_faces
+
+    out = annotated_path(out_dir, item)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as f:
+        f.write(encode_image(draw_faces(image, faces, labels=labels), ANNOTATED.get(out.suffix.lower(), "png")))
+    return str(out)
+
+
+def unique_outputs(items, out_dir) -> None:
+    """ConfigError when two inputs would write the same annotated file."""
+    from ..errors import ConfigError
+
+    seen: dict[Path, Path] = {}
+    for item in items:
+        out = annotated_path(out_dir, item)
+        if out in seen and seen[out] != item.path:
+            raise ConfigError(
+                f"{seen[out]} and {item.path} would both be written to {out}; run them into separate output folders."
+            )
+        seen[out] = item.path
 
 
 def unique_stems(paths) -> None:

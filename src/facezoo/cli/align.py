@@ -20,7 +20,7 @@ from ._sdk_args import (
 @COMMANDS.register("align")
 def register(sub) -> None:
     p = sub.add_parser("align", help="detect and write aligned face crops", description=__doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the crops")
     p.add_argument(
         "--size",

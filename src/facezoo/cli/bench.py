@@ -12,6 +12,7 @@ import json
 import sys
 
 from . import COMMANDS
+from ._sdk_args import print_json
 
 
 @COMMANDS.register("bench")
@@ -99,7 +100,7 @@ def run(args) -> int:
         chunk_size=chunk,
     )
     if args.json:
-        print(json.dumps(r))
+        print_json(r)
     else:
         peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
         print(
@@ -137,7 +138,7 @@ def run_latency(args) -> int:
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     if args.json:
-        print(json.dumps(rows))
+        print_json(rows)
         return 0
     r = rows[0]
     versions = f"torch {torch.__version__}"

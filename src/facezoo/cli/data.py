@@ -7,6 +7,7 @@ import argparse
 import json
 
 from . import COMMANDS
+from ._sdk_args import add_quiet_arg, finite_json
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -112,7 +113,7 @@ def _inspect(args) -> int:
     from ..data.inspect import format_report, inspect
 
     report = inspect(args.path, scan=not args.sample)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(json.dumps(finite_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
     return 0
 
 
@@ -203,6 +204,7 @@ def _add_prepare(sub) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
     g.add_argument("--work-dir", default=None, help="journal folder (default OUT_DIR.prepare-work beside OUT_DIR)")
+    add_quiet_arg(p)
     p.set_defaults(func=_prepare)
 
 
@@ -293,7 +295,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("pack", help="image folder or list file -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="folder with one sub-folder per identity, or a 'relative/path label' list file")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for the packed set (replaced as a whole if it holds one)")
     _add_format(p)
     p.add_argument(
         "--image-size",
@@ -303,12 +305,14 @@ def register(subparsers) -> None:
         help="resize (bilinear) and re-encode images of another size; default: store bytes unchanged",
     )
     p.add_argument("--quality", type=int, default=None, help="JPEG quality when re-encoding (default 95)")
+    add_quiet_arg(p)
     p.set_defaults(func=_pack)
 
     p = sub.add_parser("convert", help="any set facezoo reads -> RecordIO, TFRecord + index, or image folder")
     p.add_argument("src", help="RecordIO folder/.rec, TFRecord index or folder, image folder or list file")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for the converted set")
     _add_format(p, required=True)
+    add_quiet_arg(p)
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("relabel", help="rewrite a TFRecord index only: map labels or keep some identities")
@@ -322,6 +326,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("unpack", help="RecordIO or TFRecord set -> OUT_DIR/<label>/<id>.<ext> (bytes unchanged)")
     p.add_argument("rec_dir", help="folder with train.rec/train.idx or a .rec file; or a TFace index / its folder")
     p.add_argument("out_dir", help="new or empty folder")
+    add_quiet_arg(p)
     p.set_defaults(func=_unpack)
 
     p = sub.add_parser("inspect", help="counts, identities, image sizes, corrupt records")
@@ -331,12 +336,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("unpack-bin", help="verification .bin -> OUT_DIR/<index>.<ext> and pairs.txt")
-    p.add_argument("bin", metavar="FILE.bin")
+    p.add_argument("bin", metavar="FILE.bin", help="InsightFace verification .bin")
     p.add_argument("out_dir", help="new or empty folder")
     p.set_defaults(func=_unpack_bin)
 
     p = sub.add_parser("synth", help="generate a synthetic face-like training set and verification .bin files")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder for train/ and the verification .bin files")
     p.add_argument("--identities", type=int, required=True, help="training identities to render")
     p.add_argument("--images-per-identity", type=int, required=True, help="images of each training identity")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
@@ -347,6 +352,7 @@ def register(subparsers) -> None:
         help="identities held out for the verification sets (default: the generator's)",
     )
     p.add_argument("--image-size", type=int, default=112, help="square image side in pixels (default 112)")
+    add_quiet_arg(p)
     p.set_defaults(func=_synth)
 
     _add_mask(sub)

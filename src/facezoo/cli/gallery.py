@@ -17,7 +17,16 @@ index G --kind ivf|hnsw|exact [--nprobe 16] [--ef-construction 40] [--ef-search 
 from __future__ import annotations
 
 from . import COMMANDS
-from ._sdk_args import add_detector_args, add_device_arg, add_model_args, build_analyzer, check_files, log, print_json
+from ._sdk_args import (
+    add_detector_args,
+    add_device_arg,
+    add_model_args,
+    add_quiet_arg,
+    build_analyzer,
+    check_files,
+    log,
+    print_json,
+)
 
 
 @COMMANDS.register("gallery")
@@ -31,12 +40,12 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     e = actions.add_parser("enroll", help="enroll FOLDER/<name>/<image>")
     e.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
-    e.add_argument("folder", metavar="FOLDER")
+    e.add_argument("folder", metavar="FOLDER", help="one sub-folder of images per person, named after them")
     e.add_argument("--replace", action="store_true", help="replace identities already enrolled")
     a = actions.add_parser("add", help="add images to one identity")
     a.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
-    a.add_argument("name", metavar="NAME")
-    a.add_argument("images", nargs="+", metavar="IMAGE")
+    a.add_argument("name", metavar="NAME", help="the identity to add to (created if new)")
+    a.add_argument("images", nargs="+", metavar="IMAGE", help="images of that person (the best face of each)")
     a.add_argument("--replace", action="store_true", help="replace the identity's previous entries")
     for q in (e, a):
         q.add_argument(
@@ -52,9 +61,10 @@ def register(sub) -> None:
         add_model_args(q)
         add_detector_args(q)
         add_device_arg(q)
+        add_quiet_arg(q)
     r = actions.add_parser("remove", help="remove an identity")
     r.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
-    r.add_argument("name", metavar="NAME")
+    r.add_argument("name", metavar="NAME", help="the identity to remove (`facezoo gallery list G` shows them)")
     ls = actions.add_parser("list", help="identities and their number of faces")
     ls.add_argument("gallery", metavar="G", help="gallery file or postgresql:// URL")
     ix = actions.add_parser("index", help="build an approximate index; --recall measures it against exact search")

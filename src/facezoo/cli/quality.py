@@ -32,7 +32,7 @@ def register(sub) -> None:
     ls.set_defaults(func=run_list)
 
     sc = sp.add_parser("score", help="quality of images as JSON, one object per image")
-    sc.add_argument("images", nargs="+", metavar="IMAGE")
+    sc.add_argument("images", nargs="+", metavar="IMAGE", help="image files (photos, or aligned crops with --aligned)")
     sc.add_argument("--model", required=True, metavar="Q", help="baseline, magface_norm:M.pt or sdd_fiqa:Q.pt")
     sc.add_argument("--aligned", action="store_true", help="inputs are aligned crops: skip detection")
     sc.add_argument("--batch-size", type=int, default=32, help="crops per forward pass (default 32)")
@@ -60,12 +60,19 @@ def register(sub) -> None:
 
     tr = sp.add_parser("train", help="train the quality regressor on the labels (the shared training loop)")
     tr.add_argument("data", metavar="DATA", help="the training set the labels were made from")
-    tr.add_argument("--labels", required=True, metavar="labels.npy")
+    tr.add_argument("--labels", required=True, metavar="labels.npy", help="pseudo-labels from `facezoo quality labels`")
     tr.add_argument("--output", required=True, metavar="DIR", help="run folder: model.pt, checkpoint.pt, logs")
     tr.add_argument("--recipe", default=None, metavar="R.yaml", help="a recipe for the rest (backbone, optimiser)")
     tr.add_argument("--init", default=None, metavar="M.pt", help="start from a recognition model's backbone weights")
     tr.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.backbone=ir18")
-    tr.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT")
+    tr.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue a stopped run (default OUTPUT/checkpoint.pt)",
+    )
     tr.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
     tr.set_defaults(func=run_train)
 

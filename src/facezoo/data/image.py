@@ -61,14 +61,7 @@ def decode_image(data: bytes, where: str = "image", budget: int | None = None) -
     budget = budget or max_pixels()
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            w, h = im.size
-            if w * h > budget:
-                raise ImageTooLarge(
-                    f"{where}: image of {w} x {h} = {w * h:,} pixels exceeds the budget of {budget:,} pixels; "
-                    "downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
-                )
-            im.load()
-            return _to_rgb(_upright(im))
+            return from_pil(im, where, budget)
     except Image.DecompressionBombError as e:  # Pillow's own header check fired first (over 2 x its limit)
         count = re.search(r"\((\d+) pixels\)", str(e))
         claimed = f"{int(count.group(1)):,}" if count else "too many"
@@ -82,6 +75,24 @@ def decode_image(data: bytes, where: str = "image", budget: int | None = None) -
             f"{where}: cannot decode image ({len(data)} bytes): {reason}. "
             "Re-encode or remove it (training can skip corrupt samples with data.skip_corrupt=true)."
         ) from None
+
+
+def from_pil(im, where: str = "image", budget: int | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a PIL image, by decode_image's rules: a format outside FORMATS refused, the pixel
+    budget checked from the size before any pixel is decoded, EXIF orientation applied, 16-bit samples scaled."""
+    budget = budget or max_pixels()
+    if im.format is not None and im.format not in FORMATS:
+        raise DataError(
+            f"{where}: {im.format} images are not accepted (accepted: {', '.join(FORMATS)}); convert it to PNG or JPEG."
+        )
+    w, h = im.size
+    if w * h > budget:
+        raise ImageTooLarge(
+            f"{where}: image of {w} x {h} = {w * h:,} pixels exceeds the budget of {budget:,} pixels; "
+            "downscale it (or raise FACEZOO_MAX_PIXELS if such images are intended)."
+        )
+    im.load()
+    return _to_rgb(_upright(im))
 
 
 def _upright(im):

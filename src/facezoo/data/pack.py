@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from ..errors import DataError
 from ..io import replace_dir, staged_dir
+from ..progress import bar, counted, track
 from ..registry import Registry
 from .datasets import open_dataset
 from .folders import folder_samples, list_samples
@@ -209,7 +210,8 @@ def pack(src, out_dir, *, image_size=None, quality: int | None = None, format: s
         first = samples[0][0]
         recorded = decode_image(load(first), str(first)).shape[:2]
     names = sorted({p.parent.name for p, _ in samples}) if src.is_dir() else None
-    result = write_set(format, out_dir, groups, load, recorded, names, **options)
+    with bar(len(samples), "pack", "img") as pbar:
+        result = write_set(format, out_dir, groups, counted(load, pbar), recorded, names, **options)
     result["source"] = str(src)
     return result
 
@@ -231,7 +233,10 @@ def convert(src, out_dir, format: str, **options) -> dict:
         raise DataError(f"{src}: no images to convert.")
     image_size = getattr(ds, "image_size", None) or decode_image(ds.read_encoded(0), ds.where(0)).shape[:2]
     names = getattr(ds, "classes", None) or read_names(_folder(src) / IDENTITIES_FILE, ds.num_classes)
-    result = write_set(format, out_dir, _groups_of(ds), ds.read_encoded, tuple(image_size), names, **options)
+    with bar(len(ds), "convert", "img") as pbar:
+        result = write_set(
+            format, out_dir, _groups_of(ds), counted(ds.read_encoded, pbar), tuple(image_size), names, **options
+        )
     result["source"] = str(src)
     return result
 
@@ -248,7 +253,7 @@ def unpack(src, out_dir) -> int:
     if not isinstance(ds, (RecordDataset, TFRecordDataset)):
         raise DataError(f"{src}: unpack reads RecordIO (train.rec) or TFRecord (NAME.txt + shards) sets.")
     with staged_dir(out_dir) as tmp:
-        for i in range(len(ds)):
+        for i in track(range(len(ds)), len(ds), "unpack", "img"):
             data = ds.read_encoded(i)
             folder = tmp / str(int(ds.labels[i]))
             folder.mkdir(exist_ok=True)

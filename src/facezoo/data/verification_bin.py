@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_write, staged_dir
+from ..progress import track
 from .image import decode_image, image_ext, resize_image
 
 try:
@@ -172,6 +173,6 @@ def load_bin_images(path, image_size=(112, 112)) -> tuple[np.ndarray, np.ndarray
     images, issame = read_bin(path)
     h, w = image_size
     out = np.empty((len(images), h, w, 3), dtype=np.uint8)
-    for i, data in enumerate(images):
+    for i, data in enumerate(track(images, len(images), f"decoding {Path(path).name}", "img")):
         out[i] = resize_image(decode_image(data, where=f"{path}: image {i}"), (h, w))
     return out, issame

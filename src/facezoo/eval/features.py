@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write
-from .progress import bar
+from ..progress import bar
 
 FORMAT = 1
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

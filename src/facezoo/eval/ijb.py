@@ -26,9 +26,9 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..far import far_key
+from ..progress import bar
 from .ijb_meta import IJB1N, IJBMeta, check_embeddings, check_target, load_ijb_meta
-from .progress import bar
-from .scoring import cmc_curve, identification, l2_normalize, roc_summary
+from .scoring import check_finite_embeddings, cmc_curve, identification, l2_normalize, roc_summary
 
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 IJB_FPIRS = (0.01, 0.1)
@@ -62,6 +62,7 @@ def image_features(
             raise ConfigError("use_flip=True needs emb_flip (embeddings of the mirrored images); or set use_flip=False")
         if np.shape(emb_flip) != emb.shape:
             raise DataError(f"emb_flip shape {np.shape(emb_flip)} differs from emb shape {emb.shape}")
+        check_finite_embeddings([emb_flip], "emb_flip (the mirrored images)")
         feats += np.asarray(emb_flip, dtype=feats.dtype)
     if not use_norm:
         norms = np.sqrt(np.einsum("ij,ij->i", feats, feats))

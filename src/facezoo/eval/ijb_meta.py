@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .scoring import check_finite_embeddings
 
 IJB_TARGETS = ("IJBB", "IJBC")
 IJB_GALLERIES = {"IJBB": ("S1", "S2"), "IJBC": ("G1", "G2")}
@@ -306,6 +307,7 @@ def check_embeddings(emb, n: int, target: str) -> np.ndarray:
             f"{np.shape(emb)} embeddings for {n} images in {prefix}_face_tid_mid.txt; embed every image of "
             f"{prefix}_name_5pts_score.txt in file order"
         )
+    check_finite_embeddings([emb], target)
     return emb
 
 

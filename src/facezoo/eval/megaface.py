@@ -32,8 +32,8 @@ import torch
 from ..errors import ConfigError, DataError
 from ..far import check_far, far_rank
 from ..io import atomic_write
-from .progress import bar
-from .scoring import tar_at_far
+from ..progress import bar
+from .scoring import check_finite_embeddings, tar_at_far
 
 METRICS = ("cosine", "l2")
 DEVKIT_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)
@@ -323,7 +323,7 @@ def _faiss_tops(probes, dist, sizes, metric, block, dev, top_r, keep, pbar):
         import faiss
     except ImportError:
         raise ConfigError(
-            "search='faiss' needs the faiss package: pip install faiss-cpu (or use search='torch')."
+            "--search faiss (search='faiss') needs the faiss package: pip install faiss-cpu (or --search torch)."
         ) from None
     q = np.ascontiguousarray(probes.detach().cpu().numpy(), dtype=np.float32)
     index = faiss.IndexFlatIP(q.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(q.shape[1])
@@ -361,6 +361,7 @@ def _as_matrix(x, name: str) -> np.ndarray:
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if a.ndim != 2:
         raise DataError(f"{name}: expected a (n, dim) feature matrix, got shape {a.shape}.")
+    check_finite_embeddings([a], name)
     return a
 
 
@@ -406,6 +407,7 @@ def _inputs(probe_feats, probe_ids, distractor_feats, metric: str, dev: torch.de
         raise DataError(f"distractor_feats: expected a (n, dim) feature matrix, got shape {tuple(dist.shape)}.")
     if dist.shape[1] != probes.shape[1]:
         raise DataError(f"distractor_feats are {dist.shape[1]}-d but probe_feats are {probes.shape[1]}-d.")
+    check_finite_embeddings([dist], "distractor_feats")
     ids = np.asarray(probe_ids)
     _check_len(ids, probes, "probe_ids", "probe_feats")
     codes = torch.from_numpy(np.unique(ids, return_inverse=True)[1].reshape(-1).astype(np.int64))

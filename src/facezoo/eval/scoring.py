@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..far import far_key, strict_threshold, unmeasurable
-from .progress import bar
+from ..progress import bar
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -27,6 +27,26 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 def not_measured(reason: str, *keys: str) -> dict:
     """The n/a entry: each of `keys` None, plus the reason ("needs at least N impostor pairs ...")."""
     return dict.fromkeys(keys) | {"reason": f"n/a: {reason}"}
+
+
+def check_finite_embeddings(views, what: str) -> None:
+    """DataError when any image's embedding (in any of `views`: (N, D) arrays, e.g. the image and its flip) holds
+    NaN or inf: a diverged model must fail, not score 50% accuracy or a made-up TAR."""
+    n, bad, chunk = len(views[0]), 0, 65536  # rows per check: bounded memory for a million-row memmap
+    for a in range(0, n, chunk):
+        ok = np.ones(min(chunk, n - a), dtype=bool)
+        for v in views:
+            block = v[a : a + chunk]
+            if hasattr(block, "isfinite"):  # a torch tensor (torch is not imported for plain arrays)
+                ok &= block.isfinite().all(1).cpu().numpy()
+            else:
+                ok &= np.isfinite(np.asarray(block)).all(1)
+        bad += int(np.count_nonzero(~ok))
+    if bad:
+        raise DataError(
+            f"{what}: the model produced non-finite embeddings (NaN or inf) for {bad} of {n} images; "
+            "nothing is scored. Check the model: a run that diverged (e.g. a too large optim.lr) saves NaN weights."
+        )
 
 
 def _finite(scores: np.ndarray, what: str) -> np.ndarray:

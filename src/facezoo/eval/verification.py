@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..progress import bar
 from .features import embed_chunk, extract_features, file_key
 from .metrics import TAR_FARS, verification_metrics
-from .progress import bar
+from .scoring import check_finite_embeddings
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -80,11 +81,19 @@ def evaluate_pairs(
     progress: a bar over the images embedded (stderr, when it is a terminal), titled desc.
     """
     issame = np.asarray(issame, dtype=bool)
+    what = desc or "the pair set"
     if len(images) != 2 * len(issame):
         raise DataError(f"{len(images)} images for {len(issame)} pairs; a pair set needs exactly 2 images per pair")
     if len(images) == 0:
         raise DataError("the pair set is empty; a verification set needs at least one pair")
+    if issame.all() or not issame.any():
+        kind = "genuine (same person)" if issame.all() else "impostor (different people)"
+        raise DataError(
+            f"{what}: all {len(issame)} pairs are {kind}; verification accuracy needs both genuine and impostor "
+            "pairs. Check the set's issame labels (a one-kind set can still calibrate thresholds: facezoo calibrate)."
+        )
     views = _cached_views(embed, images, cache_key, batch_size, device, flip, cache_dir, progress, desc)
+    check_finite_embeddings(views, what)
     emb = views[0] + views[1] if flip else views[0]
     norms = np.concatenate([np.linalg.norm(v, axis=1) for v in views])
     result = verification_metrics(

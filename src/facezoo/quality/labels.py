@@ -162,7 +162,7 @@ def labels_from_features(
     found again on a rerun (resume); None keeps everything in memory. Under torchrun (an initialised process
     group) chunk i is computed by rank i mod W and every rank reads all of them after a barrier.
     """
-    from ..eval.progress import bar
+    from ..progress import bar
     from ..train.distributed import world_from_env
 
     if not isinstance(m, int) or m < 1:

@@ -2,8 +2,18 @@
 
     fa = FaceAnalyzer("mtcnn", "model.pt")           # or "scrfd:/models/det_10g.onnx", a Detector; .onnx models
     faces = fa.analyze("photo.jpg")                  # list[Face], highest detection score first
-    fa.verify("a.jpg", "b.jpg", far=1e-4)            # {"same", "similarity", "threshold", ...}
-    fa.identify("c.jpg", Gallery.open("g.db"))       # per face: {"face", "matches"}
+    fa.verify("a.jpg", "b.jpg")                      # {"same", "similarity", "threshold", "operating_point", ...}
+    fa.identify("c.jpg", Gallery.open("g.db"))       # per face: {"face", "identity", "unknown", "matches", ...}
+    fa.analyze(cv2.imread("p.jpg"), channel_order="BGR")   # arrays are RGB unless the call says BGR
+
+Images: a path, encoded bytes or a PIL image are decoded by facezoo.data.image (EXIF orientation applied, 16-bit
+scaled, the pixel budget and the format allow-list enforced) to RGB; a uint8 (H, W, 3) array is taken as RGB
+unless the call passes channel_order="BGR" (cv2.imread's order), which then applies to arrays only. Face crops
+are RGB whatever the input's order.
+
+Decisions (verify, identify) use an operating point (sdk.thresholds.operating_point): a threshold given, a FAR's
+calibrated threshold, or the model's default (its lowest calibrated FAR, else its stated default threshold); every
+answer says which under "operating_point".
 
 Crops are aligned with a similarity transform (Umeyama) of the 5 points onto the ArcFace template at the
 recognizer's input size (112x112 without a recognizer, or crop_size); a model whose metadata template is dlib's
@@ -19,24 +29,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, NoFaceError
+from ..errors import ConfigError, DataError, NoFaceError
 from ..far import far_key
 from .align import _hw, align_for_model
 from .detect.base import Detector, check_image
 from .face import Face
 
+CHANNEL_ORDERS = ("RGB", "BGR")
 
-def load_image(image, where: str | None = None) -> np.ndarray:
-    """uint8 (H, W, 3) RGB from a path, encoded bytes, a PIL image or an array; DataError naming the input."""
-    from ..data.image import decode_image, read_image_file
 
+def load_image(image, where: str | None = None, channel_order: str = "RGB") -> np.ndarray:
+    """uint8 (H, W, 3) RGB from a path, encoded bytes, a PIL image (all three through facezoo.data.image: EXIF
+    orientation, 16-bit scaling, pixel budget, accepted formats) or a uint8 array in `channel_order` ("RGB"
+    default, "BGR" for cv2; arrays only). DataError naming the input."""
+    from ..data.image import decode_image, from_pil, read_image_file
+
+    if channel_order not in CHANNEL_ORDERS:
+        raise ConfigError(f"channel_order must be 'RGB' or 'BGR' (the order of array inputs), got {channel_order!r}.")
+    where = where or _where(image, "image")
     if isinstance(image, (str, Path)):
         return read_image_file(image)
-    if isinstance(image, (bytes, bytearray)):
-        return decode_image(bytes(image), where=where or "image")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), where=where)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image.Image, without importing PIL here
-        return np.array(image.convert("RGB"))
-    return check_image(image, where or "image")
+        try:
+            return from_pil(image, where)
+        except (OSError, ValueError, SyntaxError, EOFError) as e:  # a lazily opened file that cannot be decoded
+            raise DataError(f"{where}: cannot decode image: {e}. Re-encode or remove it.") from None
+    img = check_image(image, where)
+    return np.ascontiguousarray(img[..., ::-1]) if channel_order == "BGR" else img
 
 
 def _where(image, default: str) -> str:
@@ -102,10 +123,12 @@ class FaceAnalyzer:
         """detector: name, "name:path" spec or Detector. recognizer: anything facezoo.load_model takes (a .pt, an
         .onnx, a pretrained model name, an Embedder), or None (detect and align only); runtime, mean, std and
         channel_order (the network's) go to load_model. thresholds: {far (float or far_key string): cosine}
-        overriding the model's metadata. crop_size: (H, W) of aligned crops; default the recognizer's input size,
-        else 112x112. Images are RGB (load_image decodes files to RGB). quality: a face image quality method
-        (facezoo.quality: "baseline", "sdd_fiqa:q.pt", "magface_norm" = the recognizer's own norm, or an object)
-        that sets each face's `quality`; enroll(min_quality=) then refuses faces below a threshold."""
+        overriding the model's metadata. crop_size: (H, W) of aligned crops; default the recognizer's input size
+        (112x112 for ArcFace-style models, 150x150 for dlib_resnet), else 112x112. Images given to the methods are
+        RGB arrays unless a call says channel_order="BGR" (see the module doc); channel_order here is the
+        network's, for ONNX files without metadata. quality: a face image quality method (facezoo.quality:
+        "baseline", "sdd_fiqa:q.pt", "magface_norm" = the recognizer's own norm, or an object) that sets each
+        face's `quality`; enroll(min_quality=) then refuses faces below a threshold."""
         from ..models.loader import load_model
 
         if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
@@ -130,13 +153,15 @@ class FaceAnalyzer:
             from ..quality import parse_quality
 
             self.quality = parse_quality(quality, model=self.recognizer, device=device, batch_size=batch_size)
+        self._source = recognizer if isinstance(recognizer, (str, Path)) else None  # named in operating-point advice
 
     # ------------------------------------------------------------------ faces
 
     def _need_recognizer(self, what: str):
         if self.recognizer is None:
             raise ConfigError(
-                f"{what} needs a recognition model: FaceAnalyzer(detector, recognizer='model.pt' or 'model.onnx')."
+                f"{what} needs a recognition model: --model M on the command line, "
+                "FaceAnalyzer(detector, recognizer='model.pt' or 'model.onnx') in Python."
             )
         return self.recognizer
 
@@ -156,11 +181,12 @@ class FaceAnalyzer:
                 break
         return faces
 
-    def analyze_many(self, images, max_faces: int | None = None) -> list[list[Face]]:
-        """analyze() for several images, embedding all their crops in shared batches."""
+    def analyze_many(self, images, max_faces: int | None = None, *, channel_order: str = "RGB") -> list[list[Face]]:
+        """analyze() for several images, embedding all their crops in shared batches; arrays in channel_order
+        ("RGB" default, "BGR" for cv2)."""
         per_image = []
         for n, image in enumerate(images):
-            img = load_image(image, _where(image, f"image {n}"))
+            img = load_image(image, _where(image, f"image {n}"), channel_order)
             per_image.append(self._faces(img, max_faces))
         if self.recognizer is not None:
             faces = [f for fs in per_image for f in fs if f.crop is not None]
@@ -180,18 +206,19 @@ class FaceAnalyzer:
         for f, q in zip(faces, scores):
             f.quality = float(q)
 
-    def analyze(self, image, max_faces: int | None = None) -> list[Face]:
-        """Faces in one image (uint8 RGB array, PIL image, encoded bytes or path), highest score first, each with
-        bbox, det_score, kps, aligned crop and (with a recognizer) embedding / normed_embedding."""
-        return self.analyze_many([image], max_faces)[0]
+    def analyze(self, image, max_faces: int | None = None, *, channel_order: str = "RGB") -> list[Face]:
+        """Faces in one image (uint8 array, PIL image, encoded bytes or path), highest score first, each with
+        bbox, det_score, kps, aligned RGB crop and (with a recognizer) embedding / normed_embedding.
+        channel_order: of an array input, "RGB" (default) or "BGR" (cv2.imread)."""
+        return self.analyze_many([image], max_faces, channel_order=channel_order)[0]
 
     def embed_crops(self, crops, channel_order: str = "RGB") -> np.ndarray:
         """float32 (N, D) raw embeddings of uint8 (N, H, W, 3) aligned crops (resized if not input size);
         channel_order of the crops: "RGB" (default) or "BGR" (cv2)."""
         return self._need_recognizer("embedding")(crops, channel_order=channel_order)
 
-    def _best_face(self, image, name: str) -> Face:
-        faces = self.analyze(image, max_faces=1)
+    def _best_face(self, image, name: str, channel_order: str) -> Face:
+        faces = self.analyze(image, max_faces=1, channel_order=channel_order)
         if not faces:
             raise NoFaceError(
                 f"{_where(image, name)}: no face found (min_det_score {self.min_det_score:g}). "
@@ -201,49 +228,43 @@ class FaceAnalyzer:
 
     # ------------------------------------------------------------------ verification
 
+    def operating_point(self, far: float | None = None, threshold: float | None = None) -> dict:
+        """The decision rule for verify / identify: {"threshold": cosine, "far" (FAR-based only), "source":
+        "calibrated" | "model default" | "--threshold"}. far / threshold None: the model's default operating point
+        (its lowest calibrated FAR, else its stated default threshold, e.g. dlib_resnet's); FaceAnalyzer(thresholds=)
+        entries count as calibrated. A model with neither: ConfigError with the commands that give it one
+        (sdk.thresholds.operating_point)."""
+        from .thresholds import operating_point
+
+        if far is not None and threshold is not None:
+            raise ConfigError("give a FAR or a threshold, not both (--far F or --threshold T; far= or threshold=).")
+        model = self._need_recognizer("a decision").thresholds
+        return operating_point(model, far, threshold, overrides=self.thresholds, model=self._source)
+
     def threshold_for(self, far: float | None) -> float:
-        """The cosine threshold for a target FAR: FaceAnalyzer(thresholds=...) first, then the model's metadata.
-        far None: the model's default operating point (metadata key thresholds.DEFAULT_KEY, e.g. dlib_resnet's
-        distance rule) when it has one, else FAR 1e-4."""
-        from .thresholds import DEFAULT_KEY
+        """The cosine threshold of operating_point(far)."""
+        return self.operating_point(far)["threshold"]
 
-        model = self.recognizer.thresholds if self.recognizer is not None else {}
-        if far is None:
-            if DEFAULT_KEY in model:
-                return float(model[DEFAULT_KEY])
-            far = 1e-4
-        key = far_key(float(far))
-        if key in self.thresholds:
-            return self.thresholds[key]
-        if key in model:
-            return float(model[key])
-        known = sorted({*self.thresholds, *model} - {DEFAULT_KEY}, key=float)
-        have = f"calibrated FARs: {', '.join(known)}" if known else "the model has no calibrated thresholds"
-        raise ConfigError(
-            f"no threshold for FAR {key} ({have}). Run `facezoo calibrate MODEL --bin X.bin --far "
-            f"{key} --out MODEL_calibrated.pt` (or pass threshold=, or thresholds={{far: cos}})."
-        )
+    def verify(
+        self, image1, image2, *, far: float | None = None, threshold: float | None = None, channel_order: str = "RGB"
+    ) -> dict:
+        """Same person? Cosine of the best face of each image vs the operating point's threshold (a threshold
+        given, the one calibrated for far, or the model's default: see operating_point). Array inputs are in
+        channel_order ("RGB" default, "BGR" for cv2).
 
-    def verify(self, image1, image2, *, far: float | None = None, threshold: float | None = None) -> dict:
-        """Same person? Cosine of the best face of each image vs a threshold (given, or chosen by far; far None:
-        the model's default operating point if it has one, else 1e-4, see threshold_for).
-
-        Returns {"same", "similarity", "threshold", "far" (None when a threshold or the model's default operating
-        point was used), "face1", "face2" (Face objects)}; NoFaceError naming the image without a face.
+        Returns {"same", "similarity", "threshold", "far" (None unless the threshold is a calibrated FAR's),
+        "operating_point", "face1", "face2" (Face objects)}; NoFaceError naming the image without a face.
         """
-        from .thresholds import DEFAULT_KEY
-
-        rec = self._need_recognizer("verify")
-        if far is None and (threshold is not None or DEFAULT_KEY not in rec.thresholds):
-            far = None if threshold is not None else 1e-4
-        thr = float(threshold) if threshold is not None else self.threshold_for(far)
-        f1, f2 = self._best_face(image1, "image1"), self._best_face(image2, "image2")
+        op = self.operating_point(far, threshold)
+        f1 = self._best_face(image1, "image1", channel_order)
+        f2 = self._best_face(image2, "image2", channel_order)
         sim = float(np.dot(f1.normed_embedding, f2.normed_embedding))
         return {
-            "same": bool(sim >= thr),
+            "same": bool(sim >= op["threshold"]),
             "similarity": sim,
-            "threshold": thr,
-            "far": None if threshold is not None or far is None else float(far),  # None: given or the default
+            "threshold": op["threshold"],
+            "far": op.get("far"),
+            "operating_point": op,
             "face1": f1,
             "face2": f2,
         }
@@ -272,26 +293,43 @@ class FaceAnalyzer:
         finally:
             g.close()
 
-    def identify(self, image, gallery, top_k: int = 5, threshold: float | None = None) -> list[dict]:
-        """Who is this? For each face (best first): {"face": Face, "matches": [{"identity", "score", "source"}]},
-        top_k identities by cosine, only those with score >= threshold when one is given. gallery: a Gallery
-        or a path."""
-        faces = [f for f in self.analyze(image) if f.embedding is not None]
+    def identify(
+        self,
+        image,
+        gallery,
+        top_k: int = 5,
+        threshold: float | None = None,
+        *,
+        far: float | None = None,
+        channel_order: str = "RGB",
+    ) -> list[dict]:
+        """Who is this? For each face (best first): {"face": Face, "identity": the best gallery identity at or
+        above the operating point's threshold, or None, "unknown": True when there is none, "matches": the top_k
+        identities by cosine at or above it [{"identity", "score", "source"}], "operating_point"}.
+
+        The operating point is threshold, far's calibrated threshold, or the model's default (operating_point);
+        threshold=-1 keeps every candidate. gallery: a Gallery or a path. Array inputs are in channel_order
+        ("RGB" default, "BGR" for cv2)."""
+        op = self.operating_point(far, threshold)
+        faces = [f for f in self.analyze(image, channel_order=channel_order) if f.embedding is not None]
         if not faces:
             return []
         with self._gallery(gallery, create=False) as g:
             results = g.search(np.stack([f.embedding for f in faces]), top_k=top_k)
         out = []
         for face, matches in zip(faces, results):
-            hits = [m._asdict() for m in matches if threshold is None or m.score >= threshold]
-            out.append({"face": face, "matches": hits})
+            hits = [m._asdict() for m in matches if m.score >= op["threshold"]]
+            best = hits[0]["identity"] if hits else None
+            out.append(
+                {"face": face, "identity": best, "unknown": best is None, "matches": hits, "operating_point": op}
+            )
         return out
 
-    def _embed_best(self, images, with_quality: bool = False):
+    def _embed_best(self, images, with_quality: bool = False, channel_order: str = "RGB"):
         """(N, D) embeddings of the best face of each image, a NaN row where there is no face; with_quality:
-        (embeddings, (N,) qualities, NaN where there is no face)."""
+        (embeddings, (N,) qualities, NaN where there is no face). Arrays in channel_order."""
         rec = self._need_recognizer("enrolment")
-        per_image = self.analyze_many(images, max_faces=1)
+        per_image = self.analyze_many(images, max_faces=1, channel_order=channel_order)
         d = next((fs[0].embedding.shape[0] for fs in per_image if fs), rec.meta.embedding_size if rec.meta else 1)
         out = np.full((len(per_image), d), np.nan, np.float32)
         for i, fs in enumerate(per_image):
@@ -311,17 +349,26 @@ class FaceAnalyzer:
             )
         return float(min_quality)
 
-    def enroll(self, gallery, identity: str, images, replace: bool = False, min_quality: float | None = None) -> int:
+    def enroll(
+        self,
+        gallery,
+        identity: str,
+        images,
+        replace: bool = False,
+        min_quality: float | None = None,
+        *,
+        channel_order: str = "RGB",
+    ) -> int:
         """Add the best face of each image to `identity` (one transaction); NoFaceError naming an image without a
         face, DataError naming one whose quality is below min_quality (nothing is written then). Returns the
-        number of embeddings added."""
+        number of embeddings added. Array inputs are in channel_order ("RGB" default, "BGR" for cv2)."""
         from ..errors import DataError
 
         images = list(images)
         if not images:
             raise ConfigError(f"no images given to enroll '{identity}'.")
         min_quality = self._check_min_quality(min_quality)
-        emb, quality = self._embed_best(images, with_quality=True)
+        emb, quality = self._embed_best(images, with_quality=True, channel_order=channel_order)
         for image, row, q in zip(images, emb, quality):
             if not np.isfinite(row).all():
                 raise NoFaceError(
@@ -339,13 +386,28 @@ class FaceAnalyzer:
             return g.add(identity, emb, sources=sources, replace=replace)
 
     def enroll_folder(self, gallery, root, replace: bool = False, min_quality: float | None = None):
-        """Enroll root/<identity>/<image>, best face per image; returns gallery.EnrollResult (images without a face,
-        unreadable, or with a quality below min_quality are listed in its errors with the reason)."""
-        from .gallery import enroll_folder
+        """Enroll root/<identity>/<image>, best face per image, with a progress bar over the images; returns
+        gallery.EnrollResult (images without a face, unreadable, or with a quality below min_quality are listed in
+        its errors with the reason)."""
+        from ..progress import bar
+        from .gallery import IMAGE_EXTENSIONS, enroll_folder
 
         min_quality = self._check_min_quality(min_quality)
-        embed = self._embed_best if min_quality is None else lambda paths: self._embed_best(paths, with_quality=True)
-        with self._gallery(gallery, create=True) as g:
+        root = Path(root)
+        people = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+        total = sum(
+            1
+            for d in people
+            for f in d.iterdir()
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        with self._gallery(gallery, create=True) as g, bar(total, "enroll", "img") as pbar:
+
+            def embed(paths):
+                rows = self._embed_best(paths, with_quality=min_quality is not None)
+                pbar.update(len(paths))
+                return rows
+
             return enroll_folder(g, root, embed, replace=replace, min_quality=min_quality)
 
     def __repr__(self) -> str:

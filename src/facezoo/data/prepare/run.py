@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from ...errors import DataError
 from ...io import atomic_write, staged_dir
+from ...progress import bar
 from ..pack import write_set
 from .dedup import load_embedder
 from .exclude import centre, overlaps, test_embeddings
@@ -48,20 +48,14 @@ def _check_out(raw: Path, out: Path) -> None:
         raise DataError(f"{out}: the output folder must not be inside the input folder {raw}.")
 
 
-def _progress(total: int, initial: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="img", desc="prepare", disable=not sys.stderr.isatty())
-
-
-def _run_identities(todo: list[Identity], raw_root: Path, work: Path, key: str, opts: PrepareOptions, bar) -> None:
+def _run_identities(todo: list[Identity], raw_root: Path, work: Path, key: str, opts: PrepareOptions, pbar) -> None:
     """Prepare every identity in `todo` (in this process or a pool), journaling each as it finishes."""
     counts: Counter = Counter()
 
     def done(meta: dict) -> None:
         counts.update(r["status"] for r in meta["records"])
-        bar.update(len(meta["records"]))
-        bar.set_postfix(kept=counts["kept"], rejected=sum(counts.values()) - counts["kept"], refresh=False)
+        pbar.update(len(meta["records"]))
+        pbar.set_postfix(kept=counts["kept"], rejected=sum(counts.values()) - counts["kept"], refresh=False)
 
     tasks = [(ident, raw_root, journal_path(work, ident.name), key) for ident in todo]
     if opts.workers == 0 or len(tasks) <= 1:
@@ -158,10 +152,13 @@ def prepare(raw, out_dir, options: PrepareOptions | None = None, **kwargs) -> di
         json.dump(opts.to_dict(), f, indent=2)
     journals = {ident.name: journal_path(work, ident.name) for ident in identities}
     todo = [i for i in identities if not is_done(journals[i.name], i.fingerprint(), key)]
-    with _progress(
-        sum(len(i.files) for i in identities), sum(len(i.files) for i in identities if i not in todo)
-    ) as bar:
-        _run_identities(todo, raw_root, work, key, opts, bar)
+    with bar(
+        sum(len(i.files) for i in identities),
+        "prepare",
+        "img",
+        initial=sum(len(i.files) for i in identities if i not in todo),
+    ) as pbar:
+        _run_identities(todo, raw_root, work, key, opts, pbar)
 
     verdicts = _verdicts([i.name for i in identities], journals, opts)
     kept_names = sorted(n for n, v in verdicts.items() if v.kept and v.status is None)

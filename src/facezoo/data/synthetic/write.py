@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...io import atomic_write
+from ...progress import track
 from ..pack import pack_encoded
 from ..verification_bin import write_bin
 from .face import (
@@ -103,7 +104,7 @@ def _pairs(
 def _write_pairs(path: Path, pairs: list, seed: int, size: int, workers: int) -> None:
     keys = sorted({k for a, b, _ in pairs for k in (a, b)})
     jobs = [(seed, ident, idx, size, kind) for ident, idx, kind in keys]
-    encoded = dict(zip(keys, _render_all(jobs, workers)))
+    encoded = dict(zip(keys, track(_render_all(jobs, workers), len(jobs), f"synth {path.name}", "img")))
     images = [encoded[k] for a, b, _ in pairs for k in (a, b)]
     write_bin(path, images, [s for _, _, s in pairs])
 
@@ -145,7 +146,8 @@ def synthesize(
 
     jobs = [(seed, i, j, size, "normal") for i in range(identities) for j in range(images_per_identity)]
     labels = (job[1] for job in jobs)
-    pack_encoded(zip(labels, _render_all(jobs, workers)), out / "train", image_size=(size, size))
+    rendered = track(_render_all(jobs, workers), len(jobs), "synth train", "img")
+    pack_encoded(zip(labels, rendered), out / "train", image_size=(size, size))
     t_train = time.perf_counter() - t0
 
     result = {

@@ -102,7 +102,7 @@ def _load(module: nn.Module, path: Path) -> nn.Module:
     if not path.is_file():
         raise ModelError(
             f"{path}: MTCNN weights missing. Run `facezoo models fetch mtcnn`, "
-            "or pass weights_dir= a folder holding pnet.pt, rnet.pt and onet.pt."
+            "or give a folder holding pnet.pt, rnet.pt and onet.pt: --detector mtcnn:DIR (MTCNN(weights_dir=DIR))."
         )
     try:
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)

@@ -40,8 +40,8 @@ def import_faiss(kind: str):
         import faiss
     except ImportError:
         raise ConfigError(
-            f"index='{kind}' needs faiss, which is not installed. Install it with `pip install faiss-cpu` "
-            "(or faiss-gpu), or use index='exact'."
+            f"a '{kind}' index (--kind {kind}, index='{kind}') needs faiss, which is not installed. Install it with "
+            "`pip install faiss-cpu` (or faiss-gpu), or search exactly (index='exact')."
         ) from None
     return faiss
 

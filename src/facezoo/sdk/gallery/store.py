@@ -107,7 +107,10 @@ class Gallery(IndexedGallery):
             raise ConfigError(f"embedding_size must be a positive int, got {embedding_size!r}.")
         exists = path.exists()
         if not exists and not create:
-            raise DataError(f"{path}: no gallery there. Check the path, or open with create=True to make a new one.")
+            raise DataError(
+                f"{path}: no gallery there. Check the path, or create one with `facezoo gallery enroll {path} FOLDER` "
+                "or `facezoo gallery add` (Gallery.open(path, create=True) in Python)."
+            )
         if exists and path.is_dir():
             raise DataError(f"{path}: is a folder; a gallery is a single file (e.g. gallery.db).")
         if not exists:
@@ -172,7 +175,7 @@ class Gallery(IndexedGallery):
             if self._count() > 0:
                 raise ConfigError(
                     f"{self.path}: the gallery has entries but no recorded model key, so it cannot be checked against "
-                    f"model '{model_key}'. Open it without model_key, or re-enroll into a new gallery."
+                    f"model '{model_key}'. Re-enroll into a new gallery file (or open it without model_key in Python)."
                 )
             self._set_meta("model_key", model_key)
         elif stored != model_key:

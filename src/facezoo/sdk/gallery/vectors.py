@@ -82,5 +82,5 @@ def unknown_identity(where: str, identity: str, names: list[str]) -> ConfigError
     import difflib
 
     close = difflib.get_close_matches(str(identity), names, n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else " `facezoo gallery list` shows the enrolled names."
+    hint = f" Did you mean '{close[0]}'?" if close else f" `facezoo gallery list {where}` lists the enrolled names."
     return ConfigError(f"{where}: no identity '{identity}' in the gallery.{hint}")

@@ -107,6 +107,7 @@ class Route:
         return bool(self.params)
 
 
+_FAR = Param("far", "float", "false accept rate in (0, 1) whose calibrated threshold to use")
 _THRESHOLD = Param("threshold", "float", "cosine threshold; default: the model's operating point")
 ROUTES = (
     Route(
@@ -117,7 +118,7 @@ ROUTES = (
         (
             Param("image1", "image", "first image", True),
             Param("image2", "image", "second image", True),
-            Param("far", "float", "false accept rate in (0, 1) whose calibrated threshold to use"),
+            _FAR,
             _THRESHOLD,
         ),
     ),
@@ -126,7 +127,12 @@ ROUTES = (
         "/v1/identify",
         "identify",
         "Every face in an image against the gallery",
-        (Param("image", "image", "the image", True), Param("top_k", "int", "matches per face (default 5)"), _THRESHOLD),
+        (
+            Param("image", "image", "the image", True),
+            Param("top_k", "int", "matches per face (default 5)"),
+            _FAR,
+            _THRESHOLD,
+        ),
     ),
     Route(
         "POST",
@@ -411,11 +417,14 @@ class FaceService:
     def healthz(self, body: dict) -> dict:
         return {"status": "ok"}
 
-    def verify(self, body: dict) -> dict:
-        far = field(body, "far", float)  # None: the model's default operating point
-        threshold = field(body, "threshold", float)
+    def _decision(self, body: dict) -> tuple:  # (far, threshold); both None: the model's default operating point
+        far = field(body, "far", float)
         if far is not None and not 0 < far < 1:
             raise HttpError(400, "bad_request", f"field 'far' must be in (0, 1), got {far}.")
+        return far, field(body, "threshold", float)
+
+    def verify(self, body: dict) -> dict:
+        far, threshold = self._decision(body)
         image1, image2 = self._image(body, "image1"), self._image(body, "image2")
         with self._infer:
             result = self.analyzer.verify(image1, image2, far=far, threshold=threshold)
@@ -423,12 +432,12 @@ class FaceService:
 
     def identify(self, body: dict) -> dict:
         top_k = field(body, "top_k", int, 5)
-        threshold = field(body, "threshold", float)
+        far, threshold = self._decision(body)
         if not 1 <= top_k <= self.limits.max_top_k:
             raise HttpError(400, "bad_request", f"field 'top_k' must be in 1..{self.limits.max_top_k}, got {top_k}.")
         image = self._image(body, "image")
         with self._infer:
-            faces = self.analyzer.identify(image, self.gallery, top_k=top_k, threshold=threshold)
+            faces = self.analyzer.identify(image, self.gallery, top_k=top_k, threshold=threshold, far=far)
         return {"faces": jsonable(faces)}
 
     def enroll(self, body: dict) -> dict:

@@ -11,7 +11,8 @@ from .base import Callback
 
 
 class Verifier:
-    """The .bin sets decoded once; each call embeds them with flip and returns {set: verification metrics}."""
+    """The .bin sets decoded once; each call embeds them with flip and returns {set: verification metrics}. Both
+    show a progress bar on a terminal (facezoo.progress), so a long validation is never silent."""
 
     def __init__(self, paths: list[str], input_size: tuple[int, int], batch_size: int = 256):
         from ...eval.verification import bin_sets
@@ -27,7 +28,9 @@ class Verifier:
         try:
             with torch.no_grad():
                 return {
-                    name: evaluate_pairs(embedder, images, issame, batch_size=self.batch_size, device=device)
+                    name: evaluate_pairs(
+                        embedder, images, issame, self.batch_size, device, progress=True, desc=f"verification {name}"
+                    )
                     for name, (images, issame) in self.sets.items()
                 }
         finally:

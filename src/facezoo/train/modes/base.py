@@ -233,6 +233,7 @@ class Mode:
     """Base of the registered training modes (train/modes/__init__.py MODES); see the module docstring."""
 
     Config: ClassVar[type | None] = None  # the dataclass of this mode's recipe section, if it has options
+    min_embedding_size: ClassVar[int] = 2  # model.embedding_size floor: a cosine needs 2 dimensions
 
     def __init__(self, ctx: TrainContext, options=None):
         self.ctx = ctx

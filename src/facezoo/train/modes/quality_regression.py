@@ -108,6 +108,7 @@ def load_labels(path, n: int, scale: str) -> tuple[np.ndarray, str]:
 @MODES.register("quality_regression")
 class QualityRegression(Mode):
     Config = QualityRegressionConfig
+    min_embedding_size = 1  # the scalar quality output
 
     def __init__(self, ctx, options):
         super().__init__(ctx, options)
