@@ -126,8 +126,10 @@ def test_registry_names_and_unknown_name():
 def test_bad_hparams_and_shapes_raise_facezoo_errors():
     with pytest.raises(ConfigError, match="s="):
         facezoo.create_head("cosface", D, C, s=0)
+    with pytest.raises(ConfigError, match="argument 'm': expected an integer, got float 2.5"):
+        facezoo.create_head("sphereface", D, C, m=2.5)  # the registry's kwarg type check
     with pytest.raises(ConfigError, match="m="):
-        facezoo.create_head("sphereface", D, C, m=2.5)
+        facezoo.create_head("sphereface", D, C, m=0)  # the head's own range check
     with pytest.raises(ConfigError, match="num_classes"):
         facezoo.create_head("arcface", D, 0)
     head = make("arcface")
