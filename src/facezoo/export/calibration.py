@@ -1,6 +1,7 @@
 """Aligned face crops for post-training quantisation and precision parity: a calibration set and a held-out set.
 
-Sources, read through facezoo's readers: an InsightFace verification .bin (its images, pairs ignored), any training
+Sources, read through facezoo's readers: an InsightFace verification .bin (its distinct images: a .bin repeats
+images across pairs, so held-out crops would otherwise also be calibration crops; pairs ignored), any training
 set `facezoo.data.datasets.open_dataset` opens (RecordIO folder or .rec, TFRecord index, identity folders, list
 file), a flat folder of aligned crops, or a uint8 (N, H, W, 3) RGB array (Python callers, tests).
 
@@ -13,6 +14,7 @@ model's input size when it differs, as evaluation does. A source with fewer imag
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +48,12 @@ def _encoded_reader(source) -> tuple[int, object, str]:
         from ..data.verification_bin import read_bin
 
         images, _ = read_bin(path)
-        return len(images), lambda i: (images[i], f"{path}: image {i}"), f"{path} (verification .bin)"
+        first: dict[bytes, int] = {}  # a .bin repeats images across pairs: each distinct one once
+        for i, data in enumerate(images):
+            first.setdefault(hashlib.sha1(data).digest(), i)
+        keep = sorted(first.values())
+        what = f"{path} (verification .bin, {len(keep)} distinct images)"
+        return len(keep), lambda i: (images[keep[i]], f"{path}: image {keep[i]}"), what
     if path.is_dir():
         flat = _flat_images(path)
         if flat:

@@ -54,8 +54,11 @@ def _batches(images: np.ndarray, feed) -> list[np.ndarray]:
 def to_fp16(proto, calibration_feeds, input_name: str):
     """The fp16 ModelProto of an fp32 one (calibration_feeds unused: fp16 needs no ranges)."""
     float16 = require("onnxconverter_common.float16")
+    # Cast stays as it is (the uint8 graph's uint8 -> float Cast would otherwise be retyped half-way, which
+    # onnxruntime rejects); the converter puts a float -> fp16 Cast after it.
+    blocked = [*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
     with _quiet():
-        return float16.convert_float_to_float16(proto, keep_io_types=True)
+        return float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=blocked)
 
 
 class _Feeds:
