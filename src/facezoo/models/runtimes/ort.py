@@ -122,20 +122,24 @@ def _provider_name(provider) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
-# The settings of every session facezoo opens (benchmarks/ort_settings.py times each against the alternatives):
-#   graph_optimization_level ORT_ENABLE_ALL: constant folding, Conv+BN / Conv+activation fusion, NCHWc layout;
-#   disabled_optimizers NchwcTransformer: the NCHWc layout has no PRelu kernel, so every PReLU of a face backbone
-#     (33 in MobileFaceNet) is wrapped in ReorderOutput + ReorderInput, two full copies of the activation each;
-#   execution_mode ORT_SEQUENTIAL, inter_op_num_threads 1: face backbones are chains; the parallel executor only adds
-#     scheduling;
-#   intra_op_num_threads: `threads` when given, else onnxruntime's own choice (the physical cores);
-#   session.intra_op.allow_spinning "0" with fewer threads than cores... left at onnxruntime's default ("1"):
-#     spinning trades idle CPU for wake-up latency, which is what a latency-bound embedder wants.
+# The settings of every session facezoo opens, and why (benchmarks/ort_settings.py times each against the others):
+#   graph_optimization_level ORT_ENABLE_ALL: constant folding, Conv+BN and Conv+activation fusion, ...;
+#   disabled_optimizers NchwcTransformer: ORT_ENABLE_ALL's NCHWc layout has no PRelu kernel, so it wraps every
+#     PReLU of a face backbone in ReorderOutput + ReorderInput: 33 PReLUs and 65 reorders in MobileFaceNet, each a
+#     full copy of the activation (3.2 M elements per 112x112 image read and written twice, ~48 MiB of traffic
+#     for 0.88 GFLOPs; IResNet-50 moves 3.7 M elements for 12.6 GFLOPs, 12x fewer per FLOP). This is why ORT lost
+#     to eager at batch 1 on MobileFaceNet (12.6 vs 8.5 ms) while beating it on the IResNets;
+#   execution_mode ORT_SEQUENTIAL, inter_op_num_threads 1: face backbones are chains, a parallel executor only adds
+#     scheduling; memory arena and memory pattern on (onnxruntime's defaults: allocations reused across calls);
+#   intra_op_num_threads: `threads` when given, else onnxruntime's choice (the physical cores). Spinning of idle
+#     intra-op threads stays on (onnxruntime's default): it trades idle CPU for wake-up latency between operators.
 SESSION_DEFAULTS = {
     "graph_optimization_level": "ORT_ENABLE_ALL",
+    "disabled_optimizers": ("NchwcTransformer",),
     "execution_mode": "ORT_SEQUENTIAL",
     "inter_op_num_threads": 1,
-    "disabled_optimizers": ("NchwcTransformer",),
+    "enable_cpu_mem_arena": True,
+    "enable_mem_pattern": True,
 }
 
 
@@ -151,6 +155,8 @@ def session_options(threads: int | None = None, **settings):
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, chosen["graph_optimization_level"])
     opts.execution_mode = getattr(ort.ExecutionMode, chosen["execution_mode"])
     opts.inter_op_num_threads = int(chosen["inter_op_num_threads"])
+    opts.enable_cpu_mem_arena = bool(chosen["enable_cpu_mem_arena"])
+    opts.enable_mem_pattern = bool(chosen["enable_mem_pattern"])
     if threads is not None:
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigError(f"threads must be a positive int, got {threads!r}.")
