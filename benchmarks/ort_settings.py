@@ -7,8 +7,8 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
   eager                PyTorch eager, torch.set_num_threads(threads)
   ort: plain           onnxruntime.SessionOptions() untouched (all of onnxruntime's defaults)
   ort: before          what `bench latency` used before: ORT_ENABLE_ALL, intra = threads, inter = 1, NCHWc on
-                       (= facezoo's defaults with the NchwcTransformer enabled again)
-  ort: facezoo         SESSION_DEFAULTS with intra = threads (after)
+                       (= SESSION_DEFAULTS alone, as detectors get them)
+  ort: facezoo         SESSION_DEFAULTS + EMBEDDER_SETTINGS (NchwcTransformer off), intra = threads (after)
   ort: facezoo, uint8  the same on the "uint8" export (channel order and normalisation inside the graph)
   ort: EXTENDED        graph_optimization_level ORT_ENABLE_EXTENDED (no layout transformation at all)
   ort: BASIC           ORT_ENABLE_BASIC (constant folding and redundant-node removal only)
@@ -41,17 +41,18 @@ from facezoo.export.onnx import export_onnx
 from facezoo.models.embedder import EmbedderModule, ModelMeta
 from facezoo.models.runtimes import ort as fort
 
+E = fort.EMBEDDER_SETTINGS
 # (label, layout, settings for fort.session_options, or None for a plain SessionOptions())
 ROWS = (
     ("ort: plain", "float", None),
-    ("ort: before (NCHWc on)", "float", {"disabled_optimizers": ()}),
-    ("ort: facezoo", "float", {}),
-    ("ort: facezoo, uint8", "uint8", {}),
+    ("ort: before (NCHWc on)", "float", {}),
+    ("ort: facezoo", "float", E),
+    ("ort: facezoo, uint8", "uint8", E),
     ("ort: EXTENDED", "float", {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}),
     ("ort: BASIC", "float", {"graph_optimization_level": "ORT_ENABLE_BASIC"}),
-    ("ort: no spinning", "float", {"config": {"session.intra_op.allow_spinning": "0"}}),
-    ("ort: parallel", "float", {"execution_mode": "ORT_PARALLEL", "inter_op_num_threads": 2}),
-    ("ort: no arena", "float", {"enable_cpu_mem_arena": False, "enable_mem_pattern": False}),
+    ("ort: no spinning", "float", {**E, "config": {"session.intra_op.allow_spinning": "0"}}),
+    ("ort: parallel", "float", {**E, "execution_mode": "ORT_PARALLEL", "inter_op_num_threads": 2}),
+    ("ort: no arena", "float", {**E, "enable_cpu_mem_arena": False, "enable_mem_pattern": False}),
 )
 
 

@@ -16,7 +16,8 @@ Third-party graphs (insightface's w600k_r50.onnx) carry none: a float32 (B, 3, H
 the preprocessing given explicitly (mean 127.5, std 127.5, channel_order "RGB" for w600k_r50): nothing is guessed.
 Their key's weights part is the sha256 of the graph (initialisers included), so metadata edits keep it.
 
-Session defaults (`session_options`, used by every session `open_session` makes): see SESSION_DEFAULTS.
+Session defaults (`session_options`, used by every session `open_session` makes): see SESSION_DEFAULTS, and
+EMBEDDER_SETTINGS on top of them for embedders.
 
 Runtimes registered here: "onnxruntime" (CPU, or CUDA by device) and "tensorrt" (the TensorrtExecutionProvider,
 CUDA and CPU behind it for the nodes TensorRT does not take; asked for where this onnxruntime has no TensorRT
@@ -122,25 +123,26 @@ def _provider_name(provider) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
-# The settings of every session facezoo opens, and why (benchmarks/ort_settings.py times each against the others):
-#   graph_optimization_level ORT_ENABLE_ALL: constant folding, Conv+BN and Conv+activation fusion, ...;
-#   disabled_optimizers NchwcTransformer: ORT_ENABLE_ALL's NCHWc layout has no PRelu kernel, so it wraps every
-#     PReLU of a face backbone in ReorderOutput + ReorderInput: 33 PReLUs and 65 reorders in MobileFaceNet, each a
-#     full copy of the activation (3.2 M elements per 112x112 image read and written twice, ~48 MiB of traffic
-#     for 0.88 GFLOPs; IResNet-50 moves 3.7 M elements for 12.6 GFLOPs, 12x fewer per FLOP). This is why ORT lost
-#     to eager at batch 1 on MobileFaceNet (12.6 vs 8.5 ms) while beating it on the IResNets;
-#   execution_mode ORT_SEQUENTIAL, inter_op_num_threads 1: face backbones are chains, a parallel executor only adds
+# The settings of every session facezoo opens (benchmarks/ort_settings.py times each against the alternatives):
+#   graph_optimization_level ORT_ENABLE_ALL: constant folding, Conv+BN and Conv+activation fusion, NCHWc layout;
+#   execution_mode ORT_SEQUENTIAL, inter_op_num_threads 1: face models are chains, a parallel executor only adds
 #     scheduling; memory arena and memory pattern on (onnxruntime's defaults: allocations reused across calls);
 #   intra_op_num_threads: `threads` when given, else onnxruntime's choice (the physical cores). Spinning of idle
 #     intra-op threads stays on (onnxruntime's default): it trades idle CPU for wake-up latency between operators.
 SESSION_DEFAULTS = {
     "graph_optimization_level": "ORT_ENABLE_ALL",
-    "disabled_optimizers": ("NchwcTransformer",),
+    "disabled_optimizers": (),
     "execution_mode": "ORT_SEQUENTIAL",
     "inter_op_num_threads": 1,
     "enable_cpu_mem_arena": True,
     "enable_mem_pattern": True,
 }
+# On top of them for embedders (OnnxEmbedder): the NchwcTransformer off. ORT_ENABLE_ALL's NCHWc layout has no PRelu
+# kernel, so it wraps every PReLU in ReorderOutput + ReorderInput, each a full copy of the activation: 65 reorders in
+# MobileFaceNet (33 PReLUs; 3.2 M elements per 112x112 image read and written twice, ~48 MiB of traffic for 0.88
+# GFLOPs), while IResNet-50 moves 3.7 M elements for 12.6 GFLOPs, 12x fewer per FLOP. This is why ORT lost to eager
+# at batch 1 on MobileFaceNet (12.6 vs 8.5 ms) while beating it on the IResNets. Detectors (ReLU) keep NCHWc.
+EMBEDDER_SETTINGS = {"disabled_optimizers": ("NchwcTransformer",)}
 
 
 def session_options(threads: int | None = None, **settings):
@@ -167,15 +169,14 @@ def session_options(threads: int | None = None, **settings):
 
 
 def open_session(
-    model, providers=None, *, kind: str = "ONNX", hint: str = "", options=None, threads=None, disabled=None
+    model, providers=None, *, kind: str = "ONNX", hint: str = "", options=None, threads=None, settings=None
 ):
     """An onnxruntime InferenceSession for `model` (a path, or the serialised bytes of a ModelProto).
 
     providers: in order of preference (default: all available); the session must start on the first one, else
-    ConfigError (no silent CPU fallback). options: an onnxruntime SessionOptions (default: `session_options(threads)`)
-    and disabled: optimizer names to turn off (default: SESSION_DEFAULTS' with the default options, none with given
-    ones). A missing file or one onnxruntime cannot load is a ModelError naming it ("<path>: <kind> file not
-    found<hint>").
+    ConfigError (no silent CPU fallback). options: an onnxruntime SessionOptions used as it is; without it,
+    `session_options(threads, **settings)` (SESSION_DEFAULTS updated with settings). A missing file or one
+    onnxruntime cannot load is a ModelError naming it ("<path>: <kind> file not found<hint>").
     """
     ort = require("onnxruntime")
     if isinstance(model, (bytes, bytearray)):
@@ -185,9 +186,9 @@ def open_session(
         if not path.is_file():
             raise ModelError(f"{path}: {kind} file not found{hint}.")
         source, where = str(path), str(path)
+    disabled = ()
     if options is None:
-        options, default_disabled = session_options(threads)
-        disabled = default_disabled if disabled is None else disabled
+        options, disabled = session_options(threads, **(settings or {}))
     extra = {"disabled_optimizers": list(disabled)} if disabled else {}
     chosen = list(providers) if providers else ort.get_available_providers()
     try:
@@ -441,7 +442,8 @@ class OnnxGraphEmbedder(Embedder):
 
 @RUNTIMES.register("onnxruntime")
 class OnnxEmbedder(OnnxGraphEmbedder):
-    """An ONNX embedding graph in an onnxruntime session (CPU, or CUDA by device) with SESSION_DEFAULTS."""
+    """An ONNX embedding graph in an onnxruntime session (CPU, or CUDA by device): SESSION_DEFAULTS and
+    EMBEDDER_SETTINGS."""
 
     runtime = "onnxruntime"
     default_for = (".onnx",)
@@ -451,7 +453,7 @@ class OnnxEmbedder(OnnxGraphEmbedder):
 
     def _start(self, device: str, threads) -> str:
         providers, used = self._providers(device)
-        self.session = open_session(self.path, providers, threads=threads)
+        self.session = open_session(self.path, providers, threads=threads, settings=EMBEDDER_SETTINGS)
         self.providers = list(self.session.get_providers())
         return used
 
