@@ -18,18 +18,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parent.parent / "configs" / "synthetic_demo.yaml"
-SETS = ("synth_ver", "synth_hard")
-
-
-def make_data(folder: Path, identities: int, images: int, size: int, seed: int) -> Path:
-    from facezoo.data.synthetic import synthesize
-    from facezoo.io import staged_dir
-
-    if not (folder / "synth.json").exists():
-        with staged_dir(folder) as tmp:
-            synthesize(tmp, identities=identities, images_per_identity=images, seed=seed, image_size=size)
-    return folder
+from heads_synth import RECIPE, SETS, make_data  # the same recipe, sets and data writer as the heads sweep
 
 
 def train(data: Path, run: Path, args) -> Path:
