@@ -65,3 +65,30 @@ def test_face_analyzer_takes_the_runtime(files):
     assert fa.recognizer.runtime == "openvino" and fa.recognizer.key == ort.key
     crop = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     np.testing.assert_allclose(fa.recognizer(crop), ort(crop), rtol=0, atol=1e-3 * max(1, np.abs(ort(crop)).max()))
+
+
+@pytest.mark.parametrize("backend", ["stdlib", "asgi"])
+def test_serve_takes_the_runtime_on_each_backend(files, backend, monkeypatch, capsys):
+    """`facezoo serve --runtime openvino`: the analyzer the backend would serve embeds with OpenVINO (same key and
+    embeddings as onnxruntime's); a file the runtime cannot open is exit 2 before anything listens."""
+    pytest.importorskip("openvino")
+    if backend == "asgi":
+        pytest.importorskip("uvicorn", reason="the asgi backend needs the serve extra")
+        pytest.importorskip("starlette", reason="the asgi backend needs the serve extra")
+    from facezoo.sdk import pipeline, server
+
+    served = {}
+    monkeypatch.setattr(pipeline, "build_detector", lambda detector, device="auto": _WholeImage())
+    monkeypatch.setattr(server, "serve", lambda analyzer, gallery, **kw: served.update(analyzer=analyzer, **kw))
+    args = ["serve", "--gallery", str(files / f"g_{backend}.db"), "--backend", backend, "--port", "0"]
+    args += ["--insecure-no-auth", "--device", "cpu", "--quiet"]
+    assert main([*args, "--model", str(files / "m.onnx"), "--runtime", "openvino"]) == 0
+    rec = served["analyzer"].recognizer
+    ort = facezoo.load_model(files / "m.onnx", "cpu")
+    assert served["backend"] == backend and rec.runtime == "openvino" and rec.key == ort.key
+    crop = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(rec(crop), ort(crop), rtol=0, atol=1e-3 * max(1, np.abs(ort(crop)).max()))
+    served.clear()
+    assert main([*args, "--model", str(files / "m.pt"), "--runtime", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert "runtime 'openvino' opens .onnx files, not '.pt'" in err and "Traceback" not in err and not served
