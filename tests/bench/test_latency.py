@@ -174,3 +174,34 @@ def test_calibrate_batchnorm_sets_running_stats_from_random_inputs():
     # BN (weight 1, bias 0) with the calibrated statistics: each channel ~ zero mean, unit variance
     assert y.mean(dim=(0, 2, 3)).abs().max() < 0.1
     assert (y.std(dim=(0, 2, 3)) - 1).abs().max() < 0.1
+
+
+def test_a_model_past_the_onnx_file_limit_skips_its_onnx_variants_and_still_times_eager(monkeypatch):
+    """ir2060 and vit_h hold over 2 GiB of fp32 weights: no single-file ONNX export; the limit is lowered here so a
+    tiny model stands in for them (nothing is exported: the check comes before)."""
+    pytest.importorskip("onnxruntime")
+    exported = []
+    monkeypatch.setattr("facezoo.export.onnx.export_onnx", lambda *a, **k: exported.append(a))
+    net = facezoo.create_backbone("ir18", width=0.25, embedding_size=16, input_size=32)
+    nbytes = 4 * sum(p.numel() for p in net.parameters())
+    monkeypatch.setattr(latency, "ONNX_FILE_LIMIT_BYTES", nbytes)
+    rows = latency.bench_latency(**{**TINY_KW, "batch_sizes": [1], "variants": ["eager", "ort", "ort-int8"]})
+    by = {r["variant"]: r for r in rows}
+    assert by["eager"]["skipped"] is None and by["eager"]["median_ms"] > 0 and exported == []
+    for v in ("ort", "ort-int8"):
+        assert "would pass protobuf's 2 GiB limit" in by[v]["skipped"] and "median_ms" not in by[v]
+
+
+def test_tiny_builds_each_backbone_at_its_registered_test_kwargs():
+    """--tiny: the dry run's models are the registrations' test builds (input size included), not the full ones."""
+    from facezoo.models.backbones import BACKBONES
+
+    kw = {k: v for k, v in TINY_KW.items() if k not in ("backbone_kwargs", "input_size", "embedding_size")}
+    kw.update(backbones=["ir18", "swin_t"], batch_sizes=[1], variants=["eager"], tiny=True)
+    rows = latency.bench_latency(**kw)
+    for r in rows:
+        test_kwargs = BACKBONES.info(r["backbone"])["test_kwargs"]
+        net = facezoo.create_backbone(r["backbone"], **test_kwargs)
+        assert r["params_m"] == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6)
+        assert r["skipped"] is None and r["max_abs_diff"] == 0.0
+    assert len(rows) == 2

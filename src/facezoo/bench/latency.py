@@ -34,6 +34,9 @@ import torch
 from ..errors import ConfigError, ModelError
 
 LOW_PRECISION_FLOOR = 0.9
+# protobuf's 2 GiB message limit: a single-file ONNX export of more fp32 weights than this cannot be written
+# (ir2060, vit_h at their defaults); their ONNX variants are skipped with the reason, eager still runs
+ONNX_FILE_LIMIT_BYTES = 2**31
 
 
 class Skip(Exception):
@@ -212,6 +215,9 @@ class _Model:
         from ..export.onnx import export_onnx
 
         if precision not in self.files:
+            if self.params_m * 1e6 * 4 >= ONNX_FILE_LIMIT_BYTES:
+                what = f"{self.name}, {self.params_m:,.0f}M parameters"
+                raise Skip(f"{what}: the fp32 ONNX file would pass protobuf's 2 GiB limit")
             path = self.tmp / f"{self.name}_{precision}.onnx"
             self.log(f"{self.name}: exporting {precision} ONNX")
             faces = np.random.default_rng(self.seed).integers(0, 256, (48, *self.meta.input_size, 3), dtype=np.uint8)
@@ -333,13 +339,16 @@ def bench_latency(
     atol: float = 1e-3,
     seed: int = 0,
     log=None,
+    tiny: bool = False,
 ) -> list[dict]:
     """One row per (backbone, batch, variant): {backbone, params_m, gflops, variant, label, runtime, precision,
     device, batch, threads, warmup, iters, size_mb, skipped (reason or None), and when run: median_ms, p10_ms, p90_ms,
     spread, ms_per_image, max_abs_diff (fp32) or min_cosine (others)}.
 
     backbones: names (default: every registered backbone); input_size / embedding_size: default each backbone's own
-    (facezoo list backbones --details); warmup / iters: one value, or one per batch size.
+    (facezoo list backbones --details); warmup / iters: one value, or one per batch size. tiny: each backbone at
+    its registration's test_kwargs (small width, input, depth; backbone_kwargs on top): a dry run of every backbone x
+    variant in minutes, its timings meaningless.
     """
     from ..models.backbones import BACKBONES
     from ..models.backbones.facts import describe
@@ -367,11 +376,11 @@ def bench_latency(
     try:
         with tempfile.TemporaryDirectory(prefix="facezoo-latency-") as tmp:
             for name in backbones:
-                facts = describe(name, **(backbone_kwargs or {}))
+                kwargs = {**(BACKBONES.info(name).get("test_kwargs", {}) if tiny else {}), **(backbone_kwargs or {})}
+                facts = describe(name, **kwargs)
                 size = (input_size, input_size) if input_size else facts.input_size
-                model = _Model(
-                    name, size, embedding_size or facts.embedding_size, backbone_kwargs or {}, seed, Path(tmp), log
-                )
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("input_size", "embedding_size")}
+                model = _Model(name, size, embedding_size or facts.embedding_size, kwargs, seed, Path(tmp), log)
                 rows += _bench_backbone(model, variants, batch_sizes, threads, warmups, iterses, atol, log)
     finally:
         torch.set_num_threads(previous_threads)

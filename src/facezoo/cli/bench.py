@@ -3,8 +3,9 @@
 train:   --backbone NAME --batch-size B --classes C [--sample-rate R] [--data synthetic|REC_DIR]
          [--compile [MODE]] [--chunk-size auto|0|N]
 latency: [--backbones NAME ...] [--batch-sizes 1 32] [--threads N] [--warmup 5 [2]] [--iters 20 [5]]
-         [--runtimes eager ort ort-int8 openvino openvino-int8 eager-bf16 ort-cuda tensorrt-fp16]: every backbone
-         (default) x runtime, random weights, interleaved calls, median (p10-p90), TFace-style Markdown tables.
+         [--runtimes eager ort ort-int8 openvino openvino-int8 eager-bf16 ort-cuda tensorrt-fp16] [--tiny]: every
+         backbone (default) x runtime, random weights, interleaved calls, median (p10-p90), TFace-style Markdown
+         tables; --tiny: each backbone's small test build, a dry run of the whole table.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def register(sub) -> None:
         help="variants to time (default all; the GPU ones are skipped without CUDA, with the reason): eager ort "
         "ort-int8 openvino openvino-int8 eager-bf16 ort-cuda tensorrt-fp16",
     )
+    lat.add_argument(
+        "--tiny",
+        action="store_true",
+        help="each backbone at its small test build (registration's test_kwargs): a dry run of every backbone x "
+        "runtime in minutes; the timings mean nothing",
+    )
     lat.add_argument("--json", action="store_true", help="print the rows as JSON instead of the tables")
     lat.set_defaults(func=run_latency)
 
@@ -146,6 +153,7 @@ def run_latency(args) -> int:
         args.embedding_size,
         kwargs,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        tiny=args.tiny,
     )
     if args.json:
         print_json(rows)
@@ -162,6 +170,8 @@ def run_latency(args) -> int:
     print("| | device | frameworks |\n|---|---|---|")
     print(f"| CPU | {cpu_name()} ({os.cpu_count()} cores), {threads} threads per runtime | {', '.join(versions)} |")
     print(f"| GPU | {gpu} | |\n")
+    if args.tiny:
+        print("--tiny: small test builds of each backbone (a dry run; these timings mean nothing)\n")
     print(
         f"Random weights (BatchNorm calibrated), uint8 crops in, embeddings out; variants interleaved call by call "
         f"({rounds} rounds); int8: static QDQ, 32 random calibration crops.\n"
