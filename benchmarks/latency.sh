@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Inference latency, PyTorch eager vs ONNX Runtime (random weights, float32, 112x112), as in benchmarks/RESULTS.md.
-# Batch 1 with 5 warm-up + 20 timed calls; batch 32 with fewer calls (each takes seconds on a CPU).
-# Usage: benchmarks/latency.sh [cpu|cuda] [threads]     e.g. benchmarks/latency.sh cpu 2
+# Inference latency table (benchmarks/RESULTS.md): backbones x every runtime variant (eager, ORT fp32/int8,
+# OpenVINO fp32/int8; on a GPU eager bf16, ORT CUDA, TensorRT fp16; skipped with the reason elsewhere), batch 1 and
+# 32, variants interleaved call by call. Default backbones: TFace's table (about 15-20 minutes on 2 quiet cores,
+# exports included); BACKBONES=all: every backbone of `facezoo list backbones` (hours on 2 cores: vit_l, ir200 and
+# attention92 at batch 32 dominate; ir2060 and vit_h time eager only, their ONNX files would pass 2 GiB).
+# Usage: benchmarks/latency.sh [threads] [extra options...]   e.g. benchmarks/latency.sh 2
+#        BACKBONES="ir18 ir50" benchmarks/latency.sh 2         (any names of `facezoo list backbones`, or all)
+#        BACKBONES=mobilefacenet benchmarks/latency.sh 1 --batch-sizes 1 --warmup 0 --iters 2   (a dry run, ~1 min)
 set -euo pipefail
-device=${1:-cpu}
-threads=${2:-$(nproc)}
+threads=${1:-$(nproc)}
+shift || true
 py=${PYTHON:-python}
-backbones=(mobilefacenet ir18 ir50 ir100)
-"$py" -m facezoo bench latency --device "$device" --threads "$threads" --backbones "${backbones[@]}" \
-    --batch-sizes 1 --warmup 5 --iters 20
-if [ "$device" = cuda ]; then warm=5; iters=20; else warm=2; iters=10; fi
-"$py" -m facezoo bench latency --device "$device" --threads "$threads" --backbones "${backbones[@]}" \
-    --batch-sizes 32 --warmup "$warm" --iters "$iters"
+read -r -a backbones <<< "${BACKBONES:-mobilefacenet efficientnet_b0 ghostnet ir18 ir34 ir50 ir100}"
+which=(--backbones "${backbones[@]}")
+[[ "${backbones[*]}" == all ]] && which=()  # bench latency's default: every registered backbone
+"$py" -m facezoo bench latency "${which[@]}" --threads "$threads" --batch-sizes 1 32 --warmup 3 1 --iters 20 5 "$@"

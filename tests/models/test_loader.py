@@ -81,8 +81,19 @@ def onnx_float(ckpt):
     return _export(ckpt, "float")
 
 
+def _available(runtime: str) -> None:
+    """Skip a runtime whose library or hardware this machine lacks (the reason named); the rest must run here."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    if runtime == "tensorrt":
+        ort = pytest.importorskip("onnxruntime")
+        if "TensorrtExecutionProvider" not in ort.get_available_providers():
+            pytest.skip("this onnxruntime has no TensorrtExecutionProvider (needs onnxruntime-gpu, TensorRT, a GPU)")
+
+
 def _file_for(runtime: str, request):
     """A model file the runtime opens, built from the reference checkpoint. A new runtime adds its file here."""
+    _available(runtime)
     suffixes = registered().get(runtime).suffixes
     if ".pt" in suffixes:
         return request.getfixturevalue("ckpt")
@@ -318,10 +329,13 @@ def test_onnxruntime_falling_back_to_cpu_is_an_error(onnx_file, monkeypatch):
     class FallingBack:
         """An onnxruntime that lists CUDA but starts every session on the CPU, as a broken CUDA install does."""
 
+        def __getattr__(self, name):  # SessionOptions, enums: the real ones
+            return getattr(real, name)
+
         def get_available_providers(self):
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
-        def InferenceSession(self, source, sess_options=None, providers=None):
+        def InferenceSession(self, source, sess_options=None, providers=None, **kwargs):
             return real.InferenceSession(source, providers=["CPUExecutionProvider"])
 
     monkeypatch.setattr(ort_runtime, "require", lambda name: FallingBack() if name == "onnxruntime" else real)
@@ -329,3 +343,53 @@ def test_onnxruntime_falling_back_to_cpu_is_an_error(onnx_file, monkeypatch):
         facezoo.load_model(onnx_file, "cuda")
     with pytest.raises(ConfigError, match="could not start CUDAExecutionProvider"):
         facezoo.load_model(onnx_file, "auto")  # auto picks CUDA when listed, and must not fall back silently
+
+
+def test_openvino_missing_names_the_install_command(onnx_file, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    with pytest.raises(ConfigError, match=r"needs the 'openvino' package: pip install \"facezoo\[openvino\]\""):
+        facezoo.load_model(onnx_file, "cpu", runtime="openvino")
+
+
+def test_openvino_refuses_cuda_and_reads_the_export_metadata(onnx_file):
+    pytest.importorskip("openvino")
+    with pytest.raises(ConfigError, match="runs on the CPU here; device 'cuda'"):
+        facezoo.load_model(onnx_file, "cuda", runtime="openvino")
+    emb = facezoo.load_model(onnx_file, "cpu", runtime="openvino", batch_size=2)
+    assert emb.layout == "uint8" and emb.precision == "fp32" and "openvino on cpu" in emb.describe()
+
+
+def test_tensorrt_without_its_provider_is_a_config_error_naming_the_available_ones(onnx_file, monkeypatch):
+    from facezoo.models.runtimes import ort as ort_runtime
+
+    real = ort_runtime.require("onnxruntime")
+    if "TensorrtExecutionProvider" in real.get_available_providers():
+        pytest.skip("this onnxruntime has TensorRT: the refusal cannot be seen here")
+    with pytest.raises(ConfigError, match="TensorrtExecutionProvider, but this onnxruntime has .*CPUExecutionProvider"):
+        facezoo.load_model(onnx_file, "auto", runtime="tensorrt")
+
+    class WithTensorrt:
+        """An onnxruntime listing TensorRT (as onnxruntime-gpu does): the device rule comes next."""
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get_available_providers(self):
+            return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    import importlib
+
+    fake = lambda name: WithTensorrt() if name == "onnxruntime" else importlib.import_module(name)
+    monkeypatch.setattr(ort_runtime, "require", fake)
+    with pytest.raises(ConfigError, match="runs on a CUDA GPU; device 'cpu'"):
+        facezoo.load_model(onnx_file, "cpu", runtime="tensorrt")
+    providers, device = ort_runtime.tensorrt_providers("cuda:1", "int8")
+    assert device == "cuda:1" and [ort_runtime._provider_name(p) for p in providers] == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    options = providers[0][1]
+    assert options["device_id"] == 1 and options["trt_int8_enable"] and not options["trt_fp16_enable"]

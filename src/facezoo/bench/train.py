@@ -38,6 +38,9 @@ def bench_train(
 ) -> dict:
     """Images/s over `steps` optimiser steps after `warmup`, and peak GPU memory (GiB, CUDA only).
 
+    Precision: an override (precision=...) when given, else default_precision(the device): bf16 on CUDA with bf16
+    support, fp32 elsewhere; the result says which ("precision", "precision_default").
+
     compile: None (the config's, default off), False, True or a torch.compile mode; chunk_size: None (the
     config's, default "auto"), "auto" or an int (0 = unchunked). Both become config overrides.
     """
@@ -55,14 +58,25 @@ def bench_train(
         )
 
 
+def default_precision(device: torch.device) -> str:
+    """The precision a benchmark should train in on `device`: bf16 on CUDA GPUs that support it (Ampere and newer),
+    else fp32 (CPU autocast to bf16 is slower than fp32 on CPUs without AMX, and fp16 needs a GradScaler)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
 def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, warmup, overrides, output) -> dict:
+    from ..device import resolve_device
 
     synthetic = data == "synthetic"
+    device_cfg = load_config(None, [o for o in overrides if o.startswith("device=")])
+    precision = default_precision(resolve_device(device_cfg.device))
     cfg = load_config(
         None,
         [
             "head.kwargs={s: 64.0, m: 0.5}",
-            "precision=bf16",
+            f"precision={precision}",
             "tensorboard=false",
             "save_every=1000000000",
             "log_every=1000000000",
@@ -113,6 +127,7 @@ def _bench(Trainer, backbone, batch_size, classes, sample_rate, data, steps, war
         "sample_rate": sample_rate,
         "data": "synthetic" if synthetic else str(data),
         "precision": cfg.precision,
+        "precision_default": not any(o.startswith("precision=") for o in overrides),
         "device": str(device),
         "compile": cfg.compile,
         "chunk_size": cfg.head.chunk_size,

@@ -47,7 +47,7 @@ def add_runtime_args(p, batch_size: int = 32) -> None:
         "--runtime",
         default=None,
         metavar="NAME",
-        help="torch or onnxruntime (default: by file type, .pt torch, .onnx onnxruntime)",
+        help="torch, onnxruntime, openvino or tensorrt (default: by file type, .pt torch, .onnx onnxruntime)",
     )
     p.add_argument(
         "--mean",

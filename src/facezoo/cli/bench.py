@@ -2,12 +2,15 @@
 
 train:   --backbone NAME --batch-size B --classes C [--sample-rate R] [--data synthetic|REC_DIR]
          [--compile [MODE]] [--chunk-size auto|0|N]
-latency: [--backbones mobilefacenet ir18 ir50] [--batch-sizes 1 32] [--threads N] [--warmup 5] [--iters 20]
-         [--device cpu|cuda] [--input-size 112]: PyTorch eager vs ONNX Runtime, random weights, markdown table.
+latency: [--backbones NAME ...] [--batch-sizes 1 32] [--threads N] [--warmup 5 [2]] [--iters 20 [5]]
+         [--runtimes eager ort ort-int8 openvino openvino-int8 eager-bf16 ort-cuda tensorrt-fp16] [--tiny]: every
+         backbone (default) x runtime, random weights, interleaved calls, median (p10-p90), TFace-style Markdown
+         tables; --tiny: each backbone's small test build, a dry run of the whole table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -43,22 +46,29 @@ def register(sub) -> None:
     t.set_defaults(func=run)
 
     lat = actions.add_parser(
-        "latency", help="inference latency: PyTorch eager vs ONNX Runtime per backbone", description=__doc__
+        "latency",
+        help="inference latency per backbone x runtime (eager, ORT, OpenVINO; int8; GPU variants), interleaved",
+        description=__doc__,
     )
     lat.add_argument(
         "--backbones",
         nargs="+",
-        default=["mobilefacenet", "ir18", "ir50"],
+        default=None,
         metavar="NAME",
-        help="registered backbones (facezoo list); default mobilefacenet ir18 ir50",
+        help="registered backbones (default: every one, `facezoo list backbones`)",
     )
     lat.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32], metavar="B", help="default 1 32")
-    lat.add_argument("--threads", type=int, default=None, help="CPU threads for both runtimes (default: torch's)")
-    lat.add_argument("--warmup", type=int, default=5, help="untimed calls per setting (default 5)")
-    lat.add_argument("--iters", type=int, default=20, help="timed calls per setting (default 20)")
-    lat.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")
-    lat.add_argument("--input-size", type=int, default=112, help="square input side in pixels (default 112)")
-    lat.add_argument("--embedding-size", type=int, default=512, help="embedding dimension (default 512)")
+    lat.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: torch's)")
+    lat.add_argument(
+        "--warmup", type=int, nargs="+", default=[5], metavar="N", help="untimed rounds: one, or one per batch size"
+    )
+    lat.add_argument(
+        "--iters", type=int, nargs="+", default=[20], metavar="N", help="timed rounds: one, or one per batch size"
+    )
+    lat.add_argument(
+        "--input-size", type=int, default=None, help="square input side (default: each backbone's own, 112 mostly)"
+    )
+    lat.add_argument("--embedding-size", type=int, default=None, help="embedding dimension (default: the backbone's)")
     lat.add_argument(
         "--backbone-kwargs",
         default="{}",
@@ -68,11 +78,18 @@ def register(sub) -> None:
     lat.add_argument(
         "--runtimes",
         nargs="+",
-        choices=("torch", "onnxruntime"),
-        default=["torch", "onnxruntime"],
-        help="runtimes to time (default both)",
+        default=None,
+        metavar="VARIANT",
+        help="variants to time (default all; the GPU ones are skipped without CUDA, with the reason): eager ort "
+        "ort-int8 openvino openvino-int8 eager-bf16 ort-cuda tensorrt-fp16",
     )
-    lat.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    lat.add_argument(
+        "--tiny",
+        action="store_true",
+        help="each backbone at its small test build (registration's test_kwargs): a dry run of every backbone x "
+        "runtime in minutes; the timings mean nothing",
+    )
+    lat.add_argument("--json", action="store_true", help="print the rows as JSON instead of the tables")
     lat.set_defaults(func=run_latency)
 
 
@@ -105,7 +122,8 @@ def run(args) -> int:
         peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
         print(
             f"{r['backbone']} batch {r['batch_size']} classes {r['classes']:,} sample_rate {r['sample_rate']} "
-            f"{r['precision']} {r['data']} on {r['device_name']}: {r['images_per_s']:,.0f} images/s{peak}"
+            f"{r['precision']}{' (default for the device)' if r['precision_default'] else ''} {r['data']} on "
+            f"{r['device_name']}: {r['images_per_s']:,.0f} images/s{peak}"
         )
     return 0
 
@@ -115,7 +133,7 @@ def run_latency(args) -> int:
 
     import torch
 
-    from ..bench.latency import bench_latency, cpu_name, format_latency_table
+    from ..bench.latency import VARIANTS, bench_latency, cpu_name, format_latency_table
     from ..errors import ConfigError
 
     try:
@@ -130,31 +148,40 @@ def run_latency(args) -> int:
         args.threads,
         args.warmup,
         args.iters,
-        args.device,
+        args.runtimes or tuple(VARIANTS),
         args.input_size,
         args.embedding_size,
         kwargs,
-        args.runtimes,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        tiny=args.tiny,
     )
     if args.json:
         print_json(rows)
         return 0
-    r = rows[0]
-    versions = f"torch {torch.__version__}"
-    if "onnxruntime" in args.runtimes:
-        from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError, version
 
-        for dist in ("onnxruntime", "onnxruntime-gpu"):
-            try:
-                versions += f", onnxruntime {version(dist)}"
-                break
-            except PackageNotFoundError:
-                pass
-    where = r["device_name"] if r["device"] != "cpu" else f"{cpu_name()} ({os.cpu_count()} cores)"
+    versions = [f"torch {torch.__version__}"]
+    for dist in ("onnxruntime", "onnxruntime-gpu", "openvino"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions.append(f"{dist} {version(dist)}")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    threads = rows[0]["threads"] or torch.get_num_threads()
+    rounds = ", ".join(f"batch {r['batch']}: {r['warmup']} warm-up + {r['iters']} timed" for r in _firsts(rows))
+    print("| | device | frameworks |\n|---|---|---|")
+    print(f"| CPU | {cpu_name()} ({os.cpu_count()} cores), {threads} threads per runtime | {', '.join(versions)} |")
+    print(f"| GPU | {gpu} | |\n")
+    if args.tiny:
+        print("--tiny: small test builds of each backbone (a dry run; these timings mean nothing)\n")
     print(
-        f"{where}, {r['threads']} threads, input {args.input_size}x{args.input_size}, float32, random weights; "
-        f"{r['warmup']} warm-up + {r['iters']} timed calls per row; {versions}"
+        f"Random weights (BatchNorm calibrated), uint8 crops in, embeddings out; variants interleaved call by call "
+        f"({rounds} rounds); int8: static QDQ, 32 random calibration crops.\n"
     )
     print(format_latency_table(rows))
     return 0
+
+
+def _firsts(rows):
+    seen = {}
+    for r in rows:
+        seen.setdefault(r["batch"], r)
+    return list(seen.values())

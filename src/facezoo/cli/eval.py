@@ -36,6 +36,13 @@ def add_run_args(p, models_help: str) -> None:
         help="one table name per model (default: file names made unique, e.g. model.pt / model.onnx)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument(
+        "--runtime",
+        default=None,
+        metavar="NAME",
+        help="run every model on this runtime: torch, onnxruntime, openvino or tensorrt (default: by file type; "
+        "with it, the models are loaded up front)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda if available")
     p.add_argument("--out", metavar="DIR", default=None, help="write results.json, results.csv and the plots here")
     cache = p.add_mutually_exclusive_group()
@@ -49,10 +56,30 @@ def add_run_args(p, models_help: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr, just the tables")
 
 
-def run_kwargs(args) -> dict:
-    """The shared options as keyword arguments of facezoo.eval.run / run_ijb / run_megaface."""
+def eval_models(args):
+    """args.models as given, or with --runtime: {name: embedder} loaded on that runtime (run folders expanded into
+    their checkpoints, names as the evaluation would give them), since the runner loads paths by file type."""
+    if args.runtime is None:
+        return args.models
+    import facezoo
+
+    from ..errors import ConfigError
+    from ..eval.runner import expand_models, model_names
+
+    paths = expand_models(args.models)
+    names = args.name or model_names(paths)
+    if len(names) != len(paths):
+        raise ConfigError(f"{len(names)} names for {len(paths)} models (run folders count each *.pt): give one each")
     return {
-        "names": args.name,
+        n: facezoo.load_model(m, args.device, runtime=args.runtime, batch_size=args.batch_size)
+        for n, m in zip(names, paths)
+    }
+
+
+def run_kwargs(args) -> dict:
+    """The shared options as keyword arguments of facezoo.eval.run / run_ijb / run_megaface (with eval_models)."""
+    return {
+        "names": None if getattr(args, "runtime", None) else args.name,
         "batch_size": args.batch_size,
         "device": args.device,
         "cache": not args.no_cache,
@@ -126,5 +153,6 @@ def run(args) -> int:
     sets = resolve_sets(args.bins, args.pairs, args.sets)  # every list read, every image checked, before a model
     if not sets:
         raise ConfigError("nothing to evaluate: give --bin FILE ..., --pairs NAME:ROOT ... and/or --sets SETS.yaml")
-    report = evaluate(args.models, sets, nfolds=args.nfolds, metric=args.metric, fars=args.far, **run_kwargs(args))
+    models = eval_models(args)
+    report = evaluate(models, sets, nfolds=args.nfolds, metric=args.metric, fars=args.far, **run_kwargs(args))
     return show(report, args.out)

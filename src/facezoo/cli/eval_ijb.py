@@ -12,7 +12,7 @@ A FAR below 1/#impostor pairs (an FPIR below 1/#non-mated searches) is n/a. Imag
 from __future__ import annotations
 
 from . import COMMANDS
-from .eval import add_run_args, run_kwargs, show
+from .eval import add_run_args, eval_models, run_kwargs, show
 
 
 @COMMANDS.register("eval-ijb")
@@ -55,7 +55,7 @@ def run(args) -> int:
     if not args.models:
         raise ConfigError("no model to evaluate: give MODEL.pt, MODEL.onnx or a run folder")
     report = run_ijb(
-        args.models,
+        eval_models(args),
         args.root,
         args.target,
         args.protocol,

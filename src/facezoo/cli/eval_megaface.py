@@ -11,7 +11,7 @@ ranks. TAR at a FAR below 1/#impostor pairs (probes x distractors) is n/a.
 from __future__ import annotations
 
 from . import COMMANDS
-from .eval import add_run_args, run_kwargs, show
+from .eval import add_run_args, eval_models, run_kwargs, show
 
 
 @COMMANDS.register("eval-megaface")
@@ -81,7 +81,7 @@ def run(args) -> int:
     if args.clean and args.no_clean:
         raise ConfigError("--clean and --no-clean contradict each other; give one")
     report = run_megaface(
-        args.models,
+        eval_models(args),
         args.root,
         features=args.features,
         sizes=args.sizes,

@@ -5,9 +5,11 @@ Two graph inputs (both with a dynamic batch axis):
            the layout of insightface's w600k_r50.onnx;
   "uint8": uint8 (B, H, W, 3) RGB pixels; channel order and normalisation run inside the graph.
 The graph's metadata_props hold "facezoo.meta" (JSON of ModelMeta.to_dict()), "facezoo.input" ("float" or
-"uint8"), "facezoo.weights" (the digest of the exported state dict, so the export keeps the model key of its .pt)
-and "facezoo.version" (facezoo.models.runtimes.ort reads them), so a loader preprocesses correctly without the
-checkpoint. An export that changes the numbers (fp16, int8) must write a digest of its own, not the source's.
+"uint8"), "facezoo.weights" (the digest of the exported state dict, so the export keeps the model key of its .pt),
+"facezoo.precision" ("fp32", "fp16" or "int8") and "facezoo.version" (facezoo.models.runtimes.ort reads them), so
+a loader preprocesses correctly without the checkpoint. fp16 and int8 exports (facezoo.export.precision) keep the
+weights digest, hence the model key: a gallery enrolled with the fp32 model is searched with the int8 one, which
+is what the parity bound (min cosine to fp32) is there to allow; their feature-cache fingerprint is their own graph.
 
 Exporter: torch.onnx.export(dynamo=True) (torch.export + onnxscript). In torch >= 2.9 it is the default and the
 TorchScript exporter is deprecated ("will be removed"); dynamo=True exports ir* and mobilefacenet with a dynamic
@@ -39,6 +41,8 @@ from ..models.runtimes.ort import (
     INPUT_KEY,
     INPUT_LAYOUTS,
     META_KEY,
+    PRECISION_KEY,
+    PRECISIONS,
     VERSION_KEY,
     WEIGHTS_KEY,
     normalise,
@@ -125,15 +129,16 @@ def _export_proto(module: nn.Module, example: torch.Tensor, opset: int, input_na
     return onnx.load_from_string(buf.getvalue()), "legacy"
 
 
-def _add_metadata(proto, meta: ModelMeta, layout: str, weights: str) -> None:
-    """Store the preprocessing metadata and the weights digest in the graph's metadata_props (replacing earlier
-    facezoo entries)."""
+def _add_metadata(proto, meta: ModelMeta, layout: str, weights: str, precision: str = "fp32") -> None:
+    """Store the preprocessing metadata, the weights digest and the precision in the graph's metadata_props
+    (replacing earlier facezoo entries)."""
     from .. import __version__
 
     props = {
         META_KEY: json.dumps(meta.to_dict()),
         INPUT_KEY: layout,
         WEIGHTS_KEY: weights,
+        PRECISION_KEY: precision,
         VERSION_KEY: __version__,
     }
     keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
@@ -141,7 +146,7 @@ def _add_metadata(proto, meta: ModelMeta, layout: str, weights: str) -> None:
     for key, value in [*keep, *props.items()]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"facezoo embedder; input: {INPUT_LAYOUTS[layout]}; metadata key {META_KEY}"
+    proto.doc_string = f"facezoo {precision} embedder; input: {INPUT_LAYOUTS[layout]}; metadata key {META_KEY}"
 
 
 def _ort_run(model_bytes: bytes, feeds: list[np.ndarray]) -> list[np.ndarray]:
@@ -192,7 +197,18 @@ def _torch_embedder(model) -> TorchEmbedder:
 
 
 def export_onnx(
-    checkpoint, out_path, *, opset: int = 17, input: str = "float", check: bool = True, atol: float = 1e-3
+    checkpoint,
+    out_path,
+    *,
+    opset: int = 17,
+    input: str = "float",
+    check: bool = True,
+    atol: float = 1e-3,
+    precision: str = "fp32",
+    calibrate=None,
+    calibration_images: int = 256,
+    holdout_images: int = 256,
+    min_cosine: float | None = None,
 ) -> dict:
     """Export a facezoo model (a .pt path, a pretrained model name, an EmbedderModule or a torch Embedder) to ONNX
     at `out_path`, written atomically, with its metadata and weights digest (the export keeps the model key).
@@ -200,21 +216,44 @@ def export_onnx(
     The check runs batch 1 and 4 random faces through PyTorch and onnxruntime; it fails (ModelError, nothing
     written) when max |torch - ort| > atol * max(1, max |torch|), i.e. atol is absolute for embeddings of unit
     scale and relative for larger ones (untrained nets can output values in the hundreds).
-    Returns {path, exporter, opset, input, input_name, input_shape, parity (None without check)}.
+    precision "fp16" or "int8" converts the checked fp32 graph (facezoo.export.precision) and refuses it (ModelError,
+    nothing written) when the min cosine to fp32 on the calibration or held-out crops is below min_cosine (default
+    0.999 fp16, 0.98 int8). calibrate: where those crops come from (a .bin, a RecordIO / TFRecord set, a folder, or
+    a uint8 (N, H, W, 3) array; facezoo.export.calibration), required for int8; fp16 without it uses random images.
+    calibration_images / holdout_images: how many of each.
+    Returns {path, exporter, opset, input, input_name, input_shape, precision, size_mb, parity (None without check),
+    precision_parity (None for fp32)}.
     """
+    from .calibration import face_sets, random_faces
+    from .precision import check_bound, lower_precision
+
     if input not in INPUT_LAYOUTS:
         raise ConfigError(f"export input '{input}' is unknown; use 'float' (normalised NCHW) or 'uint8' (NHWC RGB).")
     if not isinstance(opset, int) or opset < 13:
         raise ConfigError(f"opset {opset!r} is too old; use 13 or newer (default 17).")
     if check and not atol > 0:
         raise ConfigError(f"atol {atol!r} must be positive (default 1e-3).")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}' is unknown; use {', '.join(PRECISIONS)} (--fp16, --int8).")
+    if precision == "int8" and calibrate is None:
+        raise ConfigError("int8 needs calibration crops: --calibrate DATA (a .bin, a RecordIO/TFRecord set, a folder)")
+    if precision == "fp32" and calibrate is not None:
+        raise ConfigError("--calibrate is for --int8 (ranges) or --fp16 (parity); an fp32 export does not use it.")
+    bound = None if precision == "fp32" else check_bound(precision, min_cosine)
     require("onnx")
-    if check:
+    if check or precision != "fp32":
         require("onnxruntime")
     embedder = _torch_embedder(checkpoint)
     meta = embedder.meta
     module = embedder.module if input == "uint8" else _FloatGraph(embedder.module).eval()
     h, w = embedder.input_size
+    sets = None
+    if precision != "fp32":  # read (and check) the crops before the slow export
+        sets = (
+            random_faces((h, w), calibration_images, holdout_images)
+            if calibrate is None
+            else face_sets(calibrate, (h, w), calibration_images, holdout_images)
+        )
     example = torch.zeros(2, h, w, 3, dtype=torch.uint8)  # batch 2: torch.export specialises sizes 0 and 1
     if input == "float":
         example = torch.zeros(2, 3, h, w)
@@ -232,6 +271,13 @@ def export_onnx(
                 f"min cosine {parity['min_cosine']:.6f}); nothing written. Try another --opset, or report the "
                 "backbone; --no-check skips this test."
             )
+    low = None
+    if precision != "fp32":
+        m = meta
+        feed = (lambda x: x) if input == "uint8" else (lambda x: normalise(x, m.mean, m.std, m.channel_order))
+        proto, low = lower_precision(proto, precision, sets, feed, INPUT_NAMES[input], bound, out_path)
+        _add_metadata(proto, meta, input, embedder.weights_digest(), precision)
+        model_bytes = proto.SerializeToString()
     with atomic_write(out_path) as f:
         f.write(model_bytes)
     opsets = {o.domain: o.version for o in proto.opset_import}
@@ -243,5 +289,8 @@ def export_onnx(
         "input": input,
         "input_name": INPUT_NAMES[input],
         "input_shape": shape,
+        "precision": precision,
+        "size_mb": len(model_bytes) / 2**20,
         "parity": parity,
+        "precision_parity": low,
     }

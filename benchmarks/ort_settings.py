@@ -1,0 +1,157 @@
+"""ONNX Runtime session settings against each other and PyTorch eager, per backbone and batch: why ORT lost to eager
+at batch 1 on MobileFaceNet, and what facezoo's session defaults (models/runtimes/ort.py SESSION_DEFAULTS) do.
+
+Every row is one way to run the same exported model (random weights, BatchNorm calibrated; uint8 crops in,
+embeddings out, normalisation included) and all rows of a (backbone, batch) are timed interleaved, call by call
+(facezoo.bench.latency.interleave), so a shared machine's load falls on all of them alike. Rows:
+  eager                PyTorch eager, torch.set_num_threads(threads)
+  ort: plain           onnxruntime.SessionOptions() untouched (all of onnxruntime's defaults)
+  ort: before          what `bench latency` used before: ORT_ENABLE_ALL, intra = threads, inter = 1, NCHWc on
+                       (= SESSION_DEFAULTS alone, as detectors get them)
+  ort: facezoo         SESSION_DEFAULTS + EMBEDDER_SETTINGS (NchwcTransformer off), intra = threads (after)
+  ort: facezoo, uint8  the same on the "uint8" export (channel order and normalisation inside the graph)
+  ort: EXTENDED        graph_optimization_level ORT_ENABLE_EXTENDED (no layout transformation at all)
+  ort: BASIC           ORT_ENABLE_BASIC (constant folding and redundant-node removal only)
+  ort: no spinning     facezoo's defaults with session.intra_op.allow_spinning 0
+  ort: parallel        facezoo's defaults with ORT_PARALLEL and inter_op_num_threads 2
+  ort: no arena        facezoo's defaults with enable_cpu_mem_arena and enable_mem_pattern off
+Each row: median ms per call, p10-p90, spread, and the number of ReorderInput/ReorderOutput nodes the optimised
+graph holds (a load-independent count: each copies a whole activation between NCHW and NCHWc).
+
+    python benchmarks/ort_settings.py --backbones mobilefacenet ir18 ir50 --batch-sizes 1 32 --threads 2 \
+        --warmup 5 2 --iters 50 10            # the lead's run on a quiet machine (about 10 minutes on 2 cores)
+    python benchmarks/ort_settings.py --backbones ir18 --kwargs '{"width": 0.25}' --input-size 32 \
+        --batch-sizes 1 --iters 2 --warmup 0  # a dry run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facezoo.bench.latency import calibrate_batchnorm, interleave, summarize
+from facezoo.export.onnx import export_onnx
+from facezoo.models.embedder import EmbedderModule, ModelMeta
+from facezoo.models.runtimes import ort as fort
+
+E = fort.EMBEDDER_SETTINGS
+# (label, layout, settings for fort.session_options, or None for a plain SessionOptions())
+ROWS = (
+    ("ort: plain", "float", None),
+    ("ort: before (NCHWc on)", "float", {}),
+    ("ort: facezoo", "float", E),
+    ("ort: facezoo, uint8", "uint8", E),
+    ("ort: EXTENDED", "float", {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}),
+    ("ort: BASIC", "float", {"graph_optimization_level": "ORT_ENABLE_BASIC"}),
+    ("ort: no spinning", "float", {**E, "config": {"session.intra_op.allow_spinning": "0"}}),
+    ("ort: parallel", "float", {**E, "execution_mode": "ORT_PARALLEL", "inter_op_num_threads": 2}),
+    ("ort: no arena", "float", {**E, "enable_cpu_mem_arena": False, "enable_mem_pattern": False}),
+)
+
+
+def _session(path: Path, settings, threads: int, optimised: Path):
+    """(session, number of NCHWc reorder nodes in its optimised graph)."""
+    import onnx
+    import onnxruntime as ort
+
+    if settings is None:
+        opts, disabled = ort.SessionOptions(), ()
+    else:
+        opts, disabled = fort.session_options(threads, **settings)
+    opts.optimized_model_filepath = str(optimised)
+    opts.log_severity_level = 3  # not the warning that an NCHWc graph saved is hardware-specific
+    extra = {"disabled_optimizers": list(disabled)} if disabled else {}
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], **extra)
+    ops = Counter(n.op_type for n in onnx.load(str(optimised), load_external_data=False).graph.node)
+    return sess, ops["ReorderInput"] + ops["ReorderOutput"]
+
+
+def _ort_call(sess, layout: str, meta: ModelMeta, crops: np.ndarray):
+    name = sess.get_inputs()[0].name
+    if layout == "uint8":
+        return lambda: sess.run(None, {name: crops})[0]
+    return lambda: sess.run(None, {name: fort.normalise(crops, meta.mean, meta.std, meta.channel_order)})[0]
+
+
+def bench(name, kwargs, size, batch_sizes, threads, warmups, iterses, tmp: Path) -> list[str]:
+    torch.manual_seed(0)
+    meta = ModelMeta(backbone=name, backbone_kwargs=kwargs, embedding_size=512, input_size=(size, size))
+    net = meta.build_backbone()
+    calibrate_batchnorm(net, size)
+    module = EmbedderModule(net, meta).eval()
+    files = {}
+    for layout in ("float", "uint8"):
+        files[layout] = tmp / f"{name}_{layout}.onnx"
+        export_onnx(module, files[layout], input=layout, check=False)
+    lines = []
+    rng = np.random.default_rng(0)
+    for batch, warmup, iters in zip(batch_sizes, warmups, iterses):
+        crops = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+        with torch.inference_mode():
+            want = module(torch.from_numpy(crops)).numpy()
+        calls, reorders = {}, {"eager": "-"}
+
+        def eager(crops=crops):
+            with torch.inference_mode():
+                return module(torch.from_numpy(crops))
+
+        calls["eager"] = eager
+        for k, (label, layout, settings) in enumerate(ROWS):
+            sess, reorders[label] = _session(files[layout], settings, threads, tmp / f"opt{k}.onnx")
+            call = _ort_call(sess, layout, meta, crops)
+            got = call()
+            if not np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max())):
+                raise SystemExit(f"{name} {label}: output differs from PyTorch; fix before timing")
+            calls[label] = call
+        print(f"{name} batch {batch}: {len(calls)} rows interleaved", file=sys.stderr, flush=True)
+        times = interleave(calls, warmup, iters)
+        for label, ms in times.items():
+            s = summarize(ms)
+            lines.append(
+                f"| {name} | {batch} | {label} | {s['median_ms']:.2f} | {s['p10_ms']:.2f}-{s['p90_ms']:.2f} | "
+                f"{100 * s['spread']:.0f}% | {reorders[label]} |"
+            )
+    return lines
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbones", nargs="+", default=["mobilefacenet", "ir18", "ir50"])
+    p.add_argument("--kwargs", default="{}", help="backbone arguments as JSON")
+    p.add_argument("--input-size", type=int, default=112)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--warmup", type=int, nargs="+", default=[5, 2], help="one, or one per batch size")
+    p.add_argument("--iters", type=int, nargs="+", default=[50, 10], help="one, or one per batch size")
+    args = p.parse_args()
+    n = len(args.batch_sizes)
+    warmups = args.warmup * n if len(args.warmup) == 1 else args.warmup
+    iterses = args.iters * n if len(args.iters) == 1 else args.iters
+    if len(warmups) != n or len(iterses) != n:
+        p.error("give one --warmup / --iters, or one per batch size")
+    torch.set_num_threads(args.threads)
+    import onnxruntime
+
+    print(
+        f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}; {args.threads} threads; "
+        f"warm-up {warmups}, timed rounds {iterses} per batch size; rows interleaved call by call\n"
+    )
+    print("| backbone | batch | setting | median ms | p10-p90 ms | spread | NCHWc reorders |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="facezoo-ort-settings-") as tmp:
+        for name in args.backbones:
+            kwargs = json.loads(args.kwargs)
+            lines = bench(name, kwargs, args.input_size, args.batch_sizes, args.threads, warmups, iterses, Path(tmp))
+            print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
