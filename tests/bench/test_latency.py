@@ -121,6 +121,20 @@ def test_parity_failure_stops_before_timing(monkeypatch):
     assert timed == []
 
 
+@pytest.mark.slow
+def test_a_broken_low_precision_graph_is_a_row_with_its_cosine_and_the_rest_is_timed(monkeypatch):
+    """One runtime's broken int8 conversion must not end a table of every backbone x runtime."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setattr(latency, "_cosine_min", lambda a, b: 0.307)
+    rows = latency.bench_latency(**{**TINY_KW, "batch_sizes": [1], "variants": ["eager", "ort-int8"]})
+    by = {r["variant"]: r for r in rows}
+    assert by["eager"]["skipped"] is None and by["eager"]["median_ms"] > 0
+    floor = latency.LOW_PRECISION_FLOOR
+    assert by["ort-int8"]["skipped"] == f"min cosine to fp32 0.307 < {floor}: a broken graph, not timed"
+    assert "median_ms" not in by["ort-int8"]
+
+
 def test_check_parity_tolerance_is_relative_to_scale():
     ref = np.array([[100.0, -50.0]], np.float32)
     assert latency.check_parity(ref, ref + 0.05, 1e-3, "m") == pytest.approx(0.05, abs=1e-5)  # tol 0.1
