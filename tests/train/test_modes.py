@@ -1,5 +1,6 @@
 """The training-mode seam: a mode added as one class plus a registration trains, checkpoints and resumes exactly."""
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import yaml
 from torch import nn
 
 from facezoo.config import load_config
-from facezoo.errors import ConfigError, ModelError
+from facezoo.errors import ConfigError, DataError, ModelError
 from facezoo.train.modes import MODES, Mode
 from facezoo.train.trainer import NonFiniteLoss, Trainer
 
@@ -156,6 +157,40 @@ def test_output_that_is_a_file_is_a_config_error(tiny_cfg, tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         Trainer(tiny_cfg(f"output={tmp_path}/f"), dataset=TinyFaces())
+
+
+def test_disk_full_during_a_checkpoint_is_one_error_and_keeps_the_last_one(tiny_cfg, tmp_path, monkeypatch):
+    """ENOSPC inside torch.save (which reports it as a RuntimeError about stream positions) is a DataError naming
+    the file and the cause; the previous checkpoint stays whole and no temp file is left."""
+    import errno
+
+    from facezoo.models import checkpoint
+
+    t = Trainer(tiny_cfg(), dataset=TinyFaces(), verbose=False)
+    t.fit(max_steps=1)
+    files = [t.output / "model.pt", t.checkpoint_path]
+    before = [f.read_bytes() for f in files]
+    real = checkpoint.atomic_write
+
+    @contextlib.contextmanager
+    def full_disk(path, mode="wb"):
+        with real(path, mode) as f:
+
+            class Full:
+                def __getattr__(self, name):
+                    return getattr(f, name)
+
+                def write(self, data):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+            yield Full()
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_disk)
+    with pytest.raises(DataError, match=r"model.pt: cannot write \(No space left on device\); free space"):
+        t.save()  # model.pt is written first
+    monkeypatch.undo()
+    assert [f.read_bytes() for f in files] == before
+    assert not list(t.output.glob(".*.tmp"))
 
 
 def test_stale_temp_files_of_a_killed_run_are_removed(tiny_cfg, tmp_path):

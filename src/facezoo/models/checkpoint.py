@@ -13,11 +13,12 @@ Load a checkpoint for inference with facezoo.load_model (facezoo.models.loader).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import torch
 
-from ..errors import FacezooError, ModelError
+from ..errors import DataError, FacezooError, ModelError
 from ..io import atomic_write
 from .embedder import EmbedderModule, ModelMeta
 
@@ -41,8 +42,20 @@ def save_checkpoint(
         "config": config,
         "train": train,
     }
-    with atomic_write(path) as f:
-        torch.save(payload, f)
+    try:
+        with atomic_write(path) as f:
+            torch.save(payload, f)
+    except (OSError, RuntimeError) as e:
+        # torch.save reports a failed write as RuntimeError("... unexpected pos ..."), the OSError as its context
+        cause = e if isinstance(e, OSError) else e.__context__
+        if not isinstance(cause, OSError):
+            raise
+        full = cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        advice = "free space on that disk (or write elsewhere: output=DIR)" if full else "check the folder"
+        raise DataError(
+            f"{path}: cannot write ({cause.strerror or cause}); {advice} and run again (training: --resume continues "
+            "from the last checkpoint written). An existing file there is unchanged."
+        ) from None
 
 
 def _unreadable(path: Path, e: Exception) -> ModelError:
