@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import sys
 import types
 
@@ -78,6 +79,12 @@ def test_train_log_best_so_far_and_curves(tiny_cfg, tmp_path):
     best = json.loads((run / "best.json").read_text())
     vals = [r["val/v"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val/v" in r]
     assert best["score"] == max(vals) and best["step"] in (3, 6, 9) and (run / "best.pt").is_file()
+    # each verification line's "best" includes the step it reports (the best so far, not the one before it)
+    shown = [re.search(r"v (\d+\.\d+)% \(best mean (\d+\.\d+)% at step (\d+)\)", x) for x in lines]
+    shown = [tuple(float(g) for g in m.groups()) for m in shown if m]
+    assert len(shown) == 3
+    for i, (_, top, at) in enumerate(shown):
+        assert top == max(acc for acc, _, _ in shown[: i + 1]) and at <= 3 * (i + 1)
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -51,7 +51,7 @@ class ProgressLog(Callback):
     def on_validation(self, trainer, step, results):
         line = " ".join(f"{name} {r['accuracy'] * 100:.2f}%" for name, r in results.items())
         best = getattr(trainer, "best", None)
-        tail = f" (best {best['score'] * 100:.2f}% at step {best['step']})" if best else ""
+        tail = f" (best mean {best['score'] * 100:.2f}% at step {best['step']})" if best else ""
         self.print(trainer, f"verification at step {step}: {line}{tail}")
 
     def on_train_end(self, trainer):

@@ -60,9 +60,10 @@ class Verification(Callback):
         every = trainer.cfg.val_every or trainer.steps_per_epoch
         if step % every == 0 or step == trainer.stop_step:
             results = self.verifier(trainer.embedder(), trainer.device)
+            self._update_best(trainer, step, results)  # first, so every on_validation listener sees this step
             trainer.events.emit("on_validation", trainer, step, results)
 
-    def on_validation(self, trainer, step, results):
+    def _update_best(self, trainer, step, results):
         score = sum(r["accuracy"] for r in results.values()) / max(len(results), 1)
         best = getattr(trainer, "best", None)
         if best is None or score > best["score"]:
