@@ -63,7 +63,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model = facezoo.load_model("dlib_resnet").to(dev).eval()
+        model = facezoo.load_model("dlib_resnet", "cpu").module  # the EmbedderModule (backbone + preprocessing)
         onnx_path = Path(tmp) / "dlib_resnet.onnx"
         export_onnx(model.cpu(), onnx_path, check=False)
         model.to(dev)

@@ -172,7 +172,7 @@ def run_one(args, backend: str, round_: int, analyzer, gallery_path: Path, encod
                 endpoint = mix[n % len(mix)]
                 k = n % len(encoded)
                 if endpoint == "identify":
-                    req = ("POST", "/v1/identify", {"image": encoded[k], "top_k": 5})
+                    req = ("POST", "/v1/identify", {"image": encoded[k], "top_k": 5, "threshold": 0.5})
                 elif endpoint == "verify":
                     req = ("POST", "/v1/verify", {"image1": encoded[k], "image2": encoded[k], "threshold": 0.5})
                 elif endpoint == "enroll":
