@@ -7,7 +7,8 @@ face (facezoo.data.synthetic) pasted at a random position, scale (about 90-250 p
     python benchmarks/prepare_bench.py --identities 20 --images 10 --workers 0,2,4
     python benchmarks/prepare_bench.py --identities 2 --images 2 --workers 0        # dry run
 
-Images/s counts every photo, found face or not (MTCNN finds roughly 3 in 4 synthetic faces).
+Images/s counts every photo, kept or not; 'faces kept' is what reached the output (found by the detector, chosen,
+not removed as a near-duplicate).
 """
 
 from __future__ import annotations
