@@ -10,11 +10,19 @@ Devices: "auto" and "cpu" -> OpenVINO's CPU plugin (the only one facezoo asks fo
 threads: INFERENCE_NUM_THREADS (None: OpenVINO's default, all cores), with PERFORMANCE_HINT LATENCY (one stream).
 One compiled model serves every call; an infer request is not thread-safe, so calls are serialised by a lock.
 
+Signal stack: OpenVINO's CPU plugin installs its own small (about 11 KB) alternate signal stack in the calling
+thread when it compiles a model, and disables it when the compiled model is destroyed. Python runs its signal
+handlers on the alternate stack (SA_ONSTACK), and a SIGCHLD delivered there (a DataLoader worker or any child
+exiting) crashed the process with SIGSEGV. So compiling and releasing happen inside keep_signal_stack(), which puts
+the thread's alternate stack back as it was (faulthandler's, or none).
+
 pip install "facezoo[openvino]" (openvino and onnx).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import threading
 
@@ -34,6 +42,31 @@ def require_openvino():
             "runtime 'openvino' needs the 'openvino' package: pip install \"facezoo[openvino]\" "
             "(or use --runtime onnxruntime)."
         ) from None
+
+
+class _StackT(ctypes.Structure):  # struct stack_t of sigaltstack(2)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+def _sigaltstack():
+    try:
+        return ctypes.CDLL(None, use_errno=True).sigaltstack
+    except (OSError, AttributeError, TypeError):  # no such call (Windows): nothing to keep
+        return None
+
+
+@contextlib.contextmanager
+def keep_signal_stack():
+    """Run the block, then restore the calling thread's alternate signal stack (see the module doc)."""
+    call = _sigaltstack()
+    saved = _StackT()
+    if call is None or call(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        call(ctypes.byref(saved), None)
 
 
 @RUNTIMES.register("openvino")
@@ -60,12 +93,18 @@ class OpenVinoEmbedder(OnnxGraphEmbedder):
                 raise ConfigError(f"threads must be a positive int, got {threads!r}.")
             config["INFERENCE_NUM_THREADS"] = threads
         try:
-            self.compiled = core.compile_model(model, "CPU", config)
+            with keep_signal_stack():
+                self.compiled = core.compile_model(model, "CPU", config)
+                self._request = self.compiled.create_infer_request()
         except Exception as e:
             raise ModelError(f"{self.path}: OpenVINO cannot compile it ({type(e).__name__}: {str(e)[:200]}).") from None
-        self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
         return "cpu"
+
+    def __del__(self):
+        with keep_signal_stack():  # the plugin changes the signal stack again when the compiled model goes
+            self.__dict__.pop("_request", None)
+            self.__dict__.pop("compiled", None)
 
     def _props(self) -> dict:
         return self._info["props"]
