@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.facezoo-installed
 # CPU wheel; on a machine that already has torch (e.g. a CUDA build) the existing one is kept.
 TORCH  ?= torch==2.13.0
-# `make demo QUICK=1`: 100 identities x 16 images, 2 epochs (about a minute on 2 cores) instead of 400 x 24, 4,
+# `make demo QUICK=1`: 100 identities x 16 images, 2 epochs (under 2 minutes on 2 cores) instead of 400 x 24, 4,
 # into its own folder.
 ifeq ($(QUICK),1)
 DEMO ?= demo_quick
