@@ -6,9 +6,8 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
 (facezoo.bench.latency.interleave), so a shared machine's load falls on all of them alike. Rows:
   eager                PyTorch eager, torch.set_num_threads(threads)
   ort: plain           onnxruntime.SessionOptions() untouched (all of onnxruntime's defaults)
-  ort: before          what `bench latency` used before: ORT_ENABLE_ALL, intra = threads, inter = 1, NCHWc on
-                       (= SESSION_DEFAULTS alone, as detectors get them)
-  ort: facezoo         SESSION_DEFAULTS + EMBEDDER_SETTINGS (NchwcTransformer off), intra = threads (after)
+  ort: facezoo         SESSION_DEFAULTS + EMBEDDER_SETTINGS (ORT_ENABLE_ALL, NCHWc on), intra = threads
+  ort: NCHWc off       the same with the NchwcTransformer disabled (no layout copies around PReLUs)
   ort: facezoo, uint8  the same on the "uint8" export (channel order and normalisation inside the graph)
   ort: EXTENDED        graph_optimization_level ORT_ENABLE_EXTENDED (no layout transformation at all)
   ort: BASIC           ORT_ENABLE_BASIC (constant folding and redundant-node removal only)
@@ -17,6 +16,9 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
   ort: no arena        facezoo's defaults with enable_cpu_mem_arena and enable_mem_pattern off
 Each row: median ms per call, p10-p90, spread, and the number of ReorderInput/ReorderOutput nodes the optimised
 graph holds (a load-independent count: each copies a whole activation between NCHW and NCHWc).
+Caveat: thread pools that spin-wait after a call (onnxruntime's by default, OpenMP's) take cores from the row timed
+next, so at batch 1 (calls of milliseconds) the interleaved figures are biased against whichever row follows a
+spinning one; batch 32 (calls of hundreds of ms) is barely affected. Compare batch-1 rows with care.
 
     python benchmarks/ort_settings.py --backbones mobilefacenet ir18 ir50 --batch-sizes 1 32 --threads 2 \
         --warmup 5 2 --iters 50 10            # the lead's run on a quiet machine (about 10 minutes on 2 cores)
@@ -45,8 +47,8 @@ E = fort.EMBEDDER_SETTINGS
 # (label, layout, settings for fort.session_options, or None for a plain SessionOptions())
 ROWS = (
     ("ort: plain", "float", None),
-    ("ort: before (NCHWc on)", "float", {}),
     ("ort: facezoo", "float", E),
+    ("ort: NCHWc off", "float", {**E, "disabled_optimizers": ("NchwcTransformer",)}),
     ("ort: facezoo, uint8", "uint8", E),
     ("ort: EXTENDED", "float", {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}),
     ("ort: BASIC", "float", {"graph_optimization_level": "ORT_ENABLE_BASIC"}),

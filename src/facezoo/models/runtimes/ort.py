@@ -137,12 +137,12 @@ SESSION_DEFAULTS = {
     "enable_cpu_mem_arena": True,
     "enable_mem_pattern": True,
 }
-# On top of them for embedders (OnnxEmbedder): the NchwcTransformer off. ORT_ENABLE_ALL's NCHWc layout has no PRelu
-# kernel, so it wraps every PReLU in ReorderOutput + ReorderInput, each a full copy of the activation: 65 reorders in
-# MobileFaceNet (33 PReLUs; 3.2 M elements per 112x112 image read and written twice, ~48 MiB of traffic for 0.88
-# GFLOPs), while IResNet-50 moves 3.7 M elements for 12.6 GFLOPs, 12x fewer per FLOP. This is why ORT lost to eager
-# at batch 1 on MobileFaceNet (12.6 vs 8.5 ms) while beating it on the IResNets. Detectors (ReLU) keep NCHWc.
-EMBEDDER_SETTINGS = {"disabled_optimizers": ("NchwcTransformer",)}
+# On top of them for embedders (OnnxEmbedder): nothing today. Turning the NchwcTransformer off removes the 65
+# layout copies ORT_ENABLE_ALL puts around MobileFaceNet's PReLUs (NCHWc has no PReLU kernel), but on the quiet dev
+# machine it made every embedder slower (benchmarks/ort_settings.py, RESULTS.md: at batch 32 MobileFaceNet 342 vs
+# 306 ms, IR-50 1,780 vs 1,124 ms), because the unblocked convolutions cost more than the copies. The hook stays
+# for settings that measure better.
+EMBEDDER_SETTINGS: dict = {}
 
 
 def session_options(threads: int | None = None, **settings):
