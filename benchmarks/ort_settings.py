@@ -16,9 +16,9 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
   ort: no arena        facezoo's defaults with enable_cpu_mem_arena and enable_mem_pattern off
 Each row: median ms per call, p10-p90, spread, and the number of ReorderInput/ReorderOutput nodes the optimised
 graph holds (a load-independent count: each copies a whole activation between NCHW and NCHWc).
-Caveat: thread pools that spin-wait after a call (onnxruntime's by default, OpenMP's) take cores from the row timed
-next, so at batch 1 (calls of milliseconds) the interleaved figures are biased against whichever row follows a
-spinning one; batch 32 (calls of hundreds of ms) is barely affected. Compare batch-1 rows with care.
+Thread pools spin-wait after a call (onnxruntime's by default, OpenMP's) and take cores from the row timed next;
+each timed call is therefore preceded by an untimed call of the same row (interleave's `settle`), which absorbs it.
+(The run in RESULTS.md of 2026-12-01 predates that and is biased at batch 1.)
 
     python benchmarks/ort_settings.py --backbones mobilefacenet ir18 ir50 --batch-sizes 1 32 --threads 2 \
         --warmup 5 2 --iters 50 10            # the lead's run on a quiet machine (about 10 minutes on 2 cores)

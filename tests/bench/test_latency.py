@@ -38,7 +38,9 @@ def test_interleave_rotates_the_order_every_round_and_times_each_call():
         return run
 
     syncs = []
-    times = latency.interleave({n: call(n) for n in cost}, 1, 3, lambda: syncs.append(1), clock=lambda: now[0])
+    times = latency.interleave(
+        {n: call(n) for n in cost}, 1, 3, lambda: syncs.append(1), clock=lambda: now[0], settle=0
+    )
     assert log == ["a", "b", "c"] + ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"]
     assert len(syncs) == len(log)  # every call is synchronised before the clock is read
     for name, ms in times.items():
@@ -46,6 +48,26 @@ def test_interleave_rotates_the_order_every_round_and_times_each_call():
     # each variant is first in one round and last in one: no variant always follows the same one
     rounds = [log[3 + 3 * r : 6 + 3 * r] for r in range(3)]
     assert {r[0] for r in rounds} == {"a", "b", "c"} == {r[-1] for r in rounds}
+
+
+def test_each_timed_call_follows_an_untimed_call_of_the_same_variant():
+    """The settling call takes what the previous variant's spinning pool leaves: only the second call is timed."""
+    now, log = [0.0], []
+    first = {"a": 0.050, "b": 0.070}  # a settling call that pays for the previous variant's spin
+    steady = {"a": 0.001, "b": 0.002}
+
+    def call(name):
+        def run():
+            settling = not log or log[-1] != name
+            log.append(name)
+            now[0] += first[name] if settling else steady[name]
+
+        return run
+
+    times = latency.interleave({n: call(n) for n in steady}, 0, 2, clock=lambda: now[0])
+    assert log == ["a", "a", "b", "b", "b", "b", "a", "a"]
+    for name, ms in times.items():
+        assert ms == pytest.approx([1000 * steady[name]] * 2)
 
 
 def test_summary_statistics_by_hand():

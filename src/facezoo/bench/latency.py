@@ -12,8 +12,9 @@ their min cosine to eager fp32 and are not timed below LOW_PRECISION_FLOOR (a br
 cost, which benchmarks/int8_accuracy.py measures on faces): their row gives the cosine as the reason.
 
 Timing (`interleave`): `warmup` untimed calls of each variant, then `iters` rounds; each round calls every variant
-once, the starting variant rotating by one per round, so drifts of a shared machine's load fall on all variants
-alike instead of on whichever ran last. Per variant: median, p10, p90 and spread = (p90 - p10) / median.
+once untimed (settling: the thread pool of the variant before it may still be spin-waiting and take the cores) and
+once timed, the starting variant rotating by one per round, so drifts of a shared machine's load fall on all
+variants alike instead of on whichever ran last. Per variant: median, p10, p90 and spread = (p90 - p10) / median.
 Threads: torch.set_num_threads(threads) for eager; intra-op threads = threads for ORT (its other settings are
 facezoo's session defaults, models/runtimes/ort.py) and INFERENCE_NUM_THREADS = threads for OpenVINO.
 Variants that cannot run here (no CUDA, no TensorRT provider, no openvino package) give a row with the reason.
@@ -141,12 +142,16 @@ def calibrate_batchnorm(net: torch.nn.Module, input_size, batches: int = 2, batc
 
 def _time(call, sync, warmup: int, iters: int) -> list[float]:
     """Milliseconds of each of `iters` calls of one function after `warmup` untimed ones (benchmarks/dlib_latency)."""
-    return interleave({"call": call}, warmup, iters, sync)["call"]
+    return interleave({"call": call}, warmup, iters, sync, settle=0)["call"]  # one variant: nothing to settle
 
 
-def interleave(calls: dict, warmup: int, iters: int, sync=lambda: None, clock=time.perf_counter) -> dict:
+def interleave(
+    calls: dict, warmup: int, iters: int, sync=lambda: None, clock=time.perf_counter, settle: int = 1
+) -> dict:
     """{name: [ms of each timed call]}: `warmup` untimed rounds, then `iters` timed rounds; every round calls each
-    function once, round r starting at the (r mod n)-th name (see the module doc). sync() ends every call."""
+    function `settle` times untimed and then once timed, round r starting at the (r mod n)-th name (see the module
+    doc). sync() ends every call. The settling calls absorb the previous variant's thread pool spin-waiting after
+    its call (onnxruntime's and OpenMP's pools do), which would otherwise be charged to the variant timed next."""
     names = list(calls)
     for _ in range(warmup):
         for name in names:
@@ -156,6 +161,9 @@ def interleave(calls: dict, warmup: int, iters: int, sync=lambda: None, clock=ti
     for r in range(iters):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
+            for _ in range(settle):
+                calls[name]()
+                sync()
             start = clock()
             calls[name]()
             sync()
