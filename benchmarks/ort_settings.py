@@ -6,7 +6,7 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
 (facezoo.bench.latency.interleave), so a shared machine's load falls on all of them alike. Rows:
   eager                PyTorch eager, torch.set_num_threads(threads)
   ort: plain           onnxruntime.SessionOptions() untouched (all of onnxruntime's defaults)
-  ort: facezoo         SESSION_DEFAULTS + EMBEDDER_SETTINGS (ORT_ENABLE_ALL, NCHWc on), intra = threads
+  ort: facezoo         SESSION_DEFAULTS (ORT_ENABLE_ALL, NCHWc on), what facezoo's sessions use; intra = threads
   ort: NCHWc off       the same with the NchwcTransformer disabled (no layout copies around PReLUs)
   ort: facezoo, uint8  the same on the "uint8" export (channel order and normalisation inside the graph)
   ort: EXTENDED        graph_optimization_level ORT_ENABLE_EXTENDED (no layout transformation at all)
@@ -43,7 +43,7 @@ from facezoo.export.onnx import export_onnx
 from facezoo.models.embedder import EmbedderModule, ModelMeta
 from facezoo.models.runtimes import ort as fort
 
-E = fort.EMBEDDER_SETTINGS
+E: dict = {}  # facezoo's sessions: SESSION_DEFAULTS unchanged
 # (label, layout, settings for fort.session_options, or None for a plain SessionOptions())
 ROWS = (
     ("ort: plain", "float", None),

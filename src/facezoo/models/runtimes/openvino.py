@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import threading
 
@@ -48,6 +49,7 @@ class _StackT(ctypes.Structure):  # struct stack_t of sigaltstack(2)
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+@functools.cache
 def _sigaltstack():
     try:
         return ctypes.CDLL(None, use_errno=True).sigaltstack

@@ -16,8 +16,8 @@ Third-party graphs (insightface's w600k_r50.onnx) carry none: a float32 (B, 3, H
 the preprocessing given explicitly (mean 127.5, std 127.5, channel_order "RGB" for w600k_r50): nothing is guessed.
 Their key's weights part is the sha256 of the graph (initialisers included), so metadata edits keep it.
 
-Session defaults (`session_options`, used by every session `open_session` makes): see SESSION_DEFAULTS, and
-EMBEDDER_SETTINGS on top of them for embedders.
+Session defaults (`session_options`, used by every session `open_session` makes, embedders and detectors alike):
+see SESSION_DEFAULTS.
 
 Runtimes registered here: "onnxruntime" (CPU, or CUDA by device) and "tensorrt" (the TensorrtExecutionProvider,
 CUDA and CPU behind it for the nodes TensorRT does not take; asked for where this onnxruntime has no TensorRT
@@ -137,12 +137,10 @@ SESSION_DEFAULTS = {
     "enable_cpu_mem_arena": True,
     "enable_mem_pattern": True,
 }
-# On top of them for embedders (OnnxEmbedder): nothing today. Turning the NchwcTransformer off removes the 65
-# layout copies ORT_ENABLE_ALL puts around MobileFaceNet's PReLUs (NCHWc has no PReLU kernel), but on the quiet dev
-# machine it made every embedder slower (benchmarks/ort_settings.py, RESULTS.md: at batch 32 MobileFaceNet 342 vs
-# 306 ms, IR-50 1,780 vs 1,124 ms), because the unblocked convolutions cost more than the copies. The hook stays
-# for settings that measure better.
-EMBEDDER_SETTINGS: dict = {}
+# Embedders use them unchanged. Turning the NchwcTransformer off removes the 65 layout copies ORT_ENABLE_ALL puts
+# around MobileFaceNet's PReLUs (NCHWc has no PReLU kernel), but on the quiet dev machine it made every embedder
+# slower (benchmarks/ort_settings.py, RESULTS.md: at batch 32 MobileFaceNet 342 vs 306 ms, IR-50 1,780 vs
+# 1,124 ms): the unblocked convolutions cost more than the copies.
 
 
 def session_options(threads: int | None = None, **settings):
@@ -442,8 +440,7 @@ class OnnxGraphEmbedder(Embedder):
 
 @RUNTIMES.register("onnxruntime")
 class OnnxEmbedder(OnnxGraphEmbedder):
-    """An ONNX embedding graph in an onnxruntime session (CPU, or CUDA by device): SESSION_DEFAULTS and
-    EMBEDDER_SETTINGS."""
+    """An ONNX embedding graph in an onnxruntime session (CPU, or CUDA by device) with SESSION_DEFAULTS."""
 
     runtime = "onnxruntime"
     default_for = (".onnx",)
@@ -453,7 +450,7 @@ class OnnxEmbedder(OnnxGraphEmbedder):
 
     def _start(self, device: str, threads) -> str:
         providers, used = self._providers(device)
-        self.session = open_session(self.path, providers, threads=threads, settings=EMBEDDER_SETTINGS)
+        self.session = open_session(self.path, providers, threads=threads)
         self.providers = list(self.session.get_providers())
         return used
 

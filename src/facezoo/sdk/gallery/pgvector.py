@@ -136,12 +136,7 @@ class PgGallery:
             if embedding_size is not None:
                 if not isinstance(embedding_size, int) or embedding_size < 1:
                     raise ConfigError(f"embedding_size must be a positive int, got {embedding_size!r}.")
-                stored = self._record_size(embedding_size)
-                if stored is not None:
-                    raise ConfigError(
-                        f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={embedding_size} "
-                        "was asked for. Use the model that built it, or a new gallery."
-                    )
+                Gallery._claim_size(self, embedding_size)
             if model_key is not None:
                 Gallery._check_model_key(self, meta.get("model_key"), str(model_key))
 
@@ -273,12 +268,7 @@ class PgGallery:
         with self._transaction() as c:
             c.execute(f"LOCK TABLE {self._t('meta')} IN SHARE ROW EXCLUSIVE MODE")  # one writer at a time
             for identity, arr, sources in checked:
-                stored = self._record_size(arr.shape[1])
-                if stored is not None:
-                    raise DataError(
-                        f"embeddings for '{identity}' are {arr.shape[1]}-d but {self.path} holds {stored}-d "
-                        "embeddings. Embed with the model that built the gallery, or use a new gallery."
-                    )
+                Gallery._claim_size(self, arr.shape[1], identity)
                 ident = self._identity_id(identity)
                 if ident is None:
                     sql = f"INSERT INTO {self._t('identities')} (name) VALUES (%s) RETURNING id"

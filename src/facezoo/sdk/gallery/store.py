@@ -161,12 +161,7 @@ class Gallery(IndexedGallery):
                     f"understands ({FORMAT_VERSION}). Upgrade facezoo."
                 )
             if embedding_size is not None:
-                stored = self._record_size(embedding_size)
-                if stored is not None:
-                    raise ConfigError(
-                        f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={embedding_size} "
-                        "was asked for. Use the model that built it, or a new gallery file."
-                    )
+                self._claim_size(embedding_size)
             if model_key is not None:
                 self._check_model_key(meta.get("model_key"), str(model_key))
 
@@ -333,12 +328,7 @@ class Gallery(IndexedGallery):
             before = self._state()
             first_new = (c.execute("SELECT MAX(id) FROM entries").fetchone()[0] or 0) + 1
             for identity, arr, sources in checked:
-                stored = self._record_size(arr.shape[1])
-                if stored is not None:
-                    raise DataError(
-                        f"embeddings for '{identity}' are {arr.shape[1]}-d but {self.path} holds {stored}-d "
-                        "embeddings. Embed with the model that built the gallery, or use a new gallery file."
-                    )
+                self._claim_size(arr.shape[1], identity)
                 ident = self._identity_id(identity)
                 if ident is None:
                     ident = c.execute("INSERT INTO identities (name) VALUES (?)", (identity,)).lastrowid
@@ -375,6 +365,22 @@ class Gallery(IndexedGallery):
         if not all(s is None or isinstance(s, str) for s in sources):
             raise ConfigError(f"sources for '{identity}' must be strings (e.g. image paths) or None.")
         return identity, normalise(arr, f"embeddings for '{identity}'"), sources
+
+    def _claim_size(self, d: int, identity: str | None = None) -> None:
+        """Record D as the gallery's embedding size when it has none; another stored size is an error (both
+        stores): ConfigError for an asked embedding_size (identity None), DataError for an identity's embeddings."""
+        stored = self._record_size(d)
+        if stored is None:
+            return
+        if identity is None:
+            raise ConfigError(
+                f"{self.path}: the gallery holds {stored}-d embeddings but embedding_size={d} "
+                "was asked for. Use the model that built it, or a new gallery."
+            )
+        raise DataError(
+            f"embeddings for '{identity}' are {d}-d but {self.path} holds {stored}-d "
+            "embeddings. Embed with the model that built the gallery, or use a new gallery."
+        )
 
     def _record_size(self, d: int) -> int | None:
         """Record D when the file has none yet; returns the stored D when it is another size, else None."""
