@@ -6,7 +6,9 @@ embeddings out, normalisation included) and all rows of a (backbone, batch) are 
 (facezoo.bench.latency.interleave), so a shared machine's load falls on all of them alike. Rows:
   eager                PyTorch eager, torch.set_num_threads(threads)
   ort: plain           onnxruntime.SessionOptions() untouched (all of onnxruntime's defaults)
-  ort: facezoo         SESSION_DEFAULTS (ORT_ENABLE_ALL, NCHWc on), what facezoo's sessions use; intra = threads
+  ort: facezoo         SESSION_DEFAULTS (ORT_ENABLE_ALL, NCHWc on, PRelu rewritten), what facezoo's sessions use;
+                       intra = threads
+  ort: PRelu kernel    the same with rewrite_prelu off: onnxruntime's own PRelu kernel (facezoo before 2026-12-01)
   ort: NCHWc off       the same with the NchwcTransformer disabled (no layout copies around PReLUs)
   ort: facezoo, uint8  the same on the "uint8" export (channel order and normalisation inside the graph)
   ort: EXTENDED        graph_optimization_level ORT_ENABLE_EXTENDED (no layout transformation at all)
@@ -42,12 +44,14 @@ from facezoo.bench.latency import calibrate_batchnorm, interleave, summarize
 from facezoo.export.onnx import export_onnx
 from facezoo.models.embedder import EmbedderModule, ModelMeta
 from facezoo.models.runtimes import ort as fort
+from facezoo.models.runtimes.ort_prelu import cpu_graph
 
 E: dict = {}  # facezoo's sessions: SESSION_DEFAULTS unchanged
 # (label, layout, settings for fort.session_options, or None for a plain SessionOptions())
 ROWS = (
     ("ort: plain", "float", None),
     ("ort: facezoo", "float", E),
+    ("ort: PRelu kernel", "float", {**E, "rewrite_prelu": False}),
     ("ort: NCHWc off", "float", {**E, "disabled_optimizers": ("NchwcTransformer",)}),
     ("ort: facezoo, uint8", "uint8", E),
     ("ort: EXTENDED", "float", {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}),
@@ -70,7 +74,10 @@ def _session(path: Path, settings, threads: int, optimised: Path):
     opts.optimized_model_filepath = str(optimised)
     opts.log_severity_level = 3  # not the warning that an NCHWc graph saved is hardware-specific
     extra = {"disabled_optimizers": list(disabled)} if disabled else {}
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], **extra)
+    rewrite = settings is not None and {**fort.SESSION_DEFAULTS, **settings}["rewrite_prelu"]
+    sess = ort.InferenceSession(
+        cpu_graph(path) if rewrite else str(path), opts, providers=["CPUExecutionProvider"], **extra
+    )
     ops = Counter(n.op_type for n in onnx.load(str(optimised), load_external_data=False).graph.node)
     return sess, ops["ReorderInput"] + ops["ReorderOutput"]
 

@@ -42,3 +42,14 @@ def test_dlib_latency_times_every_step():
     steps = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "ms" not in line]
     assert any(s.startswith("dlib_resnet") for s in steps) and any(s.startswith("dlib_mmod detect") for s in steps)
     assert {"dlib_sp5, one face", "dlib_sp68, one face"} <= set(steps)
+
+
+@pytest.mark.slow
+def test_ort_settings_times_every_row_with_outputs_checked():
+    pytest.importorskip("onnxruntime")
+    # the script exits non-zero when a row's embeddings differ from PyTorch's
+    out = run("ort_settings.py", "--backbones", "mobilefacenet", "--kwargs", '{"scale": 1}', "--input-size", "32",
+              "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--threads", "1")  # fmt: skip
+    rows = {line.split("|")[3].strip(): line.split("|") for line in out.splitlines() if "| mobilefacenet |" in line}
+    assert {"eager", "ort: facezoo", "ort: PRelu kernel", "ort: NCHWc off"} <= set(rows)
+    assert float(rows["ort: facezoo"][4]) > 0

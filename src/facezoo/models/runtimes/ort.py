@@ -40,6 +40,7 @@ import numpy as np
 from ...errors import ConfigError, ModelError
 from ..embedder import Embedder, ModelMeta, channel_values
 from . import RUNTIMES
+from .ort_prelu import cpu_graph
 
 META_KEY = "facezoo.meta"
 INPUT_KEY = "facezoo.input"
@@ -128,7 +129,9 @@ def _provider_name(provider) -> str:
 #   execution_mode ORT_SEQUENTIAL, inter_op_num_threads 1: face models are chains, a parallel executor only adds
 #     scheduling; memory arena and memory pattern on (onnxruntime's defaults: allocations reused across calls);
 #   intra_op_num_threads: `threads` when given, else onnxruntime's choice (the physical cores). Spinning of idle
-#     intra-op threads stays on (onnxruntime's default): it trades idle CPU for wake-up latency between operators.
+#     intra-op threads stays on (onnxruntime's default): it trades idle CPU for wake-up latency between operators;
+#   rewrite_prelu: a session whose first provider is the CPU one runs PRelu as Relu(x) - a * Relu(-x), exact and
+#     about 8x faster than onnxruntime's CPU PRelu kernel (ort_prelu.py; MobileFaceNet at batch 1: 12.3 -> 6.7 ms).
 SESSION_DEFAULTS = {
     "graph_optimization_level": "ORT_ENABLE_ALL",
     "disabled_optimizers": (),
@@ -136,6 +139,7 @@ SESSION_DEFAULTS = {
     "inter_op_num_threads": 1,
     "enable_cpu_mem_arena": True,
     "enable_mem_pattern": True,
+    "rewrite_prelu": True,
 }
 # Embedders use them unchanged. Turning the NchwcTransformer off removes the 65 layout copies ORT_ENABLE_ALL puts
 # around MobileFaceNet's PReLUs (NCHWc has no PReLU kernel), but on the quiet dev machine it made every embedder
@@ -189,6 +193,10 @@ def open_session(
         options, disabled = session_options(threads, **(settings or {}))
     extra = {"disabled_optimizers": list(disabled)} if disabled else {}
     chosen = list(providers) if providers else ort.get_available_providers()
+    # AzureExecutionProvider (in every pip onnxruntime's available list) only forwards calls to a remote endpoint
+    device = next((_provider_name(p) for p in chosen if _provider_name(p) != "AzureExecutionProvider"), None)
+    if device == "CPUExecutionProvider" and {**SESSION_DEFAULTS, **(settings or {})}["rewrite_prelu"]:
+        source = cpu_graph(source)
     try:
         session = ort.InferenceSession(source, sess_options=options, providers=chosen, **extra)
     except Exception as e:
