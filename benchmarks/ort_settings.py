@@ -20,10 +20,14 @@ Each row: median ms per call, p10-p90, spread, and the number of ReorderInput/Re
 graph holds (a load-independent count: each copies a whole activation between NCHW and NCHWc).
 Thread pools spin-wait after a call (onnxruntime's by default, OpenMP's) and take cores from the row timed next;
 each timed call is therefore preceded by an untimed call of the same row (interleave's `settle`), which absorbs it.
-(The run in RESULTS.md of 2026-12-01 predates that and is biased at batch 1.)
+(The run in RESULTS.md of 2026-12-01 predates that and is biased at batch 1.) At batch 1 even settled
+interleaving of eleven sessions' thread pools stays noisy (spreads near 100%); --isolated R times every row alone,
+in a fresh process, R times with the rows taken in turn, and each cell is over those R per-process medians.
 
     python benchmarks/ort_settings.py --backbones mobilefacenet ir18 ir50 --batch-sizes 1 32 --threads 2 \
-        --warmup 5 2 --iters 50 10            # the lead's run on a quiet machine (about 10 minutes on 2 cores)
+        --warmup 5 2 --iters 50 10            # the lead's run on a quiet machine (about 12 minutes on 2 cores)
+    python benchmarks/ort_settings.py --backbones mobilefacenet ir50 --batch-sizes 1 --threads 2 --warmup 20 \
+        --iters 100 --isolated 5              # batch 1, every row alone (about 8 minutes)
     python benchmarks/ort_settings.py --backbones ir18 --kwargs '{"width": 0.25}' --input-size 32 \
         --batch-sizes 1 --iters 2 --warmup 0  # a dry run
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -89,45 +94,85 @@ def _ort_call(sess, layout: str, meta: ModelMeta, crops: np.ndarray):
     return lambda: sess.run(None, {name: fort.normalise(crops, meta.mean, meta.std, meta.channel_order)})[0]
 
 
-def bench(name, kwargs, size, batch_sizes, threads, warmups, iterses, tmp: Path) -> list[str]:
+def _module(name, kwargs, size):
+    """The benchmark's model, the same weights in every process (seeded)."""
     torch.manual_seed(0)
     meta = ModelMeta(backbone=name, backbone_kwargs=kwargs, embedding_size=512, input_size=(size, size))
     net = meta.build_backbone()
     calibrate_batchnorm(net, size)
-    module = EmbedderModule(net, meta).eval()
-    files = {}
-    for layout in ("float", "uint8"):
-        files[layout] = tmp / f"{name}_{layout}.onnx"
-        export_onnx(module, files[layout], input=layout, check=False)
-    lines = []
-    rng = np.random.default_rng(0)
-    for batch, warmup, iters in zip(batch_sizes, warmups, iterses):
-        crops = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    return EmbedderModule(net, meta).eval()
+
+
+def _crops(batch: int, size: int) -> np.ndarray:
+    return np.random.default_rng(batch).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+
+def _calls(module, tmp: Path, crops, threads: int, labels) -> tuple[dict, dict]:
+    """({label: call}, {label: NCHWc reorder count}) for the rows named, every ORT row checked against eager."""
+    name, meta = module.meta.backbone, module.meta
+    with torch.inference_mode():
+        want = module(torch.from_numpy(crops)).numpy()
+
+    def eager():
         with torch.inference_mode():
-            want = module(torch.from_numpy(crops)).numpy()
-        calls, reorders = {}, {"eager": "-"}
+            return module(torch.from_numpy(crops))
 
-        def eager(crops=crops):
-            with torch.inference_mode():
-                return module(torch.from_numpy(crops))
+    calls, reorders = {"eager": eager}, {"eager": "-"}
+    for k, (label, layout, settings) in enumerate(ROWS):
+        if label not in labels:
+            continue
+        sess, reorders[label] = _session(tmp / f"{name}_{layout}.onnx", settings, threads, tmp / f"opt{k}.onnx")
+        call = _ort_call(sess, layout, meta, crops)
+        got = call()
+        if not np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max())):
+            raise SystemExit(f"{name} {label}: output differs from PyTorch; fix before timing")
+        calls[label] = call
+    return {k: v for k, v in calls.items() if k in labels}, reorders
 
-        calls["eager"] = eager
-        for k, (label, layout, settings) in enumerate(ROWS):
-            sess, reorders[label] = _session(files[layout], settings, threads, tmp / f"opt{k}.onnx")
-            call = _ort_call(sess, layout, meta, crops)
-            got = call()
-            if not np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max())):
-                raise SystemExit(f"{name} {label}: output differs from PyTorch; fix before timing")
-            calls[label] = call
-        print(f"{name} batch {batch}: {len(calls)} rows interleaved", file=sys.stderr, flush=True)
-        times = interleave(calls, warmup, iters)
-        for label, ms in times.items():
-            s = summarize(ms)
-            lines.append(
-                f"| {name} | {batch} | {label} | {s['median_ms']:.2f} | {s['p10_ms']:.2f}-{s['p90_ms']:.2f} | "
-                f"{100 * s['spread']:.0f}% | {reorders[label]} |"
-            )
+
+def _row(label, s, reorders, name, batch) -> str:
+    return (
+        f"| {name} | {batch} | {label} | {s['median_ms']:.2f} | {s['p10_ms']:.2f}-{s['p90_ms']:.2f} | "
+        f"{100 * s['spread']:.0f}% | {reorders[label]} |"
+    )
+
+
+def bench(name, kwargs, size, batch_sizes, threads, warmups, iterses, tmp: Path, isolated: int) -> list[str]:
+    module = _module(name, kwargs, size)
+    for layout in ("float", "uint8"):
+        export_onnx(module, tmp / f"{name}_{layout}.onnx", input=layout, check=False)
+    labels = ["eager", *(label for label, _, _ in ROWS)]
+    lines = []
+    for batch, warmup, iters in zip(batch_sizes, warmups, iterses):
+        calls, reorders = _calls(module, tmp, _crops(batch, size), threads, labels)
+        if not isolated:
+            print(f"{name} batch {batch}: {len(calls)} rows interleaved", file=sys.stderr, flush=True)
+            for label, ms in interleave(calls, warmup, iters).items():
+                lines.append(_row(label, summarize(ms), reorders, name, batch))
+            continue
+        del calls
+        print(f"{name} batch {batch}: {len(labels)} rows x {isolated} processes", file=sys.stderr, flush=True)
+        medians = {label: [] for label in labels}
+        for r in range(isolated):  # the rows in turn, the first one rotating: drift falls on all alike
+            for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+                spec = [name, json.dumps(kwargs), size, batch, label, threads, warmup, iters, str(tmp)]
+                done = subprocess.run(
+                    [sys.executable, __file__, "--worker", *map(str, spec)], capture_output=True, text=True
+                )
+                if done.returncode:
+                    raise SystemExit(f"{name} {label} worker failed:\n{done.stderr[-2000:]}")
+                medians[label].append(float(done.stdout.split()[-1]))
+        for label, ms in medians.items():
+            lines.append(_row(label, summarize(ms), reorders, name, batch))
     return lines
+
+
+def worker(name, kwargs, size, batch, label, threads, warmup, iters, tmp) -> float:
+    """One row alone in this process: the median ms of `iters` calls after `warmup`."""
+    torch.set_num_threads(threads)
+    module = _module(name, json.loads(kwargs), size)
+    calls, _ = _calls(module, Path(tmp), _crops(batch, size), threads, [label])
+    return summarize(interleave(calls, warmup, iters, settle=0)[label])["median_ms"]
 
 
 def main() -> int:
@@ -139,7 +184,20 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--warmup", type=int, nargs="+", default=[5, 2], help="one, or one per batch size")
     p.add_argument("--iters", type=int, nargs="+", default=[50, 10], help="one, or one per batch size")
+    p.add_argument(
+        "--isolated",
+        type=int,
+        default=0,
+        metavar="R",
+        help="time each row alone in its own process, R processes per row taken in turn; each cell is then over "
+        "the R processes' medians (no thread pool of another row can interfere)",
+    )
+    p.add_argument("--worker", nargs=9, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        w = args.worker
+        print(worker(w[0], w[1], int(w[2]), int(w[3]), w[4], int(w[5]), int(w[6]), int(w[7]), w[8]))
+        return 0
     n = len(args.batch_sizes)
     warmups = args.warmup * n if len(args.warmup) == 1 else args.warmup
     iterses = args.iters * n if len(args.iters) == 1 else args.iters
@@ -148,16 +206,22 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import onnxruntime
 
+    how = (
+        f"each row alone in {args.isolated} processes taken in turn, a cell over their medians"
+        if args.isolated
+        else "rows interleaved call by call"
+    )
     print(
         f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}; {args.threads} threads; "
-        f"warm-up {warmups}, timed rounds {iterses} per batch size; rows interleaved call by call\n"
+        f"warm-up {warmups}, timed rounds {iterses} per batch size; {how}\n"
     )
     print("| backbone | batch | setting | median ms | p10-p90 ms | spread | NCHWc reorders |")
     print("|---|---:|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="facezoo-ort-settings-") as tmp:
         for name in args.backbones:
             kwargs = json.loads(args.kwargs)
-            lines = bench(name, kwargs, args.input_size, args.batch_sizes, args.threads, warmups, iterses, Path(tmp))
+            rounds = (args.threads, warmups, iterses, Path(tmp), args.isolated)
+            lines = bench(name, kwargs, args.input_size, args.batch_sizes, *rounds)
             print("\n".join(lines), flush=True)
     return 0
 

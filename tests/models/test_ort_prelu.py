@@ -91,6 +91,16 @@ def test_cpu_graph_keeps_metadata_and_leaves_other_graphs(tmp_path):
     assert cpu_graph(relu) is relu  # nothing to rewrite: handed on as it came
     assert cpu_graph(b"not onnx") == b"not onnx"  # onnxruntime names the problem
 
+    qdq = _graph(np.full((C, 1, 1), 0.2, np.float32))  # x -> Q -> DQ -> PRelu: onnxruntime's QDQ fusions kept
+    qdq.graph.initializer.extend(
+        [numpy_helper.from_array(np.float32(0.05), "qs"), numpy_helper.from_array(np.int8(0), "qz")]
+    )
+    qdq.graph.node[0].input[0] = "xd"
+    qdq.graph.node.insert(0, helper.make_node("DequantizeLinear", ["xq", "qs", "qz"], ["xd"]))
+    qdq.graph.node.insert(0, helper.make_node("QuantizeLinear", ["x", "qs", "qz"], ["xq"]))
+    onnx.checker.check_model(qdq)
+    assert cpu_graph(qdq.SerializeToString()) == qdq.SerializeToString()
+
     ext = tmp_path / "ext.onnx"  # weights in a side file: left to onnxruntime, which reads them from disk
     onnx.save(m, ext, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
     assert cpu_graph(ext) == ext

@@ -7,10 +7,12 @@ eager. The five ops of the rewrite take 103 us together; MobileFaceNet's ORT cal
 (benchmarks/ort_settings.py, row "ort: PRelu kernel" is the graph as exported).
 
 Exact: x > 0 gives x - a * 0 = x, x < 0 gives 0 - a * (-x) = a * x, bit for bit (negation is exact), and NaN stays
-NaN. Quantised (QDQ) graphs compute the same with fusions off; with onnxruntime's QDQ fusions the rewritten graph
-is the closer of the two to that unfused result. The file on disk keeps PRelu: OpenVINO, TensorRT, CUDA and the
-export checker read it as exported; only CPU sessions opened by `open_session` run the rewrite.
-Graphs with external data (over 2 GiB) are left as they are: their rewrite could not be handed over as bytes.
+NaN. The file on disk keeps PRelu: OpenVINO, TensorRT, CUDA and the export checker read it as exported; only CPU
+sessions opened by `open_session` run the rewrite. Left as they are:
+- quantised (QDQ) graphs: there the PRelu input is a DequantizeLinear output, and giving it two consumers stops
+  onnxruntime fusing half the convolutions into QLinearConv (IR-50: 49 -> 24), which costs more than PRelu
+  (`bench latency`, IR-50 int8 at batch 32: 619 -> 969 ms);
+- graphs with external data (over 2 GiB): their rewrite could not be handed over as bytes.
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ def rewrite_prelu(proto) -> int:
     return count
 
 
-def _external(proto) -> bool:
+def _left_as_is(proto) -> bool:
+    """Quantised graphs and graphs with external data (see the module doc)."""
     from onnx.external_data_helper import uses_external_data
 
-    return any(uses_external_data(t) for t in proto.graph.initializer)
+    quantised = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+    return quantised or any(uses_external_data(t) for t in proto.graph.initializer)
 
 
 def cpu_graph(model):
     """`model` (a path or serialised ModelProto bytes) as onnxruntime's CPU provider should get it: the bytes of
-    the rewritten graph when it has PRelu nodes, else `model` unchanged (also for graphs with external data, and
-    for files onnx cannot parse, and without the onnx package: onnxruntime then runs or names the problem)."""
+    the rewritten graph when it has PRelu nodes, else `model` unchanged (also for quantised graphs, graphs with
+    external data, files onnx cannot parse, and without the onnx package: onnxruntime then runs or names them)."""
     try:
         import onnx
 
@@ -60,6 +64,6 @@ def cpu_graph(model):
             proto = onnx.load(str(model), load_external_data=False)
     except Exception:
         return model
-    if _external(proto) or not rewrite_prelu(proto):
+    if _left_as_is(proto) or not rewrite_prelu(proto):
         return model
     return proto.SerializeToString()
