@@ -99,7 +99,9 @@ def test_eager_rows_gpu_variants_skipped_with_reasons_threads_restored():
             assert r["skipped"] == "no CUDA device" and "median_ms" not in r
     table = latency.format_latency_table(rows)
     assert "| Backbone | Params (M) | GFLOPs | Size fp32 (MB) | Size int8 (MB) | PyTorch eager fp32 |" in table
-    assert "- TensorRT fp16: skipped (no CUDA device)" in table
+    assert "- TensorRT fp16: skipped (no CUDA device)" in table  # every cell: not listed one by one
+    partial = latency.format_latency_table([rows[0], {**rows[0], "batch": 2, "skipped": "a broken graph"}])
+    assert "- PyTorch eager fp32: skipped for ir18 at batch 2 (a broken graph)" in partial
     line = next(x for x in table.splitlines() if x.startswith("| ir18 "))
     cells = [c.strip() for c in line.split("|")[1:-1]]
     assert cells[3:5] == ["-", "-"] and cells[6:] == ["-", "-", "-"]  # no ONNX file for eager; skipped GPU cells
@@ -126,6 +128,20 @@ def test_every_cpu_variant_runs_after_its_parity_check(cpu_rows):
     for v in ("ort-int8", "openvino-int8"):
         assert latency.LOW_PRECISION_FLOOR <= by[v]["min_cosine"] <= 1.0 and by[v]["precision"] == "int8"
     assert by["ort-int8"]["size_mb"] < 0.5 * by["ort"]["size_mb"] and by["eager"]["size_mb"] is None
+
+
+@pytest.mark.slow
+def test_isolated_rows_come_from_processes_with_the_same_weights_and_crops(cpu_rows):
+    kw = {**TINY_KW, "batch_sizes": [2], "variants": ["eager", "ort", "ort-int8"]}
+    alone = latency.bench_latency(**kw, isolated=True)
+    shared = {r["variant"]: r for r in cpu_rows}
+    assert [r["variant"] for r in alone] == ["eager", "ort", "ort-int8"]
+    for r in alone:  # same seed in each process: the same model, export and crops, so the same parity figures
+        for key in ("max_abs_diff", "min_cosine", "size_mb", "params_m"):
+            assert r.get(key) == pytest.approx(shared[r["variant"]].get(key), rel=1e-6)
+        assert r["skipped"] is None and r["median_ms"] > 0 and r["iters"] == 2
+    with pytest.raises(ModelError, match="ir18 eager: the isolated run failed"):
+        latency.bench_latency(**{**kw, "variants": ["eager"], "backbone_kwargs": {"nope": 1}}, isolated=True)
 
 
 @pytest.mark.slow

@@ -18,12 +18,20 @@ variants alike instead of on whichever ran last. Per variant: median, p10, p90 a
 Threads: torch.set_num_threads(threads) for eager; intra-op threads = threads for ORT (its other settings are
 facezoo's session defaults, models/runtimes/ort.py) and INFERENCE_NUM_THREADS = threads for OpenVINO.
 Variants that cannot run here (no CUDA, no TensorRT provider, no openvino package) give a row with the reason.
+
+Isolated (`isolated=True`, `bench latency --isolated`): each variant of each backbone runs alone in a fresh
+process (same seed, so the same weights and crops; its own export and parity check), so no other runtime's thread
+pool exists while it is timed. Interleaving shares the load's drift fairly but not the pools: at batch 1 the small
+networks' cells read up to twice their isolated time (RESULTS.md). Slower: every process builds and exports anew.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -314,7 +322,7 @@ def _bench_backbone(model: _Model, variants, batch_sizes, threads, warmups, iter
                 checks[key] = {"min_cosine": cos}
             calls[key] = lambda emb=emb, crops=crops: emb._forward(crops)
         log(f"{model.name} batch {batch}: {len(calls)} variants interleaved ({warmup} warm-up, {iters} timed rounds)")
-        times = interleave(calls, warmup, iters)
+        times = interleave(calls, warmup, iters, settle=int(len(calls) > 1))  # alone, nothing to settle
         for key in variants:
             row = _row(model, key, batch, threads, warmup, iters)
             v = VARIANTS[key]
@@ -350,6 +358,7 @@ def bench_latency(
     seed: int = 0,
     log=None,
     tiny: bool = False,
+    isolated: bool = False,
 ) -> list[dict]:
     """One row per (backbone, batch, variant): {backbone, params_m, gflops, variant, label, runtime, precision,
     device, batch, threads, warmup, iters, size_mb, skipped (reason or None), and when run: median_ms, p10_ms, p90_ms,
@@ -358,7 +367,7 @@ def bench_latency(
     backbones: names (default: every registered backbone); input_size / embedding_size: default each backbone's own
     (facezoo list backbones --details); warmup / iters: one value, or one per batch size. tiny: each backbone at
     its registration's test_kwargs (small width, input, depth; backbone_kwargs on top): a dry run of every backbone x
-    variant in minutes, its timings meaningless.
+    variant in minutes, its timings meaningless. isolated: each (backbone, variant) in its own process (module doc).
     """
     from ..models.backbones import BACKBONES
     from ..models.backbones.facts import describe
@@ -380,6 +389,11 @@ def bench_latency(
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}.")
     log = log or (lambda msg: None)
+    if isolated:
+        spec = {"batch_sizes": list(batch_sizes), "threads": threads, "warmup": warmups, "iters": iterses,
+                "atol": atol, "input_size": input_size, "embedding_size": embedding_size,
+                "backbone_kwargs": backbone_kwargs, "seed": seed, "tiny": tiny}  # fmt: skip
+        return [r for name in backbones for v in variants for r in _alone(name, v, spec)]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows = []
@@ -397,6 +411,22 @@ def bench_latency(
     return rows
 
 
+def _alone(name: str, variant: str, spec: dict) -> list[dict]:
+    """bench_latency's rows for one backbone and variant, from a fresh Python process (its log on our stderr)."""
+    spec = {**spec, "backbones": [name], "variants": [variant]}
+    code = "import sys; from facezoo.bench.latency import _worker; _worker(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise ModelError(f"{name} {variant}: the isolated run failed (exit {done.returncode}); its error is above.")
+    return json.loads(done.stdout)
+
+
+def _worker(spec: str) -> None:
+    """The isolated process: bench_latency(**spec) as JSON on stdout, its log on stderr."""
+    rows = bench_latency(**json.loads(spec), log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps(rows))
+
+
 def _cell(r: dict) -> str:
     if r["skipped"]:
         return "-"
@@ -406,7 +436,7 @@ def _cell(r: dict) -> str:
 def format_latency_table(rows: list[dict]) -> str:
     """Markdown in the layout of TFace's table: per batch size, one row per backbone with its parameters, GFLOPs,
     fp32 and int8 file sizes, and one column per variant: median ms per call (p10-p90); then the skipped variants
-    with their reasons and the spread of each measured one."""
+    with their reasons (and the cells they apply to, unless every one) and the range of the measured spreads."""
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     out = []
     for batch in dict.fromkeys(r["batch"] for r in rows):
@@ -427,9 +457,14 @@ def format_latency_table(rows: list[dict]) -> str:
             cells = " | ".join(_cell(mine[v]) if v in mine else "-" for v in variants)
             out.append(f"| {name} | {first['params_m']:.2f} | {gflops} | {size_cells} | {cells} |")
         out.append("")
-    skipped = {(r["variant"], r["skipped"]) for r in rows if r["skipped"]}
-    for v, why in sorted(skipped):
-        out.append(f"- {VARIANTS[v].label}: skipped ({why})")
+    cells = {(r["backbone"], r["batch"]) for r in rows}
+    skipped: dict = {}
+    for r in rows:
+        if r["skipped"]:
+            skipped.setdefault((r["variant"], r["skipped"]), []).append((r["backbone"], r["batch"]))
+    for (v, why), where in sorted(skipped.items()):
+        at = "" if set(where) == cells else " for " + ", ".join(f"{b} at batch {n}" for b, n in where)
+        out.append(f"- {VARIANTS[v].label}: skipped{at} ({why})")
     spreads = [r["spread"] for r in rows if not r["skipped"]]
     if spreads:
         low, high = 100 * min(spreads), 100 * max(spreads)

@@ -89,6 +89,12 @@ def register(sub) -> None:
         help="each backbone at its small test build (registration's test_kwargs): a dry run of every backbone x "
         "runtime in minutes; the timings mean nothing",
     )
+    lat.add_argument(
+        "--isolated",
+        action="store_true",
+        help="time each variant of each backbone alone, in a fresh process (no other runtime's threads around; "
+        "slower: every process exports anew). Default: all variants of a backbone interleaved in one process",
+    )
     lat.add_argument("--json", action="store_true", help="print the rows as JSON instead of the tables")
     lat.set_defaults(func=run_latency)
 
@@ -154,6 +160,7 @@ def run_latency(args) -> int:
         kwargs,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
         tiny=args.tiny,
+        isolated=args.isolated,
     )
     if args.json:
         print_json(rows)
@@ -172,8 +179,9 @@ def run_latency(args) -> int:
     print(f"| GPU | {gpu} | |\n")
     if args.tiny:
         print("--tiny: small test builds of each backbone (a dry run; these timings mean nothing)\n")
+    how = "each variant alone in a fresh process" if args.isolated else "variants interleaved call by call"
     print(
-        f"Random weights (BatchNorm calibrated), uint8 crops in, embeddings out; variants interleaved call by call "
+        f"Random weights (BatchNorm calibrated), uint8 crops in, embeddings out; {how} "
         f"({rounds} rounds); int8: static QDQ, 32 random calibration crops.\n"
     )
     print(format_latency_table(rows))
