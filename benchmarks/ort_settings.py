@@ -172,7 +172,7 @@ def worker(name, kwargs, size, batch, label, threads, warmup, iters, tmp) -> flo
     torch.set_num_threads(threads)
     module = _module(name, json.loads(kwargs), size)
     calls, _ = _calls(module, Path(tmp), _crops(batch, size), threads, [label])
-    return summarize(interleave(calls, warmup, iters, settle=0)[label])["median_ms"]
+    return summarize(interleave(calls, warmup, iters)[label])["median_ms"]
 
 
 def main() -> int:

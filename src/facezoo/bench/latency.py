@@ -112,16 +112,23 @@ def summarize(times) -> dict:
     return {"median_ms": med, "p10_ms": p10, "p90_ms": p90, "spread": (p90 - p10) / med if med > 0 else math.inf}
 
 
-def check_parity(reference: np.ndarray, other: np.ndarray, atol: float, what: str) -> float:
-    """max |reference - other|; ModelError when it exceeds atol * max(1, max |reference|) or shapes differ."""
+def _parity_problem(reference: np.ndarray, other: np.ndarray, atol: float) -> tuple[float, str | None]:
+    """(max |reference - other|, what is wrong or None): shapes must agree and the difference stay within
+    atol * max(1, max |reference|)."""
     if reference.shape != other.shape:
-        raise ModelError(f"{what}: output shape {other.shape} differs from PyTorch's {reference.shape}.")
+        return math.inf, f"output shape {other.shape} differs from PyTorch's {reference.shape}"
     diff = float(np.abs(reference - other).max())
     tol = atol * max(1.0, float(np.abs(reference).max()))
-    if not diff <= tol:
+    return diff, None if diff <= tol else f"output differs from PyTorch by {diff:.3g} (> {tol:.3g})"
+
+
+def check_parity(reference: np.ndarray, other: np.ndarray, atol: float, what: str) -> float:
+    """max |reference - other|; ModelError when it exceeds atol * max(1, max |reference|) or shapes differ."""
+    diff, problem = _parity_problem(reference, other, atol)
+    if problem is not None:
         raise ModelError(
-            f"{what}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}); the latency comparison would time "
-            "different computations. Check the export (facezoo export)."
+            f"{what}: {problem}; the latency comparison would time different computations. Check the export "
+            "(facezoo export)."
         )
     return diff
 
@@ -152,7 +159,7 @@ def calibrate_batchnorm(net: torch.nn.Module, input_size, batches: int = 2, batc
 
 def _time(call, sync, warmup: int, iters: int) -> list[float]:
     """Milliseconds of each of `iters` calls of one function after `warmup` untimed ones (benchmarks/dlib_latency)."""
-    return interleave({"call": call}, warmup, iters, sync, settle=0)["call"]  # one variant: nothing to settle
+    return interleave({"call": call}, warmup, iters, sync)["call"]
 
 
 def interleave(
@@ -161,8 +168,10 @@ def interleave(
     """{name: [ms of each timed call]}: `warmup` untimed rounds, then `iters` timed rounds; every round calls each
     function `settle` times untimed and then once timed, round r starting at the (r mod n)-th name (see the module
     doc). sync() ends every call. The settling calls absorb the previous variant's thread pool spin-waiting after
-    its call (onnxruntime's and OpenMP's pools do), which would otherwise be charged to the variant timed next."""
+    its call (onnxruntime's and OpenMP's pools do), which would otherwise be charged to the variant timed next; with
+    one function there is no previous variant, so none are made."""
     names = list(calls)
+    settle = settle if len(names) > 1 else 0  # alone, no other variant's pool to wait out
     for _ in range(warmup):
         for name in names:
             calls[name]()
@@ -314,12 +323,12 @@ def _bench_backbone(model: _Model, variants, batch_sizes, threads, warmups, iter
             if not np.isfinite(out).all():
                 raise ModelError(f"{what}: non-finite output with random weights; timings would not be representative")
             if VARIANTS[key].precision == "fp32":
-                try:
-                    checks[key] = {"max_abs_diff": check_parity(reference, out, atol, what)}
-                except ModelError as e:  # a wrong runtime, or a model ill-conditioned at random weights (resnest50)
-                    refused[key] = f"not timed: {str(e).split(': ', 1)[1].split('; ')[0]}"
+                diff, problem = _parity_problem(reference, out, atol)
+                if problem is not None:  # a wrong runtime, or a model ill-conditioned at random weights (resnest50)
+                    refused[key] = f"not timed: {problem}"
                     log(f"{what}: {refused[key]}")
                     continue
+                checks[key] = {"max_abs_diff": diff}
             else:
                 cos = _cosine_min(reference, out)
                 if not cos >= LOW_PRECISION_FLOOR:  # too lossy here: a row saying so, not timed
@@ -329,7 +338,7 @@ def _bench_backbone(model: _Model, variants, batch_sizes, threads, warmups, iter
                 checks[key] = {"min_cosine": cos}
             calls[key] = lambda emb=emb, crops=crops: emb._forward(crops)
         log(f"{model.name} batch {batch}: {len(calls)} variants interleaved ({warmup} warm-up, {iters} timed rounds)")
-        times = interleave(calls, warmup, iters, settle=int(len(calls) > 1))  # alone, nothing to settle
+        times = interleave(calls, warmup, iters)
         for key in variants:
             row = _row(model, key, batch, threads, warmup, iters)
             v = VARIANTS[key]
